@@ -1,0 +1,19 @@
+"""The HTTP API: one package per resource, each a ``resources.py`` (views) and ``schemas.py``."""
+
+from service.api.common import Api
+from service.api.datasets.resources import blp as datasets_blp
+from service.api.health.resources import blp as health_blp
+from service.api.jobs.resources import blp as jobs_blp
+from service.api.models.resources import blp as models_blp
+from service.api.models.schemas import PredictRequestSchema
+from service.api.datasets.schemas import DatasetUploadSchema
+from service.api.jobs.schemas import JobCreateSchema
+
+
+def register(api: Api) -> None:
+    """Register every blueprint and the request schemas referenced by hand-written docs."""
+    api.spec.components.schema("DatasetUpload", schema=DatasetUploadSchema)
+    api.spec.components.schema("JobCreate", schema=JobCreateSchema)
+    api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
+    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp):
+        api.register_blueprint(blueprint)

@@ -1,0 +1,111 @@
+"""What every resource package shares: the Api and Blueprint subclasses, base schemas,
+request-body reading and access to the app's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from typing import Any
+
+import flask_smorest
+from flask import current_app, request
+from marshmallow import RAISE, Schema, fields, validate
+from webargs.flaskparser import FlaskParser
+
+from service.config import Settings
+from service.db.session import Database
+from service.errors import UnsupportedMediaType, handle_http_exception
+from service.usecases.errors import InvalidRequest
+from service.usecases.jobs import Publisher
+from service.usecases.models import ModelCache
+
+MODEL_NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+    error="must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+
+
+@dataclass
+class Services:
+    """The per-process objects the views hand to the use cases."""
+
+    settings: Settings
+    database: Database
+    publisher: Publisher
+    models: ModelCache
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["trainserve"]
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, answering RFC 9457 problem+json instead of its own error body."""
+
+    def handle_http_exception(self, error):
+        return handle_http_exception(error)
+
+
+class _Parser(FlaskParser):
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A Blueprint whose argument validation failures are 400s."""
+
+    ARGUMENTS_PARSER = _Parser()
+
+
+class BaseSchema(Schema):
+    """Unknown fields are errors, never silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class PageArgsSchema(BaseSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+
+
+PROBLEM_RESPONSE = {"description": "A problem+json error (RFC 9457)"}
+
+
+def body_kind(*accepted: str) -> str:
+    """The request's media type if it is one of ``accepted``, else a 415 naming them."""
+    mimetype = request.mimetype
+    if mimetype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype or '(none)'!r} is not accepted here; use one of "
+            + ", ".join(accepted)
+        )
+    return mimetype
+
+
+def json_body() -> Any:
+    """The parsed JSON body; malformed JSON is a 400 that says where it breaks."""
+    try:
+        return json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", "body") from None
+
+
+def request_body_doc(schema_name: str, *extra: str, description: str = "") -> dict:
+    """An OpenAPI requestBody for an endpoint that reads JSON and other media types."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+    }
+    for kind in extra:
+        if kind == "text/csv":
+            content[kind] = {"schema": {"type": "string"}}
+        elif kind == "multipart/form-data":
+            content[kind] = {"schema": {"type": "object"}}
+    return {"requestBody": {"required": True, "content": content, "description": description}}
+
+
+def filename_stem(filename: str | None, default: str = "dataset") -> str:
+    """``data/iris.csv`` → ``iris``: the default name of an uploaded file's dataset or model."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    return stem or default

@@ -1,0 +1,1 @@
+"""/v1/datasets: upload and manage tables."""

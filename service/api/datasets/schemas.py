@@ -1,0 +1,37 @@
+"""Dataset schemas: upload in, dataset out."""
+
+from marshmallow import fields, validate
+
+from service.api.common import BaseSchema, PageArgsSchema
+
+
+class DatasetUploadSchema(BaseSchema):
+    name = fields.String(validate=validate.Length(1, 255))
+    records = fields.List(
+        fields.Dict(keys=fields.String()), required=True, validate=validate.Length(min=1)
+    )
+
+
+class DatasetQueryArgsSchema(PageArgsSchema):
+    pass
+
+
+class DatasetNameArgsSchema(BaseSchema):
+    name = fields.String(validate=validate.Length(1, 255))
+
+
+class ColumnSchema(BaseSchema):
+    name = fields.String()
+    type = fields.String(metadata={"enum": ["numeric", "categorical", "boolean"]})
+    missing = fields.Integer()
+    n_unique = fields.Integer()
+
+
+class DatasetSchema(BaseSchema):
+    id = fields.String()
+    name = fields.String()
+    n_rows = fields.Integer()
+    n_columns = fields.Integer()
+    size_bytes = fields.Integer()
+    columns = fields.List(fields.Nested(ColumnSchema))
+    created_at = fields.DateTime()

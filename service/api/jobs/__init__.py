@@ -1,0 +1,1 @@
+"""/v1/jobs: submit, watch and cancel training jobs."""

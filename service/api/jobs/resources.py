@@ -1,0 +1,123 @@
+"""Views of /v1/jobs."""
+
+import json
+
+from flask import request, url_for
+from flask.views import MethodView
+
+from service.api.common import (
+    PROBLEM_RESPONSE,
+    Blueprint,
+    body_kind,
+    filename_stem,
+    json_body,
+    request_body_doc,
+    services,
+)
+from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
+from service.usecases import jobs
+from service.usecases.errors import InvalidRequest
+
+blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(JobQueryArgsSchema, location="query")
+    @blp.response(200, JobSchema(many=True))
+    def get(self, args):
+        """List jobs, newest first, optionally filtered"""
+        return jobs.list_jobs(services().database, **args)
+
+    @blp.doc(
+        **request_body_doc(
+            "JobCreate",
+            "multipart/form-data",
+            description="JSON; or a form with `file` (CSV), `target`, optional `model_name` "
+            "(default: the file's stem), `features` (JSON list) and `hyperparameters` "
+            "(JSON object), to upload and train in one call.",
+        ),
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "schema": {"type": "string", "maxLength": 255},
+                "description": "A retried POST with the same key returns the same job",
+            }
+        ],
+    )
+    @blp.response(202, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
+    @blp.alt_response(415, description="Unsupported Content-Type")
+    def post(self):
+        """Submit a training job"""
+        svc = services()
+        kind = body_kind("application/json", "multipart/form-data")
+        upload = upload_name = None
+        if kind == "application/json":
+            body = JobCreateSchema().load(json_body())
+        else:
+            body, upload, upload_name = _form_job()
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > 255:
+            raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
+        job = jobs.submit_job(
+            svc.database,
+            svc.settings,
+            svc.publisher,
+            jobs.JobRequest(**body),
+            idempotency_key=key,
+            upload=upload,
+            upload_name=upload_name,
+        )
+        return job, {"Location": url_for("jobs.JobById", job_id=job.id)}
+
+
+@blp.route("/<string:job_id>")
+class JobById(MethodView):
+    @blp.response(200, JobSchema)
+    @blp.alt_response(404, description="No such job")
+    def get(self, job_id):
+        """Get a job's status and progress"""
+        return jobs.get_job(services().database, job_id)
+
+
+@blp.route("/<string:job_id>/metrics")
+class JobMetrics(MethodView):
+    @blp.response(200, MetricsSchema)
+    @blp.alt_response(404, description="No such job")
+    def get(self, job_id):
+        """Get every finished epoch's metrics (also while the job runs)"""
+        return {"epochs": jobs.job_metrics(services().database, job_id)}
+
+
+@blp.route("/<string:job_id>/cancel")
+class JobCancel(MethodView):
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, description="No such job")
+    @blp.alt_response(409, description="The job has already finished")
+    def post(self, job_id):
+        """Cancel a job (a running one stops within a few seconds)"""
+        return jobs.cancel_job(services().database, job_id)
+
+
+def _form_job():
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
+    data = {}
+    for name in ("target", "model_name", "dataset_id"):
+        if name in request.form:
+            data[name] = request.form[name]
+    data.setdefault("model_name", filename_stem(upload.filename, "model"))
+    for name in ("features", "hyperparameters"):
+        if name in request.form:
+            try:
+                data[name] = json.loads(request.form[name])
+            except ValueError as exc:
+                raise InvalidRequest(f"is not valid JSON: {exc}", name) from None
+    unknown = set(request.form) - {"target", "model_name", "features", "hyperparameters", "name"}
+    if unknown:
+        raise InvalidRequest("unknown form field", sorted(unknown)[0])
+    body = JobCreateSchema().load(data)
+    return body, upload.read(), request.form.get("name") or filename_stem(upload.filename)

@@ -1,0 +1,125 @@
+"""Job schemas: hyperparameters and submission in; job, metrics out."""
+
+from marshmallow import fields, validate
+
+from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
+from service.db.models import JOB_STATUSES
+from service.ml.network import ACTIVATIONS
+from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
+
+_D = TrainingConfig()
+
+
+class HyperparametersSchema(BaseSchema):
+    """Every knob of the network and its training, each with a default."""
+
+    hidden_layers = fields.List(
+        fields.Integer(validate=validate.Range(1, 8192)),
+        load_default=list(_D.hidden_layers),
+        validate=validate.Length(max=16),
+        metadata={"description": "Width of each hidden layer, input side first"},
+    )
+    activation = fields.String(
+        load_default=_D.activation, validate=validate.OneOf(list(ACTIVATIONS))
+    )
+    dropout = fields.Float(
+        load_default=_D.dropout, validate=validate.Range(0.0, 1.0, max_inclusive=False)
+    )
+    optimizer = fields.String(load_default=_D.optimizer, validate=validate.OneOf(OPTIMIZERS))
+    learning_rate = fields.Float(
+        load_default=_D.learning_rate, validate=validate.Range(0.0, 10.0, min_inclusive=False)
+    )
+    momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
+    weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
+    batch_size = fields.Integer(load_default=_D.batch_size, validate=validate.Range(1, 65536))
+    epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(1, 100_000))
+    validation_fraction = fields.Float(
+        load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
+    )
+    early_stopping_patience = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0, 10_000),
+        metadata={"description": "Stop after this many epochs without a better validation loss "
+                  "and keep the best epoch's weights; null: off"},
+    )
+    lr_scheduler = fields.String(
+        load_default=_D.lr_scheduler, validate=validate.OneOf(LR_SCHEDULERS)
+    )
+    lr_step_size = fields.Integer(load_default=_D.lr_step_size, validate=validate.Range(1, 10_000))
+    lr_gamma = fields.Float(
+        load_default=_D.lr_gamma, validate=validate.Range(0.0, 1.0, min_inclusive=False)
+    )
+    seed = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0, 2**31 - 1),
+        metadata={"description": "Random seed; null: one is drawn and stored with the job"},
+    )
+
+
+class JobCreateSchema(BaseSchema):
+    dataset_id = fields.String(metadata={"description": "Required unless a file is uploaded"})
+    target = fields.String(required=True, validate=validate.Length(1, 255))
+    features = fields.List(
+        fields.String(validate=validate.Length(1, 255)),
+        validate=validate.Length(min=1),
+        metadata={"description": "Default: every column but the target"},
+    )
+    model_name = fields.String(required=True, validate=MODEL_NAME)
+    hyperparameters = fields.Nested(HyperparametersSchema, load_default=lambda: {})
+
+
+class JobQueryArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
+    model_name = fields.String()
+    dataset_id = fields.String()
+
+
+class EpochMetricSchema(BaseSchema):
+    epoch = fields.Integer()
+    train_loss = fields.Float()
+    val_loss = fields.Float(allow_none=True)
+    val_accuracy = fields.Float(allow_none=True)
+    learning_rate = fields.Float()
+    duration_s = fields.Float()
+
+
+class MetricsSchema(BaseSchema):
+    epochs = fields.List(fields.Nested(EpochMetricSchema))
+
+
+class ModelRefSchema(BaseSchema):
+    name = fields.String()
+    version = fields.Integer()
+
+
+class JobErrorSchema(BaseSchema):
+    type = fields.String()
+    message = fields.String()
+    trace = fields.String()
+
+
+class JobSchema(BaseSchema):
+    id = fields.String()
+    status = fields.String(metadata={"enum": list(JOB_STATUSES)})
+    dataset_id = fields.String(allow_none=True)
+    target = fields.String()
+    features = fields.List(fields.String())
+    model_name = fields.String()
+    hyperparameters = fields.Dict()
+    epoch = fields.Integer(metadata={"description": "Epochs finished so far"})
+    epochs = fields.Integer()
+    attempt = fields.Integer()
+    cancel_requested = fields.Boolean()
+    latest = fields.Nested(EpochMetricSchema, allow_none=True)
+    model = fields.Method("_model", allow_none=True, metadata={"type": "object"})
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+    def _model(self, job):
+        if job.model_version is None:
+            return None
+        return {"name": job.model_name, "version": job.model_version}

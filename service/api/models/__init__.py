@@ -1,0 +1,1 @@
+"""/v1/models: trained model versions and predictions."""

@@ -1,0 +1,113 @@
+"""Views of /v1/models."""
+
+from flask import request
+from flask.views import MethodView
+
+from service.api.common import (
+    PROBLEM_RESPONSE,
+    Blueprint,
+    body_kind,
+    json_body,
+    request_body_doc,
+    services,
+)
+from service.api.models.schemas import (
+    ModelSchema,
+    ModelSummarySchema,
+    ModelVersionSchema,
+    PredictionSchema,
+    PredictRequestSchema,
+)
+from service.ml import tabular
+from service.usecases import models
+from service.usecases.errors import InvalidRequest
+
+blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models and predictions")
+
+
+@blp.route("")
+class Models(MethodView):
+    @blp.response(200, ModelSummarySchema(many=True))
+    def get(self):
+        """List models with their latest version"""
+        return models.list_models(services().database)
+
+
+@blp.route("/<string:name>")
+class ModelByName(MethodView):
+    @blp.response(200, ModelSchema)
+    @blp.alt_response(404, description="No such model")
+    def get(self, name):
+        """Get a model and its versions, newest first"""
+        return {"name": name, "versions": models.list_versions(services().database, name)}
+
+
+@blp.route("/<string:name>/versions/<int:version>")
+class ModelVersionView(MethodView):
+    @blp.response(200, ModelVersionSchema)
+    @blp.alt_response(404, description="No such model version")
+    def get(self, name, version):
+        """Get one model version: classes, input schema, hyperparameters, final metrics"""
+        return models.get_version(services().database, name, version)
+
+
+_PREDICT_DOC = request_body_doc(
+    "PredictRequest", "text/csv", description="JSON records, or CSV with a header row"
+)
+
+
+@blp.route("/<string:name>/predict")
+class PredictLatest(MethodView):
+    @blp.doc(**_PREDICT_DOC)
+    @blp.response(200, PredictionSchema)
+    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
+    @blp.alt_response(404, description="No such model")
+    @blp.alt_response(415, description="Unsupported Content-Type")
+    def post(self, name):
+        """Predict class probabilities with the latest version"""
+        return _predict(name, None)
+
+
+@blp.route("/<string:name>/versions/<int:version>/predict")
+class PredictVersion(MethodView):
+    @blp.doc(**_PREDICT_DOC)
+    @blp.response(200, PredictionSchema)
+    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
+    @blp.alt_response(404, description="No such model version")
+    @blp.alt_response(415, description="Unsupported Content-Type")
+    def post(self, name, version):
+        """Predict class probabilities with one version"""
+        return _predict(name, version)
+
+
+def _predict(name: str, version: int | None) -> dict:
+    svc = services()
+    limit = svc.settings.max_predict_rows
+    if body_kind("application/json", "text/csv") == "text/csv":
+        frame = tabular.read_csv(
+            request.get_data(), max_rows=limit, max_columns=svc.settings.max_columns
+        )
+    else:
+        records = PredictRequestSchema().load(json_body())["records"]
+        if len(records) > limit:
+            raise InvalidRequest(f"at most {limit} rows per request", "records")
+        frame = tabular.frame_from_records(
+            records, max_rows=limit, max_columns=svc.settings.max_columns
+        )
+    result = models.predict(svc.database, svc.models, name, version, frame)
+    keys = [class_key(c) for c in result.classes]
+    return {
+        "model": {"name": result.name, "version": result.version},
+        "classes": result.classes,
+        "predictions": [
+            {"label": label, "probabilities": dict(zip(keys, row.tolist(), strict=True))}
+            for label, row in zip(result.labels, result.probabilities, strict=True)
+        ],
+    }
+
+
+def class_key(label) -> str:
+    """A class label as a JSON object key: ``true``/``false`` for booleans, else its text."""
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    return str(label)

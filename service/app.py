@@ -1,0 +1,62 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from service.api import register
+from service.api.common import Api, Services
+from service.config import Settings
+from service.db.session import Database
+from service.errors import register_error_handlers
+from service.usecases.jobs import Publisher
+from service.usecases.models import ModelCache
+
+
+def create_app(config: Settings | None = None, *, publisher: Publisher | None = None) -> Flask:
+    """Build the Flask app.
+
+    Parameters
+    ----------
+    config:
+        Settings; default: read from the ``TRAINSERVE_*`` environment.
+    publisher:
+        Where submitted jobs are sent; default: the Celery broker of ``config``.
+    """
+    settings = config or Settings.from_env()
+    app = Flask("trainserve")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        API_TITLE="trainserve",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Train PyTorch classifiers on tabular data and serve their "
+                "class probabilities. Errors are RFC 9457 application/problem+json."
+            }
+        },
+    )
+    database = Database(settings.database_url)
+    if publisher is None:
+        from workers.celery_app import create_celery
+        from workers.publisher import CeleryPublisher
+
+        publisher = CeleryPublisher(create_celery(settings, database=database))
+    app.extensions["trainserve"] = Services(
+        settings=settings,
+        database=database,
+        publisher=publisher,
+        models=ModelCache(settings.model_cache_size),
+    )
+    api = Api(app)
+    register(api)
+    register_error_handlers(app)
+    logging.getLogger("service").setLevel(settings.log_level)
+    return app

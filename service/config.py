@@ -1,0 +1,92 @@
+"""Settings, read once from ``TRAINSERVE_*`` environment variables into a frozen dataclass.
+
+Every process (API, worker, sweeper, the CLI) builds its settings here and passes
+them down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "TRAINSERVE_"
+
+
+def default_home() -> Path:
+    """Where ``trainserve up`` keeps its files unless told otherwise."""
+    return Path(os.environ.get(f"{PREFIX}HOME", Path.home() / ".trainserve"))
+
+
+def sqlite_urls(home: Path) -> tuple[str, str]:
+    """The embedded database and broker URLs for a home directory."""
+    home = home.resolve()
+    return f"sqlite:///{home / 'trainserve.db'}", f"sqla+sqlite:///{home / 'broker.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration; each field is ``TRAINSERVE_<FIELD NAME IN CAPITALS>``."""
+
+    database_url: str = ""
+    broker_url: str = ""
+    # Queue the training tasks go to (the worker consumes it).
+    queue: str = "training"
+    # Limits, enforced before any work starts.
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_rows: int = 1_000_000
+    max_columns: int = 1_000
+    max_classes: int = 1_000
+    max_epochs: int = 1_000
+    max_parameters: int = 20_000_000
+    max_predict_rows: int = 10_000
+    # Reliability: the lease a worker holds on a running job, how often the sweeper
+    # runs, after how long an unclaimed queued job is published again, and how many
+    # attempts a job gets before it fails.
+    lease_seconds: float = 60.0
+    sweep_interval_seconds: float = 15.0
+    republish_after_seconds: float = 30.0
+    max_attempts: int = 3
+    # Torch threads per training process (0: cores / worker concurrency).
+    torch_threads: int = 0
+    # Loaded models kept per API process.
+    model_cache_size: int = 16
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``), then ``overrides``.
+
+        Unset database and broker URLs default to SQLite files under the home directory.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _parse(field, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        if not settings.database_url or not settings.broker_url:
+            home = Path(environ.get(f"{PREFIX}HOME") or default_home())
+            database_url, broker_url = sqlite_urls(home)
+            settings = dataclasses.replace(
+                settings,
+                database_url=settings.database_url or database_url,
+                broker_url=settings.broker_url or broker_url,
+            )
+        return settings
+
+
+def _parse(field: dataclasses.Field, raw: str) -> object:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{field.name.upper()} must be a {kind}, not {raw!r}") from None
+    return raw

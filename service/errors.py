@@ -1,0 +1,130 @@
+"""Every error a client sees, as RFC 9457 ``application/problem+json``, mapped in one place.
+
+Domain exceptions (``UseCaseError`` subclasses, the ML core's ``DataError``,
+marshmallow's ``ValidationError``) and HTTP exceptions (404 route, 405, 413, 415,
+malformed JSON, ...) all become ``{"type", "title", "status", "detail"}``, plus
+``errors`` (field → messages) for validation failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, json
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from service.ml.errors import DataError
+from service.usecases.errors import Conflict, InvalidRequest, NotFound, UseCaseError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+
+class UnsupportedMediaType(UseCaseError):
+    """The request body's Content-Type is not one the endpoint reads."""
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: dict[str, list[str]] | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build a problem+json response."""
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        # No problem-specific documentation exists yet, so the RFC's default type applies.
+        "type": "about:blank",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail or phrase,
+    }
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    response.headers.update(headers or {})
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as ``{"a.b[0]": ["..."]}``."""
+    if isinstance(messages, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in messages.items():
+            if isinstance(key, int):
+                path = f"{prefix}[{key}]"
+            elif key == "_schema":
+                path = prefix or "body"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            out.update(flatten_messages(value, path))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return {prefix or "body": messages}
+    if isinstance(messages, list):
+        return flatten_messages(dict(enumerate(messages)), prefix)
+    return {prefix or "body": [str(messages)]}
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Any werkzeug/webargs HTTP error as problem+json (validation errors as 400)."""
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    if messages is not None:
+        # webargs nests by location ("json", "query"); the field path is what matters.
+        if isinstance(messages, dict) and len(messages) == 1:
+            messages = next(iter(messages.values()))
+        errors = flatten_messages(messages)
+        return problem(400, _summary(errors), errors=errors, headers=data.get("headers"))
+    if isinstance(error, InternalServerError):
+        original = getattr(error, "original_exception", None)
+        if original is not None:
+            log.error("unhandled error", exc_info=original)
+        return problem(500, "an internal error occurred; it has been logged")
+    detail = error.description if status != 413 else "the request body is larger than the limit"
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return problem(status, detail, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map each domain exception to its status once."""
+
+    @app.errorhandler(NotFound)
+    def _not_found(error: NotFound):
+        return problem(404, error.message)
+
+    @app.errorhandler(Conflict)
+    def _conflict(error: Conflict):
+        return problem(409, error.message)
+
+    @app.errorhandler(InvalidRequest)
+    def _invalid(error: InvalidRequest):
+        field = error.field or "body"
+        return problem(400, error.message, errors={field: [error.message]})
+
+    @app.errorhandler(UnsupportedMediaType)
+    def _media(error: UnsupportedMediaType):
+        return problem(415, error.message)
+
+    @app.errorhandler(DataError)
+    def _data(error: DataError):
+        field = error.field or "body"
+        return problem(400, error.message, errors={field: [error.message]})
+
+    @app.errorhandler(ValidationError)
+    def _validation(error: ValidationError):
+        errors = flatten_messages(error.messages)
+        return problem(400, _summary(errors), errors=errors)
+
+
+def _summary(errors: dict[str, list[str]]) -> str:
+    field, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field}: {messages[0]}{more}"

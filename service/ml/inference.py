@@ -1,0 +1,94 @@
+"""A trained model as stored and served: safetensors weights plus a JSON description.
+
+Nothing here unpickles: weights load with ``safetensors``, the rest is JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from service.ml.errors import DataError
+from service.ml.network import Architecture, build_mlp
+from service.ml.preprocessing import FeatureEncoder
+from service.ml.tabular import coerce_columns
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class ModelBundle:
+    """Network, feature encoder and class labels: everything predict needs."""
+
+    arch: Architecture
+    encoder: FeatureEncoder
+    classes: tuple[Any, ...]
+    network: torch.nn.Module
+
+    @classmethod
+    def from_state(
+        cls,
+        arch: Architecture,
+        encoder: FeatureEncoder,
+        classes: tuple[Any, ...],
+        state: dict[str, torch.Tensor],
+    ) -> ModelBundle:
+        """Build the network of ``arch`` and load ``state`` into it."""
+        network = build_mlp(arch)
+        network.load_state_dict(state)
+        network.eval()
+        return cls(arch, encoder, tuple(classes), network)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON half of the stored model."""
+        return {
+            "format": BUNDLE_FORMAT,
+            "architecture": self.arch.to_json(),
+            "preprocessing": self.encoder.to_json(),
+            "classes": list(self.classes),
+        }
+
+    def weights(self) -> bytes:
+        """The safetensors half of the stored model."""
+        state = {k: v.contiguous() for k, v in self.network.state_dict().items()}
+        return save_safetensors(state)
+
+    @classmethod
+    def load(cls, description: dict[str, Any], weights: bytes) -> ModelBundle:
+        """Inverse of :meth:`describe` + :meth:`weights`."""
+        if description.get("format") != BUNDLE_FORMAT:
+            raise DataError(f"unknown model format {description.get('format')!r}")
+        return cls.from_state(
+            Architecture.from_json(description["architecture"]),
+            FeatureEncoder.from_json(description["preprocessing"]),
+            tuple(description["classes"]),
+            load_safetensors(weights),
+        )
+
+    def predict_proba(self, frame: pd.DataFrame, *, field: str = "records") -> np.ndarray:
+        """Probabilities of every class for every row, shape ``(rows, classes)``.
+
+        ``frame`` holds cells as text or JSON scalars; columns the model does not
+        know are a :class:`DataError`, absent feature columns are missing values.
+        """
+        unknown = [name for name in frame.columns if name not in self.encoder.types]
+        if unknown:
+            raise DataError(
+                f"unknown column {unknown[0]!r}; the model's features are "
+                f"{sorted(self.encoder.types)}",
+                f"{field}.{unknown[0]}",
+            )
+        typed = coerce_columns(frame, self.encoder.types, field=field)
+        x = torch.from_numpy(self.encoder.transform(typed))
+        with torch.inference_mode():
+            return torch.softmax(self.network(x).double(), dim=1).numpy()
+
+    def labels(self, probabilities: np.ndarray) -> list[Any]:
+        """The most probable class of each row."""
+        return [self.classes[i] for i in probabilities.argmax(axis=1)]

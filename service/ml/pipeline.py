@@ -1,0 +1,73 @@
+"""From a stored table to tensors ready for the trainer: select, split, fit, encode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from service.ml.errors import DataError
+from service.ml.network import Architecture
+from service.ml.preprocessing import FeatureEncoder, LabelEncoder, stratified_split
+from service.ml.training import Trainer, TrainingConfig, to_tensors
+
+
+@dataclass
+class PreparedData:
+    """The encoded splits with the fitted encoders."""
+
+    encoder: FeatureEncoder
+    labels: LabelEncoder
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    dropped_rows: int
+
+    def trainer(self, config: TrainingConfig) -> Trainer:
+        """A trainer for these splits with the network ``config`` describes."""
+        arch = Architecture(
+            n_inputs=self.encoder.n_inputs,
+            n_classes=len(self.labels.classes),
+            hidden_layers=config.hidden_layers,
+            activation=config.activation,
+            dropout=config.dropout,
+        )
+        return Trainer(arch, config, self.x_train, self.y_train, self.x_val, self.y_val)
+
+
+def prepare(
+    frame: pd.DataFrame,
+    target: str,
+    feature_types: dict[str, str],
+    *,
+    validation_fraction: float,
+    seed: int,
+) -> PreparedData:
+    """Drop rows without a target, split stratified, fit the encoder on the training part.
+
+    Parameters
+    ----------
+    frame:
+        The stored, normalised table.
+    target:
+        The column to predict.
+    feature_types:
+        Feature column → type, in input order.
+    validation_fraction, seed:
+        The share of each class held out, and the seed of the split.
+    """
+    labelled = frame[frame[target].notna()].reset_index(drop=True)
+    labels = LabelEncoder.fit(labelled[target])
+    if len(labels.classes) < 2:
+        raise DataError(f"the target column {target!r} needs at least two classes", "target")
+    codes = labels.encode(labelled[target])
+    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+    features = labelled[list(feature_types)]
+    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types)
+    x_train, y_train = to_tensors(encoder.transform(features.iloc[train_rows]), codes[train_rows])
+    x_val, y_val = to_tensors(encoder.transform(features.iloc[val_rows]), codes[val_rows])
+    return PreparedData(
+        encoder, labels, x_train, y_train, x_val, y_val, dropped_rows=len(frame) - len(labelled)
+    )

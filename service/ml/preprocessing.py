@@ -1,0 +1,188 @@
+"""The fitted feature encoder and the stratified split, both plain data serialisable as JSON.
+
+Numeric columns: median imputation, then standardisation with the training
+split's mean and standard deviation. Boolean columns: 0/1, missing imputed with
+the most frequent value. Categorical columns: one-hot over the categories seen in
+training, plus one slot shared by missing and unseen values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.ml.errors import DataError
+
+ENCODER_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ColumnEncoding:
+    """How one input column becomes one or more network inputs."""
+
+    name: str
+    type: str
+    median: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    fill: float | None = None
+    categories: tuple[str, ...] = ()
+
+    @property
+    def width(self) -> int:
+        """How many network inputs this column produces."""
+        return len(self.categories) + 1 if self.type == "categorical" else 1
+
+
+@dataclass(frozen=True)
+class FeatureEncoder:
+    """A fitted encoder: frame of typed columns in, float32 matrix out."""
+
+    columns: tuple[ColumnEncoding, ...]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, types: dict[str, str]) -> FeatureEncoder:
+        """Fit on the training split.
+
+        Parameters
+        ----------
+        frame:
+            The training rows, columns already normalised (see ``tabular``).
+        types:
+            Feature name → ``numeric`` | ``categorical`` | ``boolean``, in input order.
+        """
+        return cls(tuple(_fit_column(frame[name], name, kind) for name, kind in types.items()))
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the matrix :meth:`transform` returns."""
+        return sum(column.width for column in self.columns)
+
+    @property
+    def types(self) -> dict[str, str]:
+        """Feature name → type, in input order."""
+        return {column.name: column.type for column in self.columns}
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode every row at once.
+
+        Returns
+        -------
+        A C-contiguous float32 array of shape ``(len(frame), n_inputs)``.
+        """
+        out = np.zeros((len(frame), self.n_inputs), dtype=np.float32)
+        offset = 0
+        for column in self.columns:
+            _encode_into(out, offset, column, frame[column.name])
+            offset += column.width
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe description from which :meth:`from_json` rebuilds the encoder."""
+        return {"format": ENCODER_FORMAT, "columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureEncoder:
+        """Rebuild an encoder saved by :meth:`to_json`."""
+        if data.get("format") != ENCODER_FORMAT:
+            raise DataError(f"unknown encoder format {data.get('format')!r}")
+        return cls(
+            tuple(
+                ColumnEncoding(**{**c, "categories": tuple(c["categories"])})
+                for c in data["columns"]
+            )
+        )
+
+
+@dataclass(frozen=True)
+class LabelEncoder:
+    """Class labels ↔ integer codes, labels kept as JSON values (str, int, float or bool)."""
+
+    classes: tuple[Any, ...]
+
+    @classmethod
+    def fit(cls, target: pd.Series) -> LabelEncoder:
+        """Learn the sorted distinct non-missing values of the target column."""
+        values = target.dropna()
+        return cls(tuple(_json_label(v) for v in sorted(values.unique().tolist())))
+
+    def encode(self, target: pd.Series) -> np.ndarray:
+        """Codes 0..n_classes-1 as int64; every value must be a known class."""
+        lookup = {label: code for code, label in enumerate(self.classes)}
+        return np.fromiter((lookup[_json_label(v)] for v in target), dtype=np.int64)
+
+
+def stratified_split(
+    codes: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices so each class keeps its share in both parts.
+
+    Every class with at least two rows puts at least one in each part. The result
+    depends only on ``codes``, ``fraction`` and ``seed``.
+
+    Returns
+    -------
+    ``(train_indices, validation_indices)``, each sorted.
+    """
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        n_val = int(round(fraction * len(rows)))
+        if len(rows) >= 2:
+            n_val = min(max(n_val, 1), len(rows) - 1)
+        else:
+            n_val = 0
+        validation.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def _fit_column(column: pd.Series, name: str, kind: str) -> ColumnEncoding:
+    if kind == "numeric":
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        present = values[~np.isnan(values)]
+        if present.size == 0:
+            return ColumnEncoding(name, kind, median=0.0, mean=0.0, std=1.0)
+        median = float(np.median(present))
+        filled = np.where(np.isnan(values), median, values)
+        std = float(filled.std())
+        return ColumnEncoding(
+            name, kind, median=median, mean=float(filled.mean()), std=std if std > 0 else 1.0
+        )
+    if kind == "boolean":
+        present = column.dropna().astype(bool)
+        fill = 1.0 if len(present) and present.mean() >= 0.5 else 0.0
+        return ColumnEncoding(name, kind, fill=fill)
+    if kind == "categorical":
+        categories = sorted(str(v) for v in column.dropna().unique())
+        return ColumnEncoding(name, kind, categories=tuple(categories))
+    raise DataError(f"unknown column type {kind!r}", name)
+
+
+def _encode_into(out: np.ndarray, offset: int, column: ColumnEncoding, values: pd.Series) -> None:
+    if column.type == "numeric":
+        x = values.to_numpy(dtype="float64", na_value=np.nan)
+        x = np.where(np.isnan(x), column.median, x)
+        out[:, offset] = (x - column.mean) / column.std
+    elif column.type == "boolean":
+        x = values.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+        out[:, offset] = np.where(np.isnan(x), column.fill, x)
+    else:
+        # Unseen and missing values share the last slot.
+        codes = pd.Categorical(values, categories=list(column.categories)).codes
+        codes = np.where(codes < 0, len(column.categories), codes)
+        out[np.arange(len(values)), offset + codes] = 1.0
+
+
+def _json_label(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    return str(value)

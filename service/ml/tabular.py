@@ -1,0 +1,229 @@
+"""Parsing uploaded tables (CSV text or JSON records) and inferring column types.
+
+Every cell is read as text first, so CSV and JSON go through one inference path:
+a column is ``boolean`` when its values are true/false, ``numeric`` when they all
+parse as finite numbers, and ``categorical`` otherwise. The normalised frame
+(float64, pandas ``boolean``, strings) is what gets stored, as Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.ml.errors import DataError
+
+MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+COLUMN_TYPES = ("numeric", "categorical", "boolean")
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What was learned about one column at upload."""
+
+    name: str
+    type: str
+    missing: int
+    n_unique: int
+
+
+def read_csv(content: bytes, *, max_rows: int, max_columns: int) -> pd.DataFrame:
+    """Parse CSV bytes into a frame of strings (missing cells are ``NA``).
+
+    Parameters
+    ----------
+    content:
+        The raw upload, UTF-8 (a byte-order mark is allowed).
+    max_rows, max_columns:
+        Limits; a larger table is a :class:`DataError`.
+
+    Returns
+    -------
+    A frame of pandas strings, one column per header name.
+    """
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
+        ) from None
+    if not text.strip():
+        raise DataError("the file is empty", "file")
+    header = next(csv.reader(io.StringIO(text)), [])
+    _check_header(header, max_columns)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_values=list(MISSING_MARKERS),
+            skipinitialspace=True,
+            nrows=max_rows + 1,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"the CSV cannot be parsed: {_first_line(exc)}", "file") from None
+    return _check_rows(frame, max_rows)
+
+
+def frame_from_records(
+    records: Any, *, max_rows: int, max_columns: int, field: str = "records"
+) -> pd.DataFrame:
+    """Turn JSON records (a list of objects of scalars) into a frame of strings.
+
+    Booleans become ``"true"``/``"false"`` and numbers their decimal text, so JSON
+    uploads infer types exactly like CSV ones. Keys missing from a record are
+    missing values.
+    """
+    if not isinstance(records, list):
+        raise DataError("must be a list of objects", field)
+    if not records:
+        raise DataError("must contain at least one record", field)
+    if len(records) > max_rows:
+        raise DataError(f"has more than the limit of {max_rows} rows", field)
+    columns: dict[str, None] = {}
+    rows = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError("must be an object of column: value", f"{field}[{i}]")
+        row = {}
+        for key, value in record.items():
+            columns.setdefault(key, None)
+            row[key] = _cell_text(value, f"{field}[{i}].{key}")
+        rows.append(row)
+    _check_header(list(columns), max_columns)
+    frame = pd.DataFrame.from_records(rows, columns=list(columns)).astype("str")
+    return frame.mask(frame.isin(MISSING_MARKERS) | _pandas_missing(rows, columns))
+
+
+def infer_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[ColumnInfo]]:
+    """Infer each column's type and return the normalised frame with the column facts."""
+    out = {}
+    infos = []
+    for name in frame.columns:
+        column, kind = _normalise(frame[name], str(name))
+        out[name] = column
+        infos.append(
+            ColumnInfo(
+                name=str(name),
+                type=kind,
+                missing=int(column.isna().sum()),
+                n_unique=int(column.nunique(dropna=True)),
+            )
+        )
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame))), infos
+
+
+def coerce_columns(frame: pd.DataFrame, types: dict[str, str], *, field: str) -> pd.DataFrame:
+    """Convert a frame of strings to the given column types, naming any cell that does not fit.
+
+    Used at predict time, where the types are the ones fixed at training.
+    """
+    out = {}
+    for name, kind in types.items():
+        column = frame[name] if name in frame.columns else pd.Series(pd.NA, index=frame.index)
+        out[name] = _coerce(column.astype("str"), kind, name, field)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def to_parquet(frame: pd.DataFrame) -> bytes:
+    """Serialise a normalised frame as Parquet bytes."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def from_parquet(data: bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read Parquet bytes written by :func:`to_parquet`, optionally only some columns."""
+    return pd.read_parquet(io.BytesIO(data), columns=columns)
+
+
+def _check_header(names: list[str], max_columns: int) -> None:
+    if not names:
+        raise DataError("the file has no header row", "file")
+    if len(names) > max_columns:
+        raise DataError(f"{len(names)} columns is more than the limit of {max_columns}", "file")
+    seen = set()
+    for position, name in enumerate(names, start=1):
+        if not str(name).strip():
+            raise DataError(f"column {position} has an empty name", "file")
+        if name in seen:
+            raise DataError(f"column name {name!r} appears more than once", "file")
+        seen.add(name)
+
+
+def _check_rows(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise DataError("the file has a header but no data rows", "file")
+    if len(frame) > max_rows:
+        raise DataError(f"the file has more than the limit of {max_rows} rows", "file")
+    return frame
+
+
+def _cell_text(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DataError("must be a finite number", field)
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    raise DataError("must be a string, number, boolean or null", field)
+
+
+def _pandas_missing(rows: list[dict], columns: dict[str, None]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [[row.get(name) is None for name in columns] for row in rows], columns=list(columns)
+    )
+
+
+def _normalise(column: pd.Series, name: str) -> tuple[pd.Series, str]:
+    values = column.dropna()
+    if len(values) and values.isin(_TRUE | _FALSE).all():
+        return _coerce(column, "boolean", name, "file"), "boolean"
+    numbers = pd.to_numeric(values, errors="coerce")
+    if len(values) and numbers.notna().all():
+        return _coerce(column, "numeric", name, "file"), "numeric"
+    return column.astype("str"), "categorical"
+
+
+def _coerce(column: pd.Series, kind: str, name: str, field: str) -> pd.Series:
+    missing = column.isna() | column.isin(MISSING_MARKERS)
+    if kind == "categorical":
+        return column.mask(missing).astype("str")
+    if kind == "boolean":
+        truth = column.isin(_TRUE)
+        bad = ~(missing | truth | column.isin(_FALSE))
+        _raise_on_bad(column, bad, name, field, "true or false")
+        return truth.astype("boolean").mask(missing)
+    numbers = pd.to_numeric(column.mask(missing), errors="coerce").astype("float64")
+    bad = ~missing & numbers.isna()
+    _raise_on_bad(column, bad, name, field, "a number")
+    infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    _raise_on_bad(column, pd.Series(infinite, index=column.index), name, field, "a finite number")
+    return numbers
+
+
+def _raise_on_bad(column: pd.Series, bad: pd.Series, name: str, field: str, expected: str) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        where = name if field == "file" else f"{field}[{row}].{name}"
+        raise DataError(
+            f"column {name!r} must be {expected}; row {row + 1} has {column.iloc[row]!r}", where
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

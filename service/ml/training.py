@@ -1,0 +1,239 @@
+"""The epoch loop: small named steps, and ``fit`` yielding one plain record per epoch.
+
+The caller (the training use case) drives the generator: it decides what to do
+with each record (write a database row) and may ask the loop to stop through
+``should_stop``, checked between batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from service.ml.network import Architecture, build_mlp
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULERS = ("none", "step", "cosine", "reduce_on_plateau")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A job's hyperparameters after validation, with every default filled in."""
+
+    hidden_layers: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    dropout: float = 0.0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 20
+    validation_fraction: float = 0.2
+    early_stopping_patience: int | None = None
+    lr_scheduler: str = "none"
+    lr_step_size: int = 10
+    lr_gamma: float = 0.1
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        """JSON-safe form (lists, not tuples)."""
+        return {**asdict(self), "hidden_layers": list(self.hidden_layers)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainingConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls(**{**data, "hidden_layers": tuple(data["hidden_layers"])})
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did: plain floats and ints, one database row."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    duration_s: float
+    stop: bool = False
+
+    def metrics(self) -> dict:
+        """The record without the control flag, for storage."""
+        data = asdict(self)
+        del data["stop"]
+        return data
+
+
+@dataclass
+class Trainer:
+    """Trains one network on in-memory tensors.
+
+    Parameters
+    ----------
+    arch:
+        The network's shape.
+    config:
+        The hyperparameters.
+    x_train, y_train, x_val, y_val:
+        float32 features and int64 class codes; the validation part may be empty.
+    """
+
+    arch: Architecture
+    config: TrainingConfig
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    model: nn.Module = field(init=False)
+    best_epoch: int = field(init=False, default=0)
+    last_epoch: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        torch.manual_seed(self.config.seed)
+        self.model = build_mlp(self.arch)
+        self.optimizer = _make_optimizer(self.model, self.config)
+        self.scheduler = _make_scheduler(self.optimizer, self.config)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self._best_loss = math.inf
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._stale_epochs = 0
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        """One optimisation step on one batch; returns the batch's summed loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(xb), yb)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item() * len(yb)
+
+    def validation_step(self) -> tuple[float | None, float | None]:
+        """Loss and accuracy on the whole validation split, in large batches."""
+        if len(self.y_val) == 0:
+            return None, None
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        with torch.inference_mode():
+            for start in range(0, len(self.y_val), 8192):
+                xb = self.x_val[start : start + 8192]
+                yb = self.y_val[start : start + 8192]
+                logits = self.model(xb)
+                total_loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+                correct += int((logits.argmax(dim=1) == yb).sum())
+        n = len(self.y_val)
+        return total_loss / n, correct / n
+
+    def run_epoch(self, should_stop: Callable[[], bool]) -> float | None:
+        """Shuffle the training split and take one step per batch.
+
+        Returns the mean training loss, or ``None`` if ``should_stop`` interrupted it.
+        """
+        self.model.train()
+        order = torch.randperm(len(self.y_train), generator=self.generator)
+        total = 0.0
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            if should_stop():
+                return None
+            index = order[start : start + size]
+            total += self.train_step(self.x_train[index], self.y_train[index])
+        return total / len(order)
+
+    def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
+        """Train for up to ``config.epochs`` epochs, yielding one record per finished epoch.
+
+        Early stopping (``early_stopping_patience``) ends the loop with a record whose
+        ``stop`` is true, and :meth:`final_state` then returns the best epoch's weights.
+        """
+        for epoch in range(1, self.config.epochs + 1):
+            started = time.perf_counter()
+            learning_rate = self.optimizer.param_groups[0]["lr"]
+            train_loss = self.run_epoch(should_stop)
+            if train_loss is None:
+                return
+            val_loss, val_accuracy = self.validation_step()
+            self._step_scheduler(val_loss if val_loss is not None else train_loss)
+            stop = self._track_best(epoch, val_loss if val_loss is not None else train_loss)
+            self.last_epoch = epoch
+            yield EpochRecord(
+                epoch=epoch,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                learning_rate=learning_rate,
+                duration_s=time.perf_counter() - started,
+                stop=stop,
+            )
+            if stop:
+                return
+
+    def final_state(self) -> tuple[int, dict[str, torch.Tensor]]:
+        """The weights to keep and the epoch they come from.
+
+        With early stopping on, the best epoch's (lowest monitored loss); else the last.
+        """
+        if self.config.early_stopping_patience is not None and self._best_state is not None:
+            return self.best_epoch, self._best_state
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return self.last_epoch, state
+
+    def _step_scheduler(self, monitored: float) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(monitored)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def _track_best(self, epoch: int, monitored: float) -> bool:
+        if monitored < self._best_loss:
+            self._best_loss = monitored
+            self.best_epoch = epoch
+            self._stale_epochs = 0
+            if self.config.early_stopping_patience is not None:
+                self._best_state = copy.deepcopy(self.model.state_dict())
+            return False
+        self._stale_epochs += 1
+        patience = self.config.early_stopping_patience
+        return patience is not None and self._stale_epochs > patience
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 features and int64 codes as tensors sharing the arrays' memory."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
+        np.ascontiguousarray(y, dtype=np.int64)
+    )
+
+
+def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=config.learning_rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
+    if config.lr_scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma
+        )
+    if config.lr_scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.lr_scheduler == "reduce_on_plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.lr_gamma, patience=max(1, config.lr_step_size // 5)
+        )
+    return None

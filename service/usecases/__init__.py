@@ -1,0 +1,9 @@
+"""Orchestration: a session, storage and the ML core; no HTTP, no Celery.
+
+Exception hierarchy (mapped to problem+json once, in ``service.errors``)::
+
+    UseCaseError
+    ├── NotFound         an id or name that does not exist        → 404
+    ├── Conflict         the request does not fit the state       → 409
+    └── InvalidRequest   a field's value cannot be used           → 400
+"""

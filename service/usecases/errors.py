@@ -1,0 +1,25 @@
+"""The use cases' exceptions (hierarchy in ``service.usecases``)."""
+
+
+class UseCaseError(Exception):
+    """Base class of every use-case error."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(UseCaseError):
+    """The resource named does not exist."""
+
+
+class Conflict(UseCaseError):
+    """The request is valid but the resource's state does not allow it."""
+
+
+class InvalidRequest(UseCaseError):
+    """A field of the request cannot be used; ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field

@@ -1,0 +1,259 @@
+"""Submit, read, list and cancel training jobs.
+
+A job is committed before it is published; if publishing fails the job stays
+queued with ``published_at`` empty and the sweeper publishes it (see ``sweeper``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.db.models import FINISHED_STATUSES, EpochMetric, Job, utcnow
+from service.db.session import Database
+from service.ml import tabular
+from service.ml.network import Architecture, count_parameters
+from service.ml.training import TrainingConfig
+from service.storage import DatabaseStorage
+from service.usecases.datasets import create_dataset, find_dataset
+from service.usecases.errors import Conflict, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """Delivers a job id to the workers; raises if the broker cannot take it."""
+
+    def publish(self, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated job submission (the API schema has checked each field's own range)."""
+
+    target: str
+    model_name: str
+    hyperparameters: dict[str, Any]
+    dataset_id: str | None = None
+    features: list[str] | None = None
+
+
+def submit_job(
+    db: Database,
+    settings: Settings,
+    publisher: Publisher,
+    request: JobRequest,
+    *,
+    idempotency_key: str | None = None,
+    upload: bytes | None = None,
+    upload_name: str | None = None,
+) -> Job:
+    """Check the request against its dataset, store the job, then publish it.
+
+    With ``upload`` (CSV bytes) the dataset is created in the same transaction, so a
+    rejected job leaves no dataset behind. With an ``idempotency_key`` already used,
+    the job that key created is returned and nothing new is stored.
+    """
+    if idempotency_key:
+        existing = _find_by_key(db, idempotency_key)
+        if existing is not None:
+            return existing
+    try:
+        with db.transaction() as session:
+            if upload is not None:
+                dataset = create_dataset(session, settings, name=upload_name, csv=upload)
+                request = replace(request, dataset_id=dataset.id)
+            job = _new_job(session, settings, request, idempotency_key)
+    except IntegrityError:
+        existing = _find_by_key(db, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    publish(db, publisher, job)
+    return job
+
+
+def publish(db: Database, publisher: Publisher, job: Job) -> bool:
+    """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
+    try:
+        publisher.publish(job.id)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweeper
+        log.warning("could not publish job %s (the sweeper will retry): %s", job.id, exc)
+        return False
+    with db.transaction() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(published_at=utcnow(), publish_count=Job.publish_count + 1)
+        )
+    return True
+
+
+def get_job(db: Database, job_id: str) -> Job:
+    with db.transaction() as session:
+        return find_job(session, job_id)
+
+
+def find_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+def list_jobs(
+    db: Database,
+    *,
+    status: str | None = None,
+    model_name: str | None = None,
+    dataset_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Job]:
+    """Newest first, optionally filtered."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id)
+    if status:
+        query = query.where(Job.status == status)
+    if model_name:
+        query = query.where(Job.model_name == model_name)
+    if dataset_id:
+        query = query.where(Job.dataset_id == dataset_id)
+    with db.transaction() as session:
+        return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def job_metrics(db: Database, job_id: str) -> list[EpochMetric]:
+    """Every finished epoch of the job, in order; readable while it runs."""
+    with db.transaction() as session:
+        find_job(session, job_id)
+        query = select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
+        return list(session.scalars(query))
+
+
+def cancel_job(db: Database, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask a running one to stop after its current batch."""
+    with db.transaction() as session:
+        job = find_job(session, job_id)
+        if job.status in FINISHED_STATUSES:
+            raise Conflict(f"job {job_id!r} has already finished ({job.status})")
+        if job.status == "queued":
+            job.status = "cancelled"
+            job.finished_at = utcnow()
+        job.cancel_requested = True
+        return job
+
+
+def _find_by_key(db: Database, key: str) -> Job | None:
+    with db.transaction() as session:
+        return session.scalar(select(Job).where(Job.idempotency_key == key))
+
+
+def _new_job(
+    session: Session, settings: Settings, request: JobRequest, idempotency_key: str | None
+) -> Job:
+    if request.dataset_id is None:
+        raise InvalidRequest("a dataset_id or an uploaded file is required", "dataset_id")
+    try:
+        dataset = find_dataset(session, request.dataset_id)
+    except NotFound as exc:
+        raise InvalidRequest(exc.message, "dataset_id") from None
+    columns = {c["name"]: c for c in dataset.columns}
+    if request.target not in columns:
+        raise InvalidRequest(
+            f"the dataset has no column {request.target!r}; its columns are {list(columns)}",
+            "target",
+        )
+    features = _features(request, columns)
+    hyperparameters = dict(request.hyperparameters)
+    if hyperparameters.get("seed") is None:
+        hyperparameters["seed"] = random.randrange(2**31)
+    config = TrainingConfig.from_json(hyperparameters)
+    _check_target(session, settings, dataset, request.target)
+    _check_size(settings, config, {name: columns[name] for name in features}, dataset.columns,
+                request.target)
+    job = Job(
+        dataset_id=dataset.id,
+        target=request.target,
+        features=features,
+        feature_types={name: columns[name]["type"] for name in features},
+        model_name=request.model_name,
+        hyperparameters=config.to_json(),
+        epochs=config.epochs,
+        idempotency_key=idempotency_key,
+        status="queued",
+        cancel_requested=False,
+        epoch=0,
+        attempt=0,
+        publish_count=0,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:
+    if request.features is None:
+        features = [name for name in columns if name != request.target]
+    else:
+        features = list(request.features)
+        for i, name in enumerate(features):
+            if name not in columns:
+                raise InvalidRequest(f"the dataset has no column {name!r}", f"features[{i}]")
+        if request.target in features:
+            raise InvalidRequest("the target cannot also be a feature", "features")
+        if len(set(features)) != len(features):
+            raise InvalidRequest("a feature is listed more than once", "features")
+    if not features:
+        raise InvalidRequest("at least one feature column is needed", "features")
+    return features
+
+
+def _check_target(session: Session, settings: Settings, dataset, target: str) -> None:
+    data = DatabaseStorage(session).get(dataset.blob_key)
+    counts = tabular.from_parquet(data, columns=[target])[target].value_counts(dropna=True)
+    if len(counts) < 2:
+        raise InvalidRequest(
+            f"the target column {target!r} has {len(counts)} distinct value(s); "
+            "a classifier needs at least two classes",
+            "target",
+        )
+    if len(counts) > settings.max_classes:
+        raise InvalidRequest(
+            f"the target column {target!r} has {len(counts)} classes, more than the limit of "
+            f"{settings.max_classes}",
+            "target",
+        )
+    single = counts[counts < 2]
+    if len(single):
+        raise InvalidRequest(
+            f"class {single.index[0]!r} of {target!r} has a single row; the stratified "
+            "validation split needs at least two rows of every class",
+            "target",
+        )
+
+
+def _check_size(settings, config: TrainingConfig, features: dict[str, dict], all_columns,
+                target: str) -> None:
+    if config.epochs > settings.max_epochs:
+        raise InvalidRequest(
+            f"must be at most {settings.max_epochs}", "hyperparameters.epochs"
+        )
+    n_inputs = sum(c["n_unique"] + 1 if c["type"] == "categorical" else 1
+                   for c in features.values())
+    n_classes = next(c["n_unique"] for c in all_columns if c["name"] == target)
+    arch = Architecture(n_inputs, n_classes, config.hidden_layers, config.activation,
+                        config.dropout)
+    n_params = count_parameters(arch)
+    if n_params > settings.max_parameters:
+        raise InvalidRequest(
+            f"the network would have {n_params:,} parameters, more than the limit of "
+            f"{settings.max_parameters:,}",
+            "hyperparameters.hidden_layers",
+        )

@@ -1,0 +1,145 @@
+"""Model versions: list, read, and predict with a per-process cache of loaded models."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from service.db.models import ModelVersion
+from service.db.session import Database
+from service.ml.inference import ModelBundle
+from service.storage import DatabaseStorage
+from service.usecases.errors import NotFound
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest_version: int
+    n_versions: int
+    updated_at: Any
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What predict returns: the version used, its classes, and per-row results."""
+
+    name: str
+    version: int
+    classes: list[Any]
+    labels: list[Any]
+    probabilities: Any  # ndarray (rows, classes)
+
+
+class ModelCache:
+    """A bounded LRU of loaded models, keyed by the immutable version id."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self._items: OrderedDict[str, ModelBundle] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> ModelBundle | None:
+        with self._lock:
+            bundle = self._items.get(key)
+            if bundle is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return bundle
+
+    def put(self, key: str, bundle: ModelBundle) -> None:
+        with self._lock:
+            self._items[key] = bundle
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def list_models(db: Database) -> list[ModelSummary]:
+    """One entry per model name, alphabetically."""
+    with db.transaction() as session:
+        rows = session.execute(
+            select(
+                ModelVersion.name,
+                func.max(ModelVersion.version),
+                func.count(),
+                func.max(ModelVersion.created_at),
+            )
+            .group_by(ModelVersion.name)
+            .order_by(ModelVersion.name)
+        ).all()
+    return [ModelSummary(name, latest, count, updated) for name, latest, count, updated in rows]
+
+
+def list_versions(db: Database, name: str) -> list[ModelVersion]:
+    """The versions of a model, newest first."""
+    with db.transaction() as session:
+        versions = list(
+            session.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.name == name)
+                .order_by(ModelVersion.version.desc())
+            )
+        )
+    if not versions:
+        raise NotFound(f"no model named {name!r}")
+    return versions
+
+
+def get_version(db: Database, name: str, version: int | None = None) -> ModelVersion:
+    """One version, or the latest when ``version`` is ``None``."""
+    query = select(ModelVersion).where(ModelVersion.name == name)
+    if version is None:
+        query = query.order_by(ModelVersion.version.desc()).limit(1)
+    else:
+        query = query.where(ModelVersion.version == version)
+    with db.transaction() as session:
+        found = session.scalar(query)
+    if found is None:
+        which = f"version {version} of model" if version is not None else "model"
+        raise NotFound(f"no {which} {name!r}")
+    return found
+
+
+def predict(
+    db: Database,
+    cache: ModelCache,
+    name: str,
+    version: int | None,
+    frame: pd.DataFrame,
+) -> Prediction:
+    """Class probabilities for each row of ``frame`` (cells as text)."""
+    found = get_version(db, name, version)
+    bundle = cache.get(found.id)
+    if bundle is None:
+        bundle = _load(db, found)
+        cache.put(found.id, bundle)
+    probabilities = bundle.predict_proba(frame)
+    return Prediction(
+        name=found.name,
+        version=found.version,
+        classes=list(bundle.classes),
+        labels=bundle.labels(probabilities),
+        probabilities=probabilities,
+    )
+
+
+def _load(db: Database, found: ModelVersion) -> ModelBundle:
+    with db.transaction() as session:
+        weights = DatabaseStorage(session).get(found.weights_key)
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != found.weights_sha256:
+        raise RuntimeError(
+            f"weights of {found.name} v{found.version} fail their sha256 check; not loading them"
+        )
+    return ModelBundle.load(found.description, weights)

@@ -1,0 +1,110 @@
+"""Periodic upkeep that makes any broker safe: the database is the source of truth.
+
+One pass (:func:`sweep`):
+
+1. a running job whose lease expired lost its worker: it goes back to ``queued``
+   (or ends ``failed`` once it has used ``max_attempts``);
+2. a queued job that was never published, or whose last publish is older than
+   ``republish_after_seconds`` × 2^(publishes − 1) (capped at 10 minutes), is
+   published again. A duplicate message is harmless: the claim drops it.
+
+Several sweepers may run at once; every change is a conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from service.config import Settings
+from service.db.models import Job, utcnow
+from service.db.session import Database
+from service.usecases.jobs import Publisher, publish
+
+log = logging.getLogger(__name__)
+
+MAX_REPUBLISH_DELAY_S = 600.0
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+
+
+def sweep(
+    db: Database, settings: Settings, publisher: Publisher, now: datetime | None = None
+) -> SweepReport:
+    """One pass of upkeep; safe to run concurrently with workers and other sweepers."""
+    now = now or utcnow()
+    report = SweepReport()
+    _recover_expired(db, settings, now, report)
+    _republish(db, settings, publisher, now, report)
+    return report
+
+
+def _recover_expired(db: Database, settings: Settings, now: datetime, report: SweepReport):
+    with db.transaction() as session:
+        expired = session.execute(
+            select(Job.id, Job.attempt).where(Job.status == "running", Job.lease_until < now)
+        ).all()
+    for job_id, attempt in expired:
+        exhausted = attempt >= settings.max_attempts
+        values = (
+            {
+                "status": "failed",
+                "finished_at": now,
+                "error": {
+                    "type": "worker_lost",
+                    "message": f"the worker running the job was lost {attempt} time(s); "
+                    f"giving up after {settings.max_attempts} attempts",
+                },
+            }
+            if exhausted
+            else {"status": "queued", "published_at": None}
+        )
+        with db.transaction() as session:
+            changed = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.attempt == attempt,
+                    Job.status == "running",
+                    Job.lease_until < now,
+                )
+                .values(lease_until=None, **values)
+                .returning(Job.id)
+            ).first()
+        if changed is None:
+            continue
+        if exhausted:
+            log.warning("job %s: lease expired after attempt %d; failed", job_id, attempt)
+            report.failed.append(job_id)
+        else:
+            log.warning("job %s: lease of attempt %d expired; requeued", job_id, attempt)
+            report.requeued.append(job_id)
+
+
+def _republish(
+    db: Database, settings: Settings, publisher: Publisher, now: datetime, report: SweepReport
+):
+    with db.transaction() as session:
+        queued = list(
+            session.scalars(select(Job).where(Job.status == "queued").order_by(Job.created_at))
+        )
+    for job in queued:
+        if job.published_at is not None:
+            delay = min(
+                settings.republish_after_seconds * 2 ** max(job.publish_count - 1, 0),
+                MAX_REPUBLISH_DELAY_S,
+            )
+            if job.published_at > now - timedelta(seconds=delay):
+                continue
+        if not publish(db, publisher, job):
+            return  # the broker is down: try again on the next pass
+        log.info("job %s: published again (it was never claimed)", job.id)
+        report.published.append(job.id)

@@ -1,0 +1,75 @@
+"""The Celery app, built from :class:`~service.config.Settings` by :func:`create_celery`.
+
+Settings for long, idempotent training tasks (see docs/architecture.md): late acks,
+reject on worker lost, prefetch 1, one task per child process, and no result backend
+(the job row in the database is the result).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from service.config import Settings
+from service.db.session import Database
+
+TRAIN_TASK = "trainserve.train_job"
+
+
+@dataclass
+class WorkerContext:
+    """What a task needs, created with the app and re-bound after each fork."""
+
+    settings: Settings
+    database: Database
+    concurrency: int = 1
+
+
+def create_celery(
+    settings: Settings, *, concurrency: int = 1, database: Database | None = None
+) -> Celery:
+    """Build the Celery app for ``settings``; importing this module does nothing."""
+    app = Celery("trainserve", broker=settings.broker_url, set_as_current=True)
+    transport_options: dict = {"visibility_timeout": 12 * 3600}
+    if settings.broker_url.startswith("sqla+"):
+        transport_options = {"polling_interval": 1.0}
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        broker_transport_options=transport_options,
+        include=["workers.tasks"],
+    )
+    app.trainserve = WorkerContext(
+        settings, database or Database(settings.database_url), concurrency
+    )
+    return app
+
+
+@worker_process_init.connect
+def _init_child(**_kwargs) -> None:
+    """In each forked pool process: fresh DB connections and this process's torch threads."""
+    from celery import current_app
+
+    context: WorkerContext | None = getattr(current_app, "trainserve", None)
+    if context is None:
+        return
+    context.database.after_fork()
+    import torch
+
+    threads = context.settings.torch_threads or max(
+        1, (os.cpu_count() or 1) // max(1, context.concurrency)
+    )
+    torch.set_num_threads(threads)

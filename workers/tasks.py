@@ -1,0 +1,18 @@
+"""Thin tasks: a job id in, the use case does the work."""
+
+from __future__ import annotations
+
+import os
+
+from celery import shared_task
+
+from service.usecases.training import run_training
+from workers.celery_app import TRAIN_TASK
+
+
+@shared_task(name=TRAIN_TASK, bind=True)
+def train_job(self, job_id: str) -> str:
+    """Run one attempt of the job; a duplicate or stale message is dropped by the claim."""
+    context = self.app.trainserve
+    worker = f"{self.request.hostname}/{os.getpid()}"
+    return run_training(context.database, context.settings, job_id, worker)
