@@ -35,7 +35,9 @@ def create_celery(
     app = Celery("trainserve", broker=settings.broker_url, set_as_current=True)
     transport_options: dict = {"visibility_timeout": 12 * 3600}
     if settings.broker_url.startswith("sqla+"):
-        transport_options = {"polling_interval": 1.0}
+        # kombu's SQLAlchemy transport hands these to create_engine (it polls every 1 s);
+        # a generous busy timeout rides out the API and worker writing at once.
+        transport_options = {"connect_args": {"timeout": 30}}
     app.conf.update(
         task_default_queue=settings.queue,
         task_acks_late=True,

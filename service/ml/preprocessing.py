@@ -173,7 +173,7 @@ def _encode_into(out: np.ndarray, offset: int, column: ColumnEncoding, values: p
         out[:, offset] = np.where(np.isnan(x), column.fill, x)
     else:
         # Unseen and missing values share the last slot.
-        codes = pd.Categorical(values, categories=list(column.categories)).codes
+        codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
         codes = np.where(codes < 0, len(column.categories), codes)
         out[np.arange(len(values)), offset + codes] = 1.0
 

@@ -98,9 +98,14 @@ def frame_from_records(
             columns.setdefault(key, None)
             row[key] = _cell_text(value, f"{field}[{i}].{key}")
         rows.append(row)
-    _check_header(list(columns), max_columns)
-    frame = pd.DataFrame.from_records(rows, columns=list(columns)).astype("str")
-    return frame.mask(frame.isin(MISSING_MARKERS) | _pandas_missing(rows, columns))
+    if columns:  # records of only {} are fine at predict time: every feature missing
+        _check_header(list(columns), max_columns)
+    frame = pd.DataFrame(
+        {name: [row.get(name) for row in rows] for name in columns},
+        index=pd.RangeIndex(len(rows)),
+        dtype="str",
+    )
+    return frame.mask(frame.isin(MISSING_MARKERS))
 
 
 def infer_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[ColumnInfo]]:
@@ -181,12 +186,6 @@ def _cell_text(value: Any, field: str) -> str | None:
     if isinstance(value, str):
         return value
     raise DataError("must be a string, number, boolean or null", field)
-
-
-def _pandas_missing(rows: list[dict], columns: dict[str, None]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [[row.get(name) is None for name in columns] for row in rows], columns=list(columns)
-    )
 
 
 def _normalise(column: pd.Series, name: str) -> tuple[pd.Series, str]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import Dataset, Job, new_id
 from service.db.session import Database
-from service.ml import tabular
+from service.ml import DataError, tabular
 from service.storage import DatabaseStorage
 from service.usecases.errors import Conflict, NotFound
 
@@ -44,6 +44,8 @@ def create_dataset(
         raw = tabular.frame_from_records(
             records, max_rows=settings.max_rows, max_columns=settings.max_columns
         )
+    if raw.shape[1] == 0:
+        raise DataError("the records have no columns", "records")
     frame, columns = tabular.infer_columns(raw)
     data = tabular.to_parquet(frame)
     dataset_id = new_id()

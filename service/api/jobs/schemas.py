@@ -67,7 +67,9 @@ class JobCreateSchema(BaseSchema):
         metadata={"description": "Default: every column but the target"},
     )
     model_name = fields.String(required=True, validate=MODEL_NAME)
-    hyperparameters = fields.Nested(HyperparametersSchema, load_default=lambda: {})
+    hyperparameters = fields.Nested(
+        HyperparametersSchema, load_default=lambda: HyperparametersSchema().load({})
+    )
 
 
 class JobQueryArgsSchema(PageArgsSchema):

@@ -1,0 +1,281 @@
+"""The ``trainserve`` command: run the service whole (``up``) or its parts separately."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from service.config import PREFIX, Settings, default_home, sqlite_urls
+
+log = logging.getLogger("trainserve")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    return args.run(args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainserve",
+        description="Train PyTorch classifiers on tabular data and serve their probabilities.",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run API + worker + sweeper on embedded defaults")
+    up.add_argument("--home", type=Path, default=None,
+                    help=f"where the files live (default {default_home()})")
+    up.add_argument("--host", default="127.0.0.1", help="address of the API (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="port of the API (default 8000)")
+    up.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
+    up.set_defaults(run=cmd_up)
+
+    api = sub.add_parser("api", help="run the API under gunicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=None,
+                     help="gunicorn worker processes (default: the number of cores, at least 2)")
+    api.set_defaults(run=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for training jobs")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs trained at once (default 1)")
+    worker.add_argument("--queues", default=None,
+                        help="comma-separated queues (default TRAINSERVE_QUEUE, 'training')")
+    worker.set_defaults(run=cmd_worker)
+
+    sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
+    sweeper.add_argument("--interval", type=float, default=None,
+                         help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)")
+    sweeper.set_defaults(run=cmd_sweeper)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="migrate the schema to the latest revision")
+    upgrade.set_defaults(run=cmd_db_upgrade)
+    return parser
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    _configure_logging(settings.log_level)
+    return settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_db_upgrade(_args) -> int:
+    from service.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    log.info("database schema is at head")
+    return 0
+
+
+def cmd_api(args) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    settings = _settings()
+    workers = args.workers or max(2, os.cpu_count() or 1)
+
+    class _Gunicorn(BaseApplication):
+        def load_config(self):
+            # No --preload: each worker builds its own app (torch and connections after fork).
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("post_fork", _api_post_fork)
+
+        def load(self):
+            from service.app import create_app
+
+            return create_app(settings)
+
+    log.info("API on http://%s:%d with %d workers", args.host, args.port, workers)
+    _Gunicorn().run()
+    return 0
+
+
+def _api_post_fork(_server, _worker) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def cmd_worker(args) -> int:
+    from workers.celery_app import create_celery
+
+    settings = _settings()
+    app = create_celery(settings, concurrency=args.concurrency)
+    queues = args.queues or settings.queue
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={args.concurrency}",
+            f"--queues={queues}",
+            "--pool=prefork",
+            f"--loglevel={settings.log_level}",
+            f"--hostname=trainserve-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
+
+
+def cmd_sweeper(args) -> int:
+    settings = _settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sweeper = _Sweeper(settings)
+    interval = args.interval or settings.sweep_interval_seconds
+    log.info("sweeper running every %.0f s", interval)
+    while not stop.is_set():
+        sweeper.run_once()
+        stop.wait(interval)
+    return 0
+
+
+class _Sweeper:
+    """The sweeper's database and publisher, created once and reused for every pass."""
+
+    def __init__(self, settings: Settings):
+        from service.db.session import Database
+        from workers.celery_app import create_celery
+        from workers.publisher import CeleryPublisher
+
+        self.settings = settings
+        self.database = Database(settings.database_url)
+        self.publisher = CeleryPublisher(create_celery(settings, database=self.database))
+
+    def run_once(self) -> None:
+        from service.usecases.sweeper import sweep
+
+        try:
+            report = sweep(self.database, self.settings, self.publisher)
+        except Exception:  # noqa: BLE001 - one failed pass must not end the loop
+            log.exception("sweep failed; will try again")
+            return
+        if report.requeued or report.failed or report.published:
+            log.info(
+                "sweep: %d requeued, %d failed, %d published",
+                len(report.requeued), len(report.failed), len(report.published),
+            )
+
+
+def cmd_up(args) -> int:
+    from service.db.migrate import upgrade
+
+    home = (args.home or default_home()).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    database_url, broker_url = sqlite_urls(home)
+    os.environ.setdefault(f"{PREFIX}DATABASE_URL", database_url)
+    os.environ.setdefault(f"{PREFIX}BROKER_URL", broker_url)
+    settings = _settings()
+    upgrade(settings.database_url)
+    supervisor = _Supervisor(
+        {
+            "worker": [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"],
+            "api": [sys.executable, "-m", "service.cli", "api", "--host", args.host,
+                    "--port", str(args.port), "--workers", str(args.workers)],
+        },
+        restart={"worker"},
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("trainserve up: home %s", home)
+    log.info("database %s; broker %s", settings.database_url, settings.broker_url)
+    supervisor.start()
+    sweeper = _Sweeper(settings)
+    log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
+    next_sweep = time.monotonic() + 5
+    code = 0
+    try:
+        while not stop.wait(1.0):
+            if not supervisor.check():
+                code = 1
+                break
+            if time.monotonic() >= next_sweep:
+                sweeper.run_once()
+                next_sweep = time.monotonic() + settings.sweep_interval_seconds
+    finally:
+        log.info("stopping")
+        supervisor.stop()
+    log.info("stopped")
+    return code
+
+
+class _Supervisor:
+    """Child processes of ``trainserve up``: restarts the ones in ``restart`` when they die."""
+
+    def __init__(self, commands: dict[str, list[str]], restart: set[str]):
+        self.commands = commands
+        self.restart = restart
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
+
+    def start(self) -> None:
+        for name in self.commands:
+            self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
+        # A session of its own: Ctrl-C reaches only `up`, which stops children in order.
+        self.children[name] = subprocess.Popen(self.commands[name], start_new_session=True)
+
+    def check(self) -> bool:
+        """Restart dead restartable children; ``False`` if a vital one died."""
+        for name, child in list(self.children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            if name not in self.restart:
+                log.error("%s exited with status %s; stopping", name, code)
+                return False
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            log.warning("%s exited with status %s; restarting it (restart %d)",
+                        name, code, self.restarts[name])
+            time.sleep(min(30, 2 ** min(self.restarts[name], 5)) if self.restarts[name] > 3 else 1)
+            self._spawn(name)
+        return True
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                # SIGQUIT is Celery's cold shutdown: the job's lease lapses and the
+                # sweeper hands it to the next worker. gunicorn stops gracefully on TERM.
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, child in self.children.items():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

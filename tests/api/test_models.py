@@ -1,0 +1,109 @@
+"""/v1/models and predict, on models trained in-process by the training use case."""
+
+import pytest
+
+from service.usecases.training import run_training
+from tests.data import mixed_csv
+
+
+@pytest.fixture
+def trained(app, client):
+    """Two versions of model ``iris``."""
+    dataset = client.post("/v1/datasets", data=mixed_csv(), content_type="text/csv").get_json()
+    svc = app.extensions["trainserve"]
+    for epochs in (2, 25):
+        job = client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": dataset["id"],
+                "target": "species",
+                "model_name": "iris",
+                "hyperparameters": {"epochs": epochs, "learning_rate": 0.01, "seed": 0},
+            },
+        ).get_json()
+        assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    return dataset
+
+
+def test_models_and_versions(client, trained):
+    assert client.get("/v1/models").get_json()[0]["name"] == "iris"
+    assert client.get("/v1/models").get_json()[0]["latest_version"] == 2
+    versions = client.get("/v1/models/iris").get_json()["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    v1 = client.get("/v1/models/iris/versions/1").get_json()
+    assert v1["classes"] == ["setosa", "versicolor", "virginica"]
+    assert v1["features"] == ["x1", "x2", "colour", "flag"]
+    assert v1["input_schema"][2] == {
+        "name": "colour", "type": "categorical", "categories": ["blue", "green", "red"]
+    }
+    assert v1["hyperparameters"]["epochs"] == 2 and len(v1["weights_sha256"]) == 64
+    assert v1["metrics"]["epoch"] == 2 and 0 <= v1["metrics"]["val_accuracy"] <= 1
+    assert client.get("/v1/models/iris/versions/9").status_code == 404
+    assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_predict_latest_returns_probabilities_per_class(client, trained):
+    records = [
+        {"x1": 2.0, "x2": 1.0, "colour": "red", "flag": True},
+        {"x1": -2.0, "x2": -1.0, "colour": "blue", "flag": False},
+        {"x1": None, "colour": "never-seen"},
+    ]
+    response = client.post("/v1/models/iris/predict", json={"records": records})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["model"] == {"name": "iris", "version": 2}
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert len(body["predictions"]) == 3
+    for row in body["predictions"]:
+        assert set(row["probabilities"]) == set(body["classes"])
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+    assert body["predictions"][0]["label"] == "virginica"
+    assert body["predictions"][1]["label"] == "setosa"
+
+
+def test_rows_with_every_feature_missing_are_predicted_as_at_training(client, trained):
+    response = client.post("/v1/models/iris/predict", json={"records": [{}, {}]})
+    assert response.status_code == 200
+    assert len(response.get_json()["predictions"]) == 2
+
+
+def test_predict_a_version_with_a_csv_body(client, trained):
+    response = client.post(
+        "/v1/models/iris/versions/1/predict",
+        data=b"x1,x2,colour,flag\n1.0,NA,green,false\n",
+        content_type="text/csv",
+    )
+    assert response.status_code == 200
+    assert response.get_json()["model"] == {"name": "iris", "version": 1}
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"records": [{"x1": "abc"}]}, "records[0].x1"),
+        ({"records": [{"x1": 1}, {"flag": "maybe"}]}, "records[1].flag"),
+        ({"records": [{"petal": 1}]}, "records.petal"),
+        ({"records": []}, "records"),
+        ({"rows": []}, "rows"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_predict_requests_are_400_naming_the_field(client, trained, body, field):
+    response = client.post("/v1/models/iris/predict", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert response.content_type == "application/problem+json"
+    assert field in response.get_json()["errors"]
+
+
+def test_predict_unknown_model_is_404_and_wrong_media_type_415(client, trained):
+    assert client.post("/v1/models/nope/predict", json={"records": [{}]}).status_code == 404
+    response = client.post("/v1/models/iris/predict", data="x", content_type="text/plain")
+    assert response.status_code == 415
+
+
+def test_loaded_models_are_cached(app, client, trained):
+    cache = app.extensions["trainserve"].models
+    for _ in range(3):
+        client.post("/v1/models/iris/predict", json={"records": [{"x1": 1}]})
+    assert cache.misses == 1 and cache.hits == 2

@@ -1,0 +1,80 @@
+"""Shared fixtures: settings on a migrated SQLite file, the app, a client, a fake publisher.
+
+PostgreSQL and Redis fixtures live in tests/integration/conftest.py and fail, never
+skip, when the services are down.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.db.session import Database
+
+
+class RecordingPublisher:
+    """A publisher that remembers what it was asked to send (and can be made to fail)."""
+
+    def __init__(self):
+        self.published: list[str] = []
+        self.down = False
+
+    def publish(self, job_id: str) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+        self.published.append(job_id)
+
+    def ping(self) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'trainserve.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return Settings.from_env({}, database_url=database_url, broker_url="memory://")
+
+
+@pytest.fixture
+def db(settings):
+    database = Database(settings.database_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def app(settings, publisher):
+    from service.app import create_app
+
+    app = create_app(settings, publisher=publisher)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["trainserve"].database.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

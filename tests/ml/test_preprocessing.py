@@ -1,0 +1,71 @@
+"""The fitted encoder and the stratified split."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from service.ml.preprocessing import FeatureEncoder, LabelEncoder, stratified_split
+from service.ml.tabular import infer_columns, read_csv
+from tests.data import mixed_csv
+
+TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+
+
+def table():
+    frame, _ = infer_columns(read_csv(mixed_csv(), max_rows=10_000, max_columns=10))
+    return frame
+
+
+def test_encoder_survives_a_json_round_trip_exactly():
+    frame = table()
+    encoder = FeatureEncoder.fit(frame, TYPES)
+    again = FeatureEncoder.from_json(json.loads(json.dumps(encoder.to_json())))
+    assert again == encoder
+    np.testing.assert_array_equal(again.transform(frame), encoder.transform(frame))
+
+
+def test_shapes_standardisation_and_one_hot():
+    frame = table()
+    encoder = FeatureEncoder.fit(frame, TYPES)
+    x = encoder.transform(frame)
+    # x1, x2, colour (3 categories + missing/unseen slot), flag
+    assert x.shape == (len(frame), 1 + 1 + 4 + 1) == (len(frame), encoder.n_inputs)
+    assert x.dtype == np.float32
+    assert abs(x[:, 0].mean()) < 1e-5 and abs(x[:, 0].std() - 1) < 1e-3
+    assert not np.isnan(x).any()
+    one_hot = x[:, 2:6]
+    assert (one_hot.sum(axis=1) == 1).all()
+
+
+def test_missing_and_unseen_categories_share_the_last_slot():
+    frame = table()
+    encoder = FeatureEncoder.fit(frame, TYPES)
+    new = pd.DataFrame(
+        {
+            "x1": [np.nan, 0.0],
+            "x2": [0.0, np.nan],
+            "colour": pd.Series(["purple", None], dtype="str"),
+            "flag": pd.Series([None, True], dtype="boolean"),
+        }
+    )
+    x = encoder.transform(new)
+    assert x[0, 2:6].tolist() == [0, 0, 0, 1] and x[1, 2:6].tolist() == [0, 0, 0, 1]
+    median = encoder.columns[0].median
+    expected = (median - encoder.columns[0].mean) / encoder.columns[0].std
+    assert x[0, 0] == np.float32(expected)
+
+
+def test_stratified_split_keeps_each_class_share_and_is_seeded():
+    codes = np.array([0] * 80 + [1] * 20)
+    train, val = stratified_split(codes, 0.25, seed=3)
+    assert len(set(train) & set(val)) == 0 and len(train) + len(val) == 100
+    assert (codes[val] == 0).sum() == 20 and (codes[val] == 1).sum() == 5
+    again = stratified_split(codes, 0.25, seed=3)
+    assert (again[0] == train).all() and (again[1] == val).all()
+
+
+def test_label_encoder_keeps_json_label_types():
+    labels = LabelEncoder.fit(pd.Series([2.0, 1.0, 2.0, None]))
+    assert labels.classes == (1, 2)
+    assert labels.encode(pd.Series([2.0, 1.0])).tolist() == [1, 0]

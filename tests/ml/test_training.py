@@ -1,0 +1,93 @@
+"""The network, the epoch loop and the stored model bundle."""
+
+import json
+
+import numpy as np
+import pytest
+
+from service.ml.inference import ModelBundle
+from service.ml.network import Architecture, build_mlp, count_parameters
+from service.ml.pipeline import prepare
+from service.ml.tabular import frame_from_records, infer_columns, read_csv
+from service.ml.training import TrainingConfig
+from tests.data import mixed_csv
+
+TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+
+
+def prepared(seed=0):
+    frame, _ = infer_columns(read_csv(mixed_csv(600), max_rows=10_000, max_columns=10))
+    return prepare(frame, "species", TYPES, validation_fraction=0.2, seed=seed)
+
+
+def test_parameter_count_matches_the_built_network():
+    arch = Architecture(7, 3, (16, 8), "tanh", 0.1)
+    network = build_mlp(arch)
+    assert count_parameters(arch) == sum(p.numel() for p in network.parameters())
+
+
+def test_a_small_table_is_learned_above_90_percent():
+    data = prepared()
+    trainer = data.trainer(TrainingConfig(epochs=40, learning_rate=0.01, seed=1))
+    records = list(trainer.fit())
+    assert [r.epoch for r in records] == list(range(1, 41))
+    assert records[-1].val_accuracy > 0.9
+    assert records[-1].train_loss < records[0].train_loss
+    for record in records:
+        json.dumps(record.metrics())  # plain data
+
+
+def test_same_seed_gives_identical_metrics():
+    def run():
+        trainer = prepared().trainer(TrainingConfig(epochs=5, seed=7, dropout=0.2))
+        return [(r.train_loss, r.val_loss, r.val_accuracy) for r in trainer.fit()]
+
+    assert run() == run()
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch():
+    trainer = prepared().trainer(
+        TrainingConfig(epochs=200, learning_rate=0.05, early_stopping_patience=3, seed=2)
+    )
+    records = list(trainer.fit())
+    assert records[-1].stop and len(records) < 200
+    best = min(records, key=lambda r: r.val_loss)
+    epoch, _ = trainer.final_state()
+    assert epoch == best.epoch
+
+
+def test_should_stop_interrupts_between_batches():
+    trainer = prepared().trainer(TrainingConfig(epochs=10, batch_size=8, seed=1))
+    calls = []
+
+    def stop_after_five():
+        calls.append(1)
+        return len(calls) > 5
+
+    assert list(trainer.fit(should_stop=stop_after_five)) == []
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "reduce_on_plateau"])
+def test_every_optimizer_and_scheduler_trains(optimizer, scheduler):
+    config = TrainingConfig(epochs=3, optimizer=optimizer, lr_scheduler=scheduler, seed=0)
+    records = list(prepared().trainer(config).fit())
+    assert len(records) == 3 and all(np.isfinite(r.train_loss) for r in records)
+
+
+def test_bundle_round_trip_gives_identical_probabilities_that_sum_to_one():
+    data = prepared()
+    trainer = data.trainer(TrainingConfig(epochs=3, seed=0))
+    list(trainer.fit())
+    _, state = trainer.final_state()
+    bundle = ModelBundle.from_state(trainer.arch, data.encoder, data.labels.classes, state)
+    loaded = ModelBundle.load(json.loads(json.dumps(bundle.describe())), bundle.weights())
+    rows = frame_from_records(
+        [{"x1": 0.3, "x2": -1, "colour": "red", "flag": True}, {"colour": "never-seen"}, {}],
+        max_rows=10,
+        max_columns=10,
+    )
+    p1, p2 = bundle.predict_proba(rows), loaded.predict_proba(rows)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0, atol=1e-12)
+    assert loaded.labels(p1)[0] in data.labels.classes
