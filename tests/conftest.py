@@ -72,7 +72,7 @@ def app(settings, publisher):
     app = create_app(settings, publisher=publisher)
     app.config["TESTING"] = True
     yield app
-    app.extensions["trainserve"].database.close()
+    app.extensions["trainserve"].close()
 
 
 @pytest.fixture

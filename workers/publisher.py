@@ -27,3 +27,7 @@ class CeleryPublisher:
         """Raise if the broker cannot be reached."""
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
+
+    def close(self) -> None:
+        """Release the broker connections of this process."""
+        self.app.close()

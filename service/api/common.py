@@ -34,6 +34,13 @@ class Services:
     publisher: Publisher
     models: ModelCache
 
+    def close(self) -> None:
+        """Release connections (tests and clean shutdowns)."""
+        self.database.close()
+        close = getattr(self.publisher, "close", None)
+        if close is not None:
+            close()
+
 
 def services() -> Services:
     """The current app's services."""

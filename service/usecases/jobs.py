@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -80,7 +81,7 @@ def submit_job(
     return job
 
 
-def publish(db: Database, publisher: Publisher, job: Job) -> bool:
+def publish(db: Database, publisher: Publisher, job: Job, now: datetime | None = None) -> bool:
     """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
     try:
         publisher.publish(job.id)
@@ -91,7 +92,7 @@ def publish(db: Database, publisher: Publisher, job: Job) -> bool:
         session.execute(
             update(Job)
             .where(Job.id == job.id)
-            .values(published_at=utcnow(), publish_count=Job.publish_count + 1)
+            .values(published_at=now or utcnow(), publish_count=Job.publish_count + 1)
         )
     return True
 

@@ -1,0 +1,112 @@
+"""Upload, train on a real Celery worker, watch the metrics, predict: on the embedded
+SQLite database and broker, and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from service.db.migrate import upgrade
+from tests.data import mixed_csv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def make_app():
+    apps = []
+
+    def make(settings):
+        apps.append(create_app(settings))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["trainserve"].close()
+
+
+@pytest.fixture(params=["embedded", "postgres+redis"])
+def backend_settings(request, tmp_path, queue_name):
+    if request.param == "embedded":
+        database_url = f"sqlite:///{tmp_path / 'trainserve.db'}"
+        broker_url = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    else:
+        database_url = request.getfixturevalue("postgres_url")
+        broker_url = request.getfixturevalue("redis_url")
+    upgrade(database_url)
+    return Settings.from_env({}, database_url=database_url, broker_url=broker_url,
+                             queue=queue_name)
+
+
+def wait_for(client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    seen_running = False
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        seen_running |= job["status"] == "running"
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make_app):
+    app = make_app(backend_settings)
+    client = app.test_client()
+    worker = start_worker(backend_settings)
+
+    dataset = client.post("/v1/datasets?name=flowers", data=mixed_csv(400),
+                          content_type="text/csv").get_json()
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "species",
+            "model_name": "flowers",
+            "hyperparameters": {"epochs": 12, "learning_rate": 0.01, "seed": 3},
+        },
+    )
+    assert response.status_code == 202
+    job = wait_for(client, response.get_json()["id"])
+    assert job["status"] == "succeeded", (job, worker.output()[-3000:])
+    assert job["model"] == {"name": "flowers", "version": 1} and job["attempt"] == 1
+
+    epochs = client.get(f"/v1/jobs/{job['id']}/metrics").get_json()["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 13))
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["val_accuracy"] > 0.85
+
+    prediction = client.post(
+        "/v1/models/flowers/predict",
+        json={"records": [{"x1": 2.5, "x2": 1.0, "colour": "red", "flag": True},
+                          {"x1": -2.5, "colour": None}]},
+    ).get_json()
+    assert [p["label"] for p in prediction["predictions"]] == ["virginica", "setosa"]
+    for row in prediction["predictions"]:
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+    assert "attempt 1 started" in worker.output()
+
+
+def test_a_duplicate_message_does_not_train_twice(backend_settings, start_worker, make_app):
+    app = make_app(backend_settings)
+    client = app.test_client()
+    dataset = client.post("/v1/datasets", data=mixed_csv(100),
+                          content_type="text/csv").get_json()
+    job_id = client.post(
+        "/v1/jobs",
+        json={"dataset_id": dataset["id"], "target": "species", "model_name": "dup",
+              "hyperparameters": {"epochs": 3}},
+    ).get_json()["id"]
+    # The broker delivers at least once: send the same job again before any worker runs.
+    app.extensions["trainserve"].publisher.publish(job_id)
+    worker = start_worker(backend_settings)
+    job = wait_for(client, job_id)
+    assert job["status"] == "succeeded" and job["attempt"] == 1
+    deadline = time.monotonic() + 30
+    while "message dropped" not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "message dropped" in worker.output()
+    assert [v["version"] for v in client.get("/v1/models/dup").get_json()["versions"]] == [1]
