@@ -20,11 +20,11 @@ run: install
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
 test: install
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -34,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     up = sub.add_parser("up", help="run API + worker + sweeper on embedded defaults")
-    up.add_argument("--home", type=Path, default=None,
-                    help=f"where the files live (default {default_home()})")
+    up.add_argument(
+        "--home", type=Path, default=None, help=f"where the files live (default {default_home()})"
+    )
     up.add_argument("--host", default="127.0.0.1", help="address of the API (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="port of the API (default 8000)")
     up.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
@@ -44,20 +45,32 @@ def _parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the API under gunicorn")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--workers", type=int, default=None,
-                     help="gunicorn worker processes (default: the number of cores, at least 2)")
+    api.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="gunicorn worker processes (default: the number of cores, at least 2)",
+    )
     api.set_defaults(run=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker for training jobs")
-    worker.add_argument("--concurrency", type=int, default=1,
-                        help="jobs trained at once (default 1)")
-    worker.add_argument("--queues", default=None,
-                        help="comma-separated queues (default TRAINSERVE_QUEUE, 'training')")
+    worker.add_argument(
+        "--concurrency", type=int, default=1, help="jobs trained at once (default 1)"
+    )
+    worker.add_argument(
+        "--queues",
+        default=None,
+        help="comma-separated queues (default TRAINSERVE_QUEUE, 'training')",
+    )
     worker.set_defaults(run=cmd_worker)
 
     sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
-    sweeper.add_argument("--interval", type=float, default=None,
-                         help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)")
+    sweeper.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)",
+    )
     sweeper.set_defaults(run=cmd_sweeper)
 
     db = sub.add_parser("db", help="database schema")
@@ -181,7 +194,9 @@ class _Sweeper:
         if report.requeued or report.failed or report.published:
             log.info(
                 "sweep: %d requeued, %d failed, %d published",
-                len(report.requeued), len(report.failed), len(report.published),
+                len(report.requeued),
+                len(report.failed),
+                len(report.published),
             )
 
 
@@ -198,8 +213,18 @@ def cmd_up(args) -> int:
     supervisor = _Supervisor(
         {
             "worker": [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"],
-            "api": [sys.executable, "-m", "service.cli", "api", "--host", args.host,
-                    "--port", str(args.port), "--workers", str(args.workers)],
+            "api": [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "api",
+                "--host",
+                args.host,
+                "--port",
+                str(args.port),
+                "--workers",
+                str(args.workers),
+            ],
         },
         restart={"worker"},
     )
@@ -255,8 +280,12 @@ class _Supervisor:
                 log.error("%s exited with status %s; stopping", name, code)
                 return False
             self.restarts[name] = self.restarts.get(name, 0) + 1
-            log.warning("%s exited with status %s; restarting it (restart %d)",
-                        name, code, self.restarts[name])
+            log.warning(
+                "%s exited with status %s; restarting it (restart %d)",
+                name,
+                code,
+                self.restarts[name],
+            )
             time.sleep(min(30, 2 ** min(self.restarts[name], 5)) if self.restarts[name] > 3 else 1)
             self._spawn(name)
         return True

@@ -1,7 +1,7 @@
 """Shared fixtures: settings on a migrated SQLite file, the app, a client, a fake publisher.
 
-PostgreSQL and Redis fixtures live in tests/integration/conftest.py and fail, never
-skip, when the services are down.
+PostgreSQL and Redis fixtures live in tests/services.py and fail, never skip, when the
+services are down.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import torch
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import Database
+
+pytest_plugins = ["tests.services"]
 
 
 class RecordingPublisher:

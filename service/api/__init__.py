@@ -2,12 +2,12 @@
 
 from service.api.common import Api
 from service.api.datasets.resources import blp as datasets_blp
+from service.api.datasets.schemas import DatasetUploadSchema
 from service.api.health.resources import blp as health_blp
 from service.api.jobs.resources import blp as jobs_blp
+from service.api.jobs.schemas import JobCreateSchema
 from service.api.models.resources import blp as models_blp
 from service.api.models.schemas import PredictRequestSchema
-from service.api.datasets.schemas import DatasetUploadSchema
-from service.api.jobs.schemas import JobCreateSchema
 
 
 def register(api: Api) -> None:

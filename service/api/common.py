@@ -3,8 +3,8 @@ request-body reading and access to the app's services."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import flask_smorest

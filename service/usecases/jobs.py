@@ -177,8 +177,13 @@ def _new_job(
         hyperparameters["seed"] = random.randrange(2**31)
     config = TrainingConfig.from_json(hyperparameters)
     _check_target(session, settings, dataset, request.target)
-    _check_size(settings, config, {name: columns[name] for name in features}, dataset.columns,
-                request.target)
+    _check_size(
+        settings,
+        config,
+        {name: columns[name] for name in features},
+        dataset.columns,
+        request.target,
+    )
     job = Job(
         dataset_id=dataset.id,
         target=request.target,
@@ -240,17 +245,18 @@ def _check_target(session: Session, settings: Settings, dataset, target: str) ->
         )
 
 
-def _check_size(settings, config: TrainingConfig, features: dict[str, dict], all_columns,
-                target: str) -> None:
+def _check_size(
+    settings, config: TrainingConfig, features: dict[str, dict], all_columns, target: str
+) -> None:
     if config.epochs > settings.max_epochs:
-        raise InvalidRequest(
-            f"must be at most {settings.max_epochs}", "hyperparameters.epochs"
-        )
-    n_inputs = sum(c["n_unique"] + 1 if c["type"] == "categorical" else 1
-                   for c in features.values())
+        raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
+    n_inputs = sum(
+        c["n_unique"] + 1 if c["type"] == "categorical" else 1 for c in features.values()
+    )
     n_classes = next(c["n_unique"] for c in all_columns if c["name"] == target)
-    arch = Architecture(n_inputs, n_classes, config.hidden_layers, config.activation,
-                        config.dropout)
+    arch = Architecture(
+        n_inputs, n_classes, config.hidden_layers, config.activation, config.dropout
+    )
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:
         raise InvalidRequest(

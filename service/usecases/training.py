@@ -25,7 +25,7 @@ from service.ml import MLError, tabular
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
 from service.ml.pipeline import prepare
-from service.ml.training import EpochRecord, Trainer, TrainingConfig
+from service.ml.training import EpochRecord, TrainingConfig
 from service.storage import DatabaseStorage
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
             .returning(Job.attempt, Job.cancel_requested)
         ).first()
         if row is None:
-            log.info("job %s: not claimable (finished, missing or leased); message dropped",
-                     job_id)
+            log.info("job %s: not claimable (finished, missing or leased); message dropped", job_id)
             return None
         # Without a checkpoint a new attempt starts again from epoch 1.
         session.execute(delete(EpochMetric).where(EpochMetric.job_id == job_id))

@@ -153,7 +153,12 @@ def test_metrics_rows_follow_training(app, client, dataset):
     epochs = client.get(f"/v1/jobs/{job['id']}/metrics").get_json()["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
     assert set(epochs[0]) == {
-        "epoch", "train_loss", "val_loss", "val_accuracy", "learning_rate", "duration_s"
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+        "duration_s",
     }
     done = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert done["status"] == "succeeded" and done["model"] == {"name": "iris", "version": 1}

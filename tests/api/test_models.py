@@ -34,7 +34,9 @@ def test_models_and_versions(client, trained):
     assert v1["classes"] == ["setosa", "versicolor", "virginica"]
     assert v1["features"] == ["x1", "x2", "colour", "flag"]
     assert v1["input_schema"][2] == {
-        "name": "colour", "type": "categorical", "categories": ["blue", "green", "red"]
+        "name": "colour",
+        "type": "categorical",
+        "categories": ["blue", "green", "red"],
     }
     assert v1["hyperparameters"]["epochs"] == 2 and len(v1["weights_sha256"]) == 64
     assert v1["metrics"]["epoch"] == 2 and 0 <= v1["metrics"]["val_accuracy"] <= 1

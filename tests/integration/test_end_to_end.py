@@ -37,8 +37,7 @@ def backend_settings(request, tmp_path, queue_name):
         database_url = request.getfixturevalue("postgres_url")
         broker_url = request.getfixturevalue("redis_url")
     upgrade(database_url)
-    return Settings.from_env({}, database_url=database_url, broker_url=broker_url,
-                             queue=queue_name)
+    return Settings.from_env({}, database_url=database_url, broker_url=broker_url, queue=queue_name)
 
 
 def wait_for(client, job_id: str, timeout: float = 120) -> dict:
@@ -58,8 +57,9 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
     client = app.test_client()
     worker = start_worker(backend_settings)
 
-    dataset = client.post("/v1/datasets?name=flowers", data=mixed_csv(400),
-                          content_type="text/csv").get_json()
+    dataset = client.post(
+        "/v1/datasets?name=flowers", data=mixed_csv(400), content_type="text/csv"
+    ).get_json()
     response = client.post(
         "/v1/jobs",
         json={
@@ -81,8 +81,12 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
 
     prediction = client.post(
         "/v1/models/flowers/predict",
-        json={"records": [{"x1": 2.5, "x2": 1.0, "colour": "red", "flag": True},
-                          {"x1": -2.5, "colour": None}]},
+        json={
+            "records": [
+                {"x1": 2.5, "x2": 1.0, "colour": "red", "flag": True},
+                {"x1": -2.5, "colour": None},
+            ]
+        },
     ).get_json()
     assert [p["label"] for p in prediction["predictions"]] == ["virginica", "setosa"]
     for row in prediction["predictions"]:
@@ -93,12 +97,15 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
 def test_a_duplicate_message_does_not_train_twice(backend_settings, start_worker, make_app):
     app = make_app(backend_settings)
     client = app.test_client()
-    dataset = client.post("/v1/datasets", data=mixed_csv(100),
-                          content_type="text/csv").get_json()
+    dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv").get_json()
     job_id = client.post(
         "/v1/jobs",
-        json={"dataset_id": dataset["id"], "target": "species", "model_name": "dup",
-              "hyperparameters": {"epochs": 3}},
+        json={
+            "dataset_id": dataset["id"],
+            "target": "species",
+            "model_name": "dup",
+            "hyperparameters": {"epochs": 3},
+        },
     ).get_json()["id"]
     # The broker delivers at least once: send the same job again before any worker runs.
     app.extensions["trainserve"].publisher.publish(job_id)

@@ -33,7 +33,7 @@ def test_types_and_missing_markers_are_inferred():
 
 
 def test_bom_and_quoted_newlines_parse():
-    frame, columns = parse("\ufeffname,text\n1,\"two\nlines\"\n2,plain\n".encode())
+    frame, columns = parse('\ufeffname,text\n1,"two\nlines"\n2,plain\n'.encode())
     assert [c.name for c in columns] == ["name", "text"]
     assert frame["text"].tolist() == ["two\nlines", "plain"]
 

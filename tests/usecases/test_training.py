@@ -47,9 +47,7 @@ def test_only_one_claim_wins_while_the_lease_is_live(db, settings, job_id):
 def test_an_expired_lease_is_claimed_by_a_new_attempt_and_fences_the_old(db, settings, job_id):
     old = claim(db, settings, job_id, "a")
     with db.transaction() as session:
-        session.execute(
-            update(Job).values(lease_until=utcnow() - timedelta(seconds=1))
-        )
+        session.execute(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))
     new = claim(db, settings, job_id, "b")
     assert new is not None and new.number == 2
     with pytest.raises(LeaseLost), db.transaction() as session:
@@ -75,8 +73,9 @@ def test_a_finished_job_is_never_trained_again(db, settings, job_id):
     assert epochs == [1, 2, 3]
 
 
-def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(db, settings, job_id,
-                                                                      monkeypatch):
+def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
+    db, settings, job_id, monkeypatch
+):
     from service.usecases import training
 
     original = training._record_epoch

@@ -80,4 +80,3 @@ class DatasetById(MethodView):
     def delete(self, dataset_id):
         """Delete a dataset no queued or running job uses"""
         datasets.delete_dataset(services().database, dataset_id)
-

@@ -40,8 +40,10 @@ class HyperparametersSchema(BaseSchema):
         load_default=None,
         allow_none=True,
         validate=validate.Range(0, 10_000),
-        metadata={"description": "Stop after this many epochs without a better validation loss "
-                  "and keep the best epoch's weights; null: off"},
+        metadata={
+            "description": "Stop after this many epochs without a better validation loss "
+            "and keep the best epoch's weights; null: off"
+        },
     )
     lr_scheduler = fields.String(
         load_default=_D.lr_scheduler, validate=validate.OneOf(LR_SCHEDULERS)

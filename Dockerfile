@@ -1,0 +1,15 @@
+# The trainserve image: one image for the api, worker, sweeper and migrate services.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
+COPY service ./service
+COPY workers ./workers
+COPY migrations ./migrations
+# Editable, so `trainserve db upgrade` finds migrations/ beside the code.
+RUN pip install --no-cache-dir -c constraints.txt -e . \
+    && useradd --create-home trainserve
+USER trainserve
+EXPOSE 8000
+CMD ["trainserve", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,122 @@
+"""The README's curl session, run as printed against `trainserve up` (the embedded mode
+`make run` starts), and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def readme_session() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- curl-session.*?```bash\n(.*?)```\s*<!-- /curl-session -->", text, re.S)
+    assert block, "README.md has no curl-session block"
+    return block.group(1)
+
+
+@pytest.fixture
+def service(tmp_path):
+    """`trainserve up` on a free port with its home in tmp_path."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "up",
+                "--home",
+                str(tmp_path / "home"),
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"trainserve up did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield port, process, log_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_the_readme_curl_session_works_as_printed(service, tmp_path):
+    port, process, log_path = service
+    script = readme_session().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The outputs come one JSON document after another; read them in order.
+    decoder, text, documents = json.JSONDecoder(), result.stdout, []
+    position = 0
+    while position < len(text):
+        if text[position].isspace():
+            position += 1
+            continue
+        document, position = decoder.raw_decode(text, position)
+        documents.append(document)
+    dataset, submitted, job, metrics, prediction = documents
+    columns = {c["name"]: c for c in dataset["columns"]}
+    assert columns["colour"]["type"] == "categorical" and columns["colour"]["missing"] > 0
+    assert columns["sepal_width"]["missing"] > 0 and columns["scented"]["type"] == "boolean"
+    assert submitted["status"] == "queued"
+    assert job["status"] == "succeeded" and job["model"] == {"name": "flowers", "version": 1}
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 31))
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] / 2
+    assert prediction["classes"] == ["setosa", "versicolor", "virginica"]
+    assert [p["label"] for p in prediction["predictions"]] == ["virginica", "setosa"]
+    for row in prediction["predictions"]:
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_ctrl_c_stops_the_api_and_the_worker(service):
+    port, process, log_path = service
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=40) == 0, log_path.read_text()[-3000:]
+    log = log_path.read_text()
+    assert "stopped" in log
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    # No child of `up` is left behind.
+    leftover = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
