@@ -49,6 +49,12 @@ class Settings:
     sweep_interval_seconds: float = 15.0
     republish_after_seconds: float = 30.0
     max_attempts: int = 3
+    # A checkpoint (weights, optimizer, scheduler, RNG) every this many epochs; a new
+    # attempt resumes from the latest one.
+    checkpoint_every_epochs: int = 1
+    # How long a worker keeps retrying database writes through an outage before it
+    # gives up on the attempt (the lease then lapses and the job is requeued).
+    db_retry_seconds: float = 60.0
     # Torch threads per training process (0: cores / worker concurrency).
     torch_threads: int = 0
     # Loaded models kept per API process.

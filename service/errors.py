@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from service.ml.errors import DataError
@@ -117,6 +118,14 @@ def register_error_handlers(app: Flask) -> None:
     def _data(error: DataError):
         field = error.field or "body"
         return problem(400, error.message, errors={field: [error.message]})
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(error: DBAPIError):
+        log.warning("database unavailable: %s", error.orig)
+        return problem(
+            503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
+        )
 
     @app.errorhandler(ValidationError)
     def _validation(error: ValidationError):

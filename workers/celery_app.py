@@ -7,11 +7,12 @@ reject on worker lost, prefetch 1, one task per child process, and no result bac
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from service.config import Settings
 from service.db.session import Database
@@ -47,7 +48,9 @@ def create_celery(
         accept_content=["json"],
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # The lease, not the broker, guards against a second attempt: keep training
+        # through a broker blip instead of cancelling (see docs/architecture.md).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
@@ -75,3 +78,25 @@ def _init_child(**_kwargs) -> None:
         1, (os.cpu_count() or 1) // max(1, context.concurrency)
     )
     torch.set_num_threads(threads)
+
+
+@worker_shutting_down.connect
+def _release_jobs(sender=None, **_kwargs) -> None:
+    """In the main process on shutdown: ask this worker's running jobs to hand themselves
+    back at their last checkpoint (the training loop checks within seconds)."""
+    from celery import current_app
+
+    from service.usecases.training import request_release
+
+    context: WorkerContext | None = getattr(current_app, "trainserve", None)
+    if context is None or sender is None:
+        return
+    try:
+        count = request_release(context.database, f"{sender}/")
+    except Exception:  # noqa: BLE001 - shutdown goes on; the lease covers the rest
+        logging.getLogger(__name__).exception("could not ask running jobs to release")
+        return
+    if count:
+        logging.getLogger(__name__).warning(
+            "shutting down: %d running job(s) asked to go back to the queue", count
+        )

@@ -95,6 +95,9 @@ class Job(Base):
     hyperparameters: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the worker running the job shuts down: the job goes back to the queue
+    # at its last checkpoint instead of holding up the shutdown.
+    release_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     epochs: Mapped[int] = mapped_column(Integer)
     latest: Mapped[dict[str, Any] | None]
@@ -126,6 +129,24 @@ class EpochMetric(Base):
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float] = mapped_column(Float)
     duration_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Checkpoint(Base):
+    """The latest checkpoint of a running job: trainer state after ``epoch``.
+
+    Written in the same transaction as that epoch's metrics row; deleted when the job ends.
+    """
+
+    __tablename__ = "checkpoints"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    tensors: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.ml.checkpoint import load_checkpoint, save_checkpoint
 from service.ml.network import Architecture, build_mlp
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -103,9 +104,9 @@ class Trainer:
         self.scheduler = _make_scheduler(self.optimizer, self.config)
         self.loss_fn = nn.CrossEntropyLoss()
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        self._best_loss = math.inf
-        self._best_state: dict[str, torch.Tensor] | None = None
-        self._stale_epochs = 0
+        self.best_loss = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stale_epochs = 0
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
         """One optimisation step on one batch; returns the batch's summed loss."""
@@ -148,12 +149,14 @@ class Trainer:
         return total / len(order)
 
     def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
-        """Train for up to ``config.epochs`` epochs, yielding one record per finished epoch.
+        """Train up to epoch ``config.epochs``, yielding one record per finished epoch.
 
-        Early stopping (``early_stopping_patience``) ends the loop with a record whose
-        ``stop`` is true, and :meth:`final_state` then returns the best epoch's weights.
+        Starts after ``last_epoch``: 1 for a new trainer, *k* + 1 for one restored from a
+        checkpoint of epoch *k* (see ``checkpoint``). Early stopping
+        (``early_stopping_patience``) ends the loop with a record whose ``stop`` is true,
+        and :meth:`final_state` then returns the best epoch's weights.
         """
-        for epoch in range(1, self.config.epochs + 1):
+        for epoch in range(self.last_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
             learning_rate = self.optimizer.param_groups[0]["lr"]
             train_loss = self.run_epoch(should_stop)
@@ -175,13 +178,21 @@ class Trainer:
             if stop:
                 return
 
+    def checkpoint(self) -> tuple[bytes, dict]:
+        """The whole training state after the last finished epoch (see ``checkpoint``)."""
+        return save_checkpoint(self)
+
+    def restore(self, tensors: bytes, state: dict) -> None:
+        """Continue from a :meth:`checkpoint`; the next :meth:`fit` starts one epoch later."""
+        load_checkpoint(self, tensors, state)
+
     def final_state(self) -> tuple[int, dict[str, torch.Tensor]]:
         """The weights to keep and the epoch they come from.
 
         With early stopping on, the best epoch's (lowest monitored loss); else the last.
         """
-        if self.config.early_stopping_patience is not None and self._best_state is not None:
-            return self.best_epoch, self._best_state
+        if self.config.early_stopping_patience is not None and self.best_state is not None:
+            return self.best_epoch, self.best_state
         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return self.last_epoch, state
 
@@ -192,16 +203,16 @@ class Trainer:
             self.scheduler.step()
 
     def _track_best(self, epoch: int, monitored: float) -> bool:
-        if monitored < self._best_loss:
-            self._best_loss = monitored
+        if monitored < self.best_loss:
+            self.best_loss = monitored
             self.best_epoch = epoch
-            self._stale_epochs = 0
+            self.stale_epochs = 0
             if self.config.early_stopping_patience is not None:
-                self._best_state = copy.deepcopy(self.model.state_dict())
+                self.best_state = copy.deepcopy(self.model.state_dict())
             return False
-        self._stale_epochs += 1
+        self.stale_epochs += 1
         patience = self.config.early_stopping_patience
-        return patience is not None and self._stale_epochs > patience
+        return patience is not None and self.stale_epochs > patience
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

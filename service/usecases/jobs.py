@@ -77,21 +77,21 @@ def submit_job(
         if existing is None:
             raise
         return existing
-    publish(db, publisher, job)
+    publish(db, publisher, job.id)
     return job
 
 
-def publish(db: Database, publisher: Publisher, job: Job, now: datetime | None = None) -> bool:
+def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | None = None) -> bool:
     """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
     try:
-        publisher.publish(job.id)
+        publisher.publish(job_id)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweeper
-        log.warning("could not publish job %s (the sweeper will retry): %s", job.id, exc)
+        log.warning("could not publish job %s (the sweeper will retry): %s", job_id, exc)
         return False
     with db.transaction() as session:
         session.execute(
             update(Job)
-            .where(Job.id == job.id)
+            .where(Job.id == job_id)
             .values(published_at=now or utcnow(), publish_count=Job.publish_count + 1)
         )
     return True

@@ -104,7 +104,7 @@ def _republish(
             )
             if job.published_at > now - timedelta(seconds=delay):
                 continue
-        if not publish(db, publisher, job, now):
+        if not publish(db, publisher, job.id, now):
             return  # the broker is down: try again on the next pass
         log.info("job %s: published again (it was never claimed)", job.id)
         report.published.append(job.id)

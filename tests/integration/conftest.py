@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
+from service.config import PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def queue_name():
     """A queue of this test's own, so parallel or leftover messages never mix."""
     return f"training-test-{uuid.uuid4().hex[:8]}"
+
+
+def settings_env(settings) -> dict[str, str]:
+    """The TRAINSERVE_* variables that give a child process exactly these settings."""
+    return {
+        PREFIX + field.name.upper(): str(getattr(settings, field.name))
+        for field in fields(settings)
+    }
 
 
 class Worker:
@@ -49,6 +60,11 @@ class Worker:
             time.sleep(0.2)
         raise AssertionError(f"worker did not start:\n{self.output()[-3000:]}")
 
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children, as a machine dying would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -64,19 +80,71 @@ class Worker:
 def start_worker(tmp_path):
     workers: list[Worker] = []
 
-    def start(settings) -> Worker:
-        env = {
-            **os.environ,
-            "TRAINSERVE_DATABASE_URL": settings.database_url,
-            "TRAINSERVE_BROKER_URL": settings.broker_url,
-            "TRAINSERVE_QUEUE": settings.queue,
-            "TRAINSERVE_TORCH_THREADS": "1",
-        }
+    def start(settings, wait: bool = True) -> Worker:
+        env = {**os.environ, **settings_env(settings), "TRAINSERVE_TORCH_THREADS": "1"}
         worker = Worker(env, tmp_path / f"worker-{len(workers)}.log")
         workers.append(worker)
-        worker.wait_ready()
+        if wait:
+            worker.wait_ready()
         return worker
 
     yield start
     for worker in workers:
         worker.stop()
+
+
+class RedisServer:
+    """A private redis-server on a free port, which a test may stop and start."""
+
+    def __init__(self, port: int, log_path: Path):
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.log_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = RedisServer(port, tmp_path / "redis.log")
+    server.start()
+    yield server
+    server.stop()

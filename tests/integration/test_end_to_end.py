@@ -11,6 +11,7 @@ from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
 from tests.data import mixed_csv
+from tests.integration.helpers import wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +41,6 @@ def backend_settings(request, tmp_path, queue_name):
     return Settings.from_env({}, database_url=database_url, broker_url=broker_url, queue=queue_name)
 
 
-def wait_for(client, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    seen_running = False
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").get_json()
-        seen_running |= job["status"] == "running"
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
-
-
 def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make_app):
     app = make_app(backend_settings)
     client = app.test_client()
@@ -70,7 +59,7 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
         },
     )
     assert response.status_code == 202
-    job = wait_for(client, response.get_json()["id"])
+    job = wait_finished(client, response.get_json()["id"])
     assert job["status"] == "succeeded", (job, worker.output()[-3000:])
     assert job["model"] == {"name": "flowers", "version": 1} and job["attempt"] == 1
 
@@ -110,7 +99,7 @@ def test_a_duplicate_message_does_not_train_twice(backend_settings, start_worker
     # The broker delivers at least once: send the same job again before any worker runs.
     app.extensions["trainserve"].publisher.publish(job_id)
     worker = start_worker(backend_settings)
-    job = wait_for(client, job_id)
+    job = wait_finished(client, job_id)
     assert job["status"] == "succeeded" and job["attempt"] == 1
     deadline = time.monotonic() + 30
     while "message dropped" not in worker.output() and time.monotonic() < deadline:

@@ -3,9 +3,9 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from service.db.models import EpochMetric, Job, ModelVersion, utcnow
+from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
 from service.usecases import datasets, jobs
 from service.usecases.training import LeaseLost, _fenced_update, claim, run_training
 from tests.data import mixed_csv
@@ -80,8 +80,8 @@ def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
 
     original = training._record_epoch
 
-    def cancel_after_first_epoch(db_, settings_, attempt, record):
-        original(db_, settings_, attempt, record)
+    def cancel_after_first_epoch(db_, settings_, attempt, record, checkpoint):
+        original(db_, settings_, attempt, record, checkpoint)
         if record.epoch == 1:
             jobs.cancel_job(db, job_id)
             with db.transaction() as session:
@@ -94,6 +94,7 @@ def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
     with db.transaction() as session:
         assert session.scalars(select(EpochMetric.epoch)).all() == [1]
         assert session.scalar(select(ModelVersion)) is None
+        assert session.scalar(select(Checkpoint)) is None
 
 
 def test_a_failure_is_stored_as_a_readable_error(db, settings, job_id, monkeypatch):
@@ -130,3 +131,65 @@ def test_two_jobs_of_one_model_get_consecutive_versions(db, settings, publisher,
     assert run_training(db, settings, second, "a") == "succeeded"
     assert run_training(db, settings, job_id, "a") == "succeeded"
     assert (job(db, second).model_version, job(db, job_id).model_version) == (1, 2)
+
+
+def test_a_new_attempt_resumes_after_the_last_checkpoint(db, settings, job_id, monkeypatch):
+    """The first attempt dies after epoch 2 (its lease lapses); the second resumes at 3 and
+    ends with exactly epochs 1..3, the same metrics as an uninterrupted run."""
+    from service.usecases import training
+
+    original = training._record_epoch
+
+    def die_after_second_epoch(db_, settings_, attempt, record, checkpoint):
+        original(db_, settings_, attempt, record, checkpoint)
+        if record.epoch == 2 and attempt.number == 1:
+            raise SystemExit("worker killed")
+
+    monkeypatch.setattr(training, "_record_epoch", die_after_second_epoch)
+    with pytest.raises(SystemExit):
+        run_training(db, settings, job_id, "a")
+    with db.transaction() as session:
+        assert session.get(Checkpoint, job_id).epoch == 2
+        session.execute(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert run_training(db, settings, job_id, "b") == "succeeded"
+    finished = job(db, job_id)
+    assert finished.attempt == 2
+    with db.transaction() as session:
+        rows = session.scalars(select(EpochMetric).order_by(EpochMetric.epoch)).all()
+        version = session.scalar(select(ModelVersion))
+        assert session.scalar(select(Checkpoint)) is None
+    assert [(r.epoch, r.attempt) for r in rows] == [(1, 1), (2, 1), (3, 2)]
+    assert version.metrics["resumed_from_epoch"] == 2
+
+    # The same job uninterrupted gives the same losses.
+    monkeypatch.setattr(training, "_record_epoch", original)
+    with db.transaction() as session:
+        session.execute(update(Job).values(status="queued", attempt=0, model_version=None))
+        session.execute(delete(ModelVersion))
+        session.execute(delete(EpochMetric))
+    assert run_training(db, settings, job_id, "c") == "succeeded"
+    with db.transaction() as session:
+        again = session.scalars(select(EpochMetric).order_by(EpochMetric.epoch)).all()
+    assert [r.train_loss for r in again] == [r.train_loss for r in rows]
+    assert [r.val_loss for r in again] == [r.val_loss for r in rows]
+
+
+def test_a_released_job_goes_back_to_the_queue_at_its_checkpoint(db, settings, job_id, monkeypatch):
+    from service.usecases import training
+
+    original = training._record_epoch
+
+    def shutdown_during_second_epoch(db_, settings_, attempt, record, checkpoint):
+        if record.epoch == 2:
+            training.request_release(db, "a")
+        original(db_, settings_, attempt, record, checkpoint)
+
+    monkeypatch.setattr(training, "_record_epoch", shutdown_during_second_epoch)
+    assert run_training(db, settings, job_id, "a") == "released"
+    released = job(db, job_id)
+    assert released.status == "queued" and released.published_at is None
+    assert released.epoch == 2 and not released.release_requested
+    monkeypatch.setattr(training, "_record_epoch", original)
+    assert run_training(db, settings, job_id, "b") == "succeeded"
+    with db.transaction() as session:
+        assert session.scalars(select(EpochMetric.epoch)).all() == [1, 2, 3]

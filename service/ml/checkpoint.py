@@ -1,0 +1,110 @@
+"""A trainer's whole state as safetensors bytes plus JSON: weights, optimizer, scheduler,
+random generators and early-stopping bookkeeping. Nothing is pickled.
+
+A trainer restored from a checkpoint taken after epoch *k* continues exactly as the
+original would have: same batches, same dropout masks, same updates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from service.ml.errors import MLError
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(trainer) -> tuple[bytes, dict[str, Any]]:
+    """Serialise ``trainer`` (a :class:`~service.ml.training.Trainer`).
+
+    Returns
+    -------
+    ``(tensors, state)``: safetensors bytes and a JSON-safe dict; both are needed to restore.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in trainer.model.state_dict().items():
+        tensors[f"model.{name}"] = value
+    if trainer.best_state is not None:
+        for name, value in trainer.best_state.items():
+            tensors[f"best.{name}"] = value
+    optimizer = trainer.optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in optimizer["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    tensors["rng.generator"] = trainer.generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": trainer.last_epoch,
+        "best_epoch": trainer.best_epoch,
+        "best_loss": trainer.best_loss,
+        "stale_epochs": trainer.stale_epochs,
+        "optimizer_groups": optimizer["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+    }
+    blob = save_safetensors({k: v.detach().contiguous().clone() for k, v in tensors.items()})
+    return blob, _json_safe(state)
+
+
+def load_checkpoint(trainer, tensors_blob: bytes, state: dict[str, Any]) -> None:
+    """Put a trainer built with the same architecture and config back into a saved state."""
+    state = _from_json_safe(state)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise MLError(f"unknown checkpoint format {state.get('format')!r}")
+    tensors = load_safetensors(tensors_blob)
+    trainer.model.load_state_dict(_prefixed(tensors, "model."))
+    best = _prefixed(tensors, "best.")
+    trainer.best_state = best or None
+    optimizer_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state.setdefault(int(index), {})[name] = value
+    for index, values in state["optimizer_scalars"].items():
+        optimizer_state.setdefault(int(index), {}).update(values)
+    trainer.optimizer.load_state_dict(
+        {"state": optimizer_state, "param_groups": state["optimizer_groups"]}
+    )
+    if trainer.scheduler is not None and state["scheduler"] is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    trainer.last_epoch = state["epoch"]
+    trainer.best_epoch = state["best_epoch"]
+    trainer.best_loss = state["best_loss"]
+    trainer.stale_epochs = state["stale_epochs"]
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _json_safe(value: Any) -> Any:
+    """Tuples as lists and non-finite floats as tagged objects (strict JSON has no inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _from_json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _from_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_safe(v) for v in value]
+    return value

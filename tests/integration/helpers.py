@@ -1,0 +1,39 @@
+"""Polling helpers for tests that watch real processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def job_of(client, job_id: str) -> dict:
+    return client.get(f"/v1/jobs/{job_id}").get_json()
+
+
+def wait_finished(client, job_id: str, timeout: float = 120) -> dict:
+    return wait_until(
+        lambda: (job := job_of(client, job_id))["status"] in FINISHED and job,
+        timeout,
+        f"job {job_id} to finish",
+    )
+
+
+def wait_epoch(client, job_id: str, epoch: int, timeout: float = 60) -> dict:
+    return wait_until(
+        lambda: (job := job_of(client, job_id))["epoch"] >= epoch and job,
+        timeout,
+        f"job {job_id} to reach epoch {epoch}",
+    )
