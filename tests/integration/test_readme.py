@@ -120,3 +120,37 @@ def test_ctrl_c_stops_the_api_and_the_worker(service):
     # No child of `up` is left behind.
     leftover = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def test_up_restarts_its_worker_when_it_dies(service):
+    import requests
+
+    port, process, log_path = service
+    found = subprocess.run(
+        ["pgrep", "-P", str(process.pid), "-f", "service.cli worker"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    worker_pid = int(found.stdout.split()[0])
+    os.killpg(worker_pid, signal.SIGKILL)  # the worker and its pool children
+    deadline = time.monotonic() + 30
+    while "restarting it" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "worker exited with status -9; restarting it" in log_path.read_text()
+
+    base = f"http://127.0.0.1:{port}"
+    with open(ROOT / "examples" / "flowers.csv", "rb") as f:
+        job = requests.post(
+            f"{base}/v1/jobs",
+            files={"file": ("flowers.csv", f)},
+            data={"target": "species", "hyperparameters": json.dumps({"epochs": 3})},
+            timeout=10,
+        ).json()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = requests.get(f"{base}/v1/jobs/{job['id']}", timeout=5).json()["status"]
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.5)
+    assert status == "succeeded"
