@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_shutting_down
 
 from service.config import Settings
 from service.db.session import Database
@@ -61,6 +61,18 @@ def create_celery(
         settings, database or Database(settings.database_url), concurrency
     )
     return app
+
+
+@worker_init.connect
+def _preload(**_kwargs) -> None:
+    """In the main process, before the pool forks: import what every job would import.
+
+    torch's optimizers import ``torch._dynamo`` lazily, about 3 s on this machine; with
+    one child per task that would be paid by every job. Importing runs no torch
+    computation, so the main process stays fork-safe.
+    """
+    import torch._dynamo  # noqa: F401
+    import torch.optim  # noqa: F401
 
 
 @worker_process_init.connect
