@@ -8,6 +8,7 @@ from flask import Flask
 
 from service.api import register
 from service.api.common import Api, Services
+from service.auth import init_auth
 from service.config import Settings
 from service.db.session import Database
 from service.errors import register_error_handlers
@@ -39,8 +40,11 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Train PyTorch classifiers on tabular data and serve their "
-                "class probabilities. Errors are RFC 9457 application/problem+json."
-            }
+                "class probabilities. Errors are RFC 9457 application/problem+json. "
+                "Every endpoint but the health checks needs 'Authorization: Bearer <key>' "
+                "unless the server runs with TRAINSERVE_AUTH=off."
+            },
+            "security": [{"bearerAuth": []}],
         },
     )
     database = Database(settings.database_url)
@@ -55,6 +59,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         publisher=publisher,
         models=ModelCache(settings.model_cache_size),
     )
+    init_auth(app)
     api = Api(app)
     register(api)
     register_error_handlers(app)

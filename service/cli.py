@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return args.run(args) or 0
+    from service.usecases.errors import UseCaseError
+
+    try:
+        return args.run(args) or 0
+    except UseCaseError as exc:
+        print(f"trainserve: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,8 +82,46 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="migrate the schema to the latest revision")
+    _home_option(upgrade)
     upgrade.set_defaults(run=cmd_db_upgrade)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(metavar="ACTION")
+    create = keys_sub.add_parser(
+        "create", help="create a key; the key alone is printed on the last line"
+    )
+    create.add_argument("--tenant", required=True, help="the tenant the key acts as")
+    create.add_argument("--name", default=None, help="a label to recognise the key by")
+    _home_option(create)
+    create.set_defaults(run=cmd_keys_create)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or prefix")
+    revoke.add_argument("key", help="the key's id, or its prefix (ts_xxxxxxxx)")
+    _home_option(revoke)
+    revoke.set_defaults(run=cmd_keys_revoke)
+    listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    _home_option(listing)
+    listing.set_defaults(run=cmd_keys_list)
     return parser
+
+
+def _home_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="use the embedded database under DIR, as `trainserve up --home DIR` does "
+        "(default: TRAINSERVE_DATABASE_URL, else ~/.trainserve)",
+    )
+
+
+def _use_home(args) -> None:
+    """`--home DIR` means the embedded URLs under DIR, like `up`."""
+    if getattr(args, "home", None) is not None:
+        home = args.home.expanduser()
+        home.mkdir(parents=True, exist_ok=True)
+        database_url, broker_url = sqlite_urls(home)
+        os.environ[f"{PREFIX}DATABASE_URL"] = database_url
+        os.environ[f"{PREFIX}BROKER_URL"] = broker_url
 
 
 def _settings() -> Settings:
@@ -94,19 +138,70 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def cmd_db_upgrade(_args) -> int:
+def cmd_db_upgrade(args) -> int:
     from service.db.migrate import upgrade
 
+    _use_home(args)
     settings = _settings()
     upgrade(settings.database_url)
     log.info("database schema is at head")
     return 0
 
 
+def _keys_database():
+    from service.db.migrate import upgrade
+    from service.db.session import Database
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    return Database(settings.database_url)
+
+
+def cmd_keys_create(args) -> int:
+    from service.usecases.keys import create_key
+
+    _use_home(args)
+    key, plain = create_key(_keys_database(), args.tenant, args.name)
+    print(f"created API key {key.id} ({key.prefix}...) for tenant {key.tenant!r}")
+    print("store it now: it is shown only once")
+    print(plain)
+    return 0
+
+
+def cmd_keys_revoke(args) -> int:
+    from service.usecases.keys import revoke_key
+
+    _use_home(args)
+    key = revoke_key(_keys_database(), args.key)
+    print(f"revoked API key {key.id} ({key.prefix}...) of tenant {key.tenant!r}")
+    return 0
+
+
+def cmd_keys_list(args) -> int:
+    from service.usecases.keys import list_keys
+
+    _use_home(args)
+    for key in list_keys(_keys_database()):
+        state = "revoked" if key.revoked_at else "active"
+        print(f"{key.id}  {key.prefix}...  {key.tenant}  {state}  {key.name or ''}".rstrip())
+    return 0
+
+
+def _refuse_open_access(settings: Settings, host: str) -> None:
+    from service.auth import is_loopback
+
+    if settings.auth == "off" and not is_loopback(host):
+        raise SystemExit(
+            f"trainserve: refusing to listen on {host} with authentication off; set "
+            f"{PREFIX}AUTH=required (and create keys with `trainserve keys create`)"
+        )
+
+
 def cmd_api(args) -> int:
     from gunicorn.app.base import BaseApplication
 
     settings = _settings()
+    _refuse_open_access(settings, args.host)
     workers = args.workers or max(2, os.cpu_count() or 1)
 
     class _Gunicorn(BaseApplication):
@@ -208,7 +303,9 @@ def cmd_up(args) -> int:
     database_url, broker_url = sqlite_urls(home)
     os.environ.setdefault(f"{PREFIX}DATABASE_URL", database_url)
     os.environ.setdefault(f"{PREFIX}BROKER_URL", broker_url)
+    os.environ.setdefault(f"{PREFIX}AUTH", "off")
     settings = _settings()
+    _refuse_open_access(settings, args.host)
     upgrade(settings.database_url)
     supervisor = _Supervisor(
         {
@@ -232,7 +329,19 @@ def cmd_up(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.info("trainserve up: home %s", home)
-    log.info("database %s; broker %s", settings.database_url, settings.broker_url)
+    log.info("database %s; broker %s", _redact(settings.database_url), _redact(settings.broker_url))
+    if settings.auth == "off":
+        log.warning(
+            "authentication is OFF: every caller is tenant 'default' (loopback only; "
+            "%sAUTH=required turns API keys on)",
+            PREFIX,
+        )
+    else:
+        log.info(
+            "authentication is required: create keys with `trainserve keys create "
+            "--tenant NAME --home %s`",
+            home,
+        )
     supervisor.start()
     sweeper = _Sweeper(settings)
     log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
@@ -251,6 +360,18 @@ def cmd_up(args) -> int:
         supervisor.stop()
     log.info("stopped")
     return code
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL (a broker URL, say)
+        from kombu.utils.url import maybe_sanitize_url
+
+        return maybe_sanitize_url(url)
 
 
 class _Supervisor:

@@ -34,6 +34,9 @@ class Settings:
     broker_url: str = ""
     # Queue the training tasks go to (the worker consumes it).
     queue: str = "training"
+    # "required": every request needs an API key (Authorization: Bearer ...);
+    # "off": everyone is the default tenant (trainserve up, loopback only).
+    auth: str = "required"
     # Limits, enforced before any work starts.
     max_upload_bytes: int = 64 * 1024 * 1024
     max_rows: int = 1_000_000
@@ -42,6 +45,12 @@ class Settings:
     max_epochs: int = 1_000
     max_parameters: int = 20_000_000
     max_predict_rows: int = 10_000
+    # Distinct values of one categorical feature (each is a network input), and
+    # characters in one cell.
+    max_categories: int = 1_000
+    max_cell_chars: int = 10_000
+    # Queued + running jobs of one tenant at a time (more: 429).
+    max_active_jobs_per_tenant: int = 100
     # Reliability: the lease a worker holds on a running job, how often the sweeper
     # runs, after how long an unclaimed queued job is published again, and how many
     # attempts a job gets before it fails.
@@ -75,6 +84,8 @@ class Settings:
                 values[field.name] = _parse(field, raw)
         values.update(overrides)
         settings = cls(**values)
+        if settings.auth not in ("required", "off"):
+            raise ValueError(f"{PREFIX}AUTH must be 'required' or 'off', not {settings.auth!r}")
         if not settings.database_url or not settings.broker_url:
             home = Path(environ.get(f"{PREFIX}HOME") or default_home())
             database_url, broker_url = sqlite_urls(home)

@@ -18,7 +18,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from service.ml.errors import DataError
-from service.usecases.errors import Conflict, InvalidRequest, NotFound, UseCaseError
+from service.usecases.errors import (
+    Conflict,
+    CorruptModel,
+    InvalidRequest,
+    NotFound,
+    TooManyJobs,
+    Unauthenticated,
+    UseCaseError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,21 @@ def register_error_handlers(app: Flask) -> None:
     def _invalid(error: InvalidRequest):
         field = error.field or "body"
         return problem(400, error.message, errors={field: [error.message]})
+
+    @app.errorhandler(Unauthenticated)
+    def _unauthenticated(error: Unauthenticated):
+        return problem(
+            401, error.message, headers={"WWW-Authenticate": 'Bearer realm="trainserve"'}
+        )
+
+    @app.errorhandler(TooManyJobs)
+    def _too_many(error: TooManyJobs):
+        return problem(429, error.message, headers={"Retry-After": "30"})
+
+    @app.errorhandler(CorruptModel)
+    def _corrupt(error: CorruptModel):
+        log.error("refused a stored model: %s", error.message)
+        return problem(500, error.message)
 
     @app.errorhandler(UnsupportedMediaType)
     def _media(error: UnsupportedMediaType):

@@ -52,7 +52,7 @@ def database_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(database_url) -> Settings:
-    return Settings.from_env({}, database_url=database_url, broker_url="memory://")
+    return Settings.from_env({}, database_url=database_url, broker_url="memory://", auth="off")
 
 
 @pytest.fixture

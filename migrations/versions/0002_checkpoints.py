@@ -33,9 +33,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(
-            sa.Column(
-                "release_requested", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
+            sa.Column("release_requested", sa.Boolean(), nullable=False, server_default=sa.false())
         )
 
 

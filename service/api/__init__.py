@@ -12,6 +12,7 @@ from service.api.models.schemas import PredictRequestSchema
 
 def register(api: Api) -> None:
     """Register every blueprint and the request schemas referenced by hand-written docs."""
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.components.schema("DatasetUpload", schema=DatasetUploadSchema)
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)

@@ -3,18 +3,20 @@ request-body reading and access to the app's services."""
 
 from __future__ import annotations
 
+import http
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import flask_smorest
-from flask import current_app, request
+from flask import current_app, g, request
+from flask_smorest.utils import prepare_response
 from marshmallow import RAISE, Schema, fields, validate
 from webargs.flaskparser import FlaskParser
 
 from service.config import Settings
 from service.db.session import Database
-from service.errors import UnsupportedMediaType, handle_http_exception
+from service.errors import PROBLEM_MIMETYPE, UnsupportedMediaType, handle_http_exception
 from service.usecases.errors import InvalidRequest
 from service.usecases.jobs import Publisher
 from service.usecases.models import ModelCache
@@ -47,11 +49,49 @@ def services() -> Services:
     return current_app.extensions["trainserve"]
 
 
+def tenant() -> str:
+    """The tenant the request authenticated as (see ``service.auth``)."""
+    return g.tenant
+
+
+class ProblemSchema(Schema):
+    """An RFC 9457 problem, as every error is answered."""
+
+    type = fields.String(metadata={"description": "A URI for the kind of problem"})
+    title = fields.String(metadata={"description": "The HTTP status phrase"})
+    status = fields.Integer()
+    detail = fields.String(metadata={"description": "What went wrong, for a person"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Field path (e.g. hyperparameters.epochs) → messages"},
+    )
+
+
+def problem_doc(description: str) -> dict:
+    """``alt_response`` arguments documenting a problem+json error."""
+    return {"schema": ProblemSchema, "content_type": PROBLEM_MIMETYPE, "description": description}
+
+
 class Api(flask_smorest.Api):
-    """flask-smorest's Api, answering RFC 9457 problem+json instead of its own error body."""
+    """flask-smorest's Api, answering and documenting RFC 9457 problem+json errors."""
+
+    ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error):
         return handle_http_exception(error)
+
+    def _register_responses(self):
+        # flask-smorest documents its own error body as application/json; ours differs.
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "An error, as RFC 9457 problem+json", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
 class _Parser(FlaskParser):
@@ -74,9 +114,6 @@ class BaseSchema(Schema):
 class PageArgsSchema(BaseSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0))
-
-
-PROBLEM_RESPONSE = {"description": "A problem+json error (RFC 9457)"}
 
 
 def body_kind(*accepted: str) -> str:

@@ -67,10 +67,28 @@ class Blob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+DEFAULT_TENANT = "default"
+
+
+class ApiKey(Base):
+    """An API key of a tenant; only the SHA-256 of the key is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(255))
     n_rows: Mapped[int] = mapped_column(Integer)
     n_columns: Mapped[int] = mapped_column(Integer)
@@ -86,6 +104,7 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT)
     # Kept when the dataset is deleted after the job ended (set to NULL then).
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), index=True)
     target: Mapped[str] = mapped_column(String(255))
@@ -108,7 +127,8 @@ class Job(Base):
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[dict[str, Any] | None]
     model_version: Mapped[int | None] = mapped_column(Integer)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # "<tenant>:<Idempotency-Key header>", so keys are per tenant.
+    idempotency_key: Mapped[str | None] = mapped_column(String(320), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -140,9 +160,7 @@ class Checkpoint(Base):
 
     __tablename__ = "checkpoints"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
     tensors: Mapped[bytes] = mapped_column(LargeBinary)
@@ -154,9 +172,12 @@ class ModelVersion(Base):
     """An immutable trained model: one version of a named model."""
 
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", "version", name="uq_model_versions_tenant_name_version"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(128), index=True)
     version: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)

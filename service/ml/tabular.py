@@ -35,15 +35,17 @@ class ColumnInfo:
     n_unique: int
 
 
-def read_csv(content: bytes, *, max_rows: int, max_columns: int) -> pd.DataFrame:
+def read_csv(
+    content: bytes, *, max_rows: int, max_columns: int, max_cell_chars: int = 10_000
+) -> pd.DataFrame:
     """Parse CSV bytes into a frame of strings (missing cells are ``NA``).
 
     Parameters
     ----------
     content:
         The raw upload, UTF-8 (a byte-order mark is allowed).
-    max_rows, max_columns:
-        Limits; a larger table is a :class:`DataError`.
+    max_rows, max_columns, max_cell_chars:
+        Limits; a larger table or a longer cell is a :class:`DataError`.
 
     Returns
     -------
@@ -70,11 +72,17 @@ def read_csv(content: bytes, *, max_rows: int, max_columns: int) -> pd.DataFrame
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"the CSV cannot be parsed: {_first_line(exc)}", "file") from None
+    _check_cells(frame, max_cell_chars, "file")
     return _check_rows(frame, max_rows)
 
 
 def frame_from_records(
-    records: Any, *, max_rows: int, max_columns: int, field: str = "records"
+    records: Any,
+    *,
+    max_rows: int,
+    max_columns: int,
+    max_cell_chars: int = 10_000,
+    field: str = "records",
 ) -> pd.DataFrame:
     """Turn JSON records (a list of objects of scalars) into a frame of strings.
 
@@ -105,6 +113,7 @@ def frame_from_records(
         index=pd.RangeIndex(len(rows)),
         dtype="str",
     )
+    _check_cells(frame, max_cell_chars, field)
     return frame.mask(frame.isin(MISSING_MARKERS))
 
 
@@ -162,6 +171,19 @@ def _check_header(names: list[str], max_columns: int) -> None:
         if name in seen:
             raise DataError(f"column name {name!r} appears more than once", "file")
         seen.add(name)
+
+
+def _check_cells(frame: pd.DataFrame, max_chars: int, field: str) -> None:
+    for name in frame.columns:
+        lengths = frame[name].str.len()
+        if lengths.max(skipna=True) > max_chars:
+            row = int(np.flatnonzero((lengths > max_chars).to_numpy())[0])
+            where = name if field == "file" else f"{field}[{row}].{name}"
+            raise DataError(
+                f"column {name!r} row {row + 1} has a value of {int(lengths.iloc[row])} "
+                f"characters, more than the limit of {max_chars}",
+                where,
+            )
 
 
 def _check_rows(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:

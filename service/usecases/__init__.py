@@ -5,5 +5,8 @@ Exception hierarchy (mapped to problem+json once, in ``service.errors``)::
     UseCaseError
     ├── NotFound         an id or name that does not exist        → 404
     ├── Conflict         the request does not fit the state       → 409
-    └── InvalidRequest   a field's value cannot be used           → 400
+    ├── InvalidRequest   a field's value cannot be used           → 400
+    ├── TooManyJobs      the tenant's active-job limit is reached → 429
+    ├── Unauthenticated  no valid API key                         → 401
+    └── CorruptModel     stored weights fail their check          → 500 (logged)
 """

@@ -19,6 +19,7 @@ from service.usecases.errors import Conflict, NotFound
 def upload_dataset(
     db: Database,
     settings: Settings,
+    tenant: str,
     *,
     name: str | None,
     csv: bytes | None = None,
@@ -26,12 +27,13 @@ def upload_dataset(
 ) -> Dataset:
     """Parse, type and store a table given as CSV bytes or JSON records."""
     with db.transaction() as session:
-        return create_dataset(session, settings, name=name, csv=csv, records=records)
+        return create_dataset(session, settings, tenant, name=name, csv=csv, records=records)
 
 
 def create_dataset(
     session: Session,
     settings: Settings,
+    tenant: str,
     *,
     name: str | None,
     csv: bytes | None = None,
@@ -39,10 +41,18 @@ def create_dataset(
 ) -> Dataset:
     """Like :func:`upload_dataset`, inside the caller's transaction."""
     if csv is not None:
-        raw = tabular.read_csv(csv, max_rows=settings.max_rows, max_columns=settings.max_columns)
+        raw = tabular.read_csv(
+            csv,
+            max_rows=settings.max_rows,
+            max_columns=settings.max_columns,
+            max_cell_chars=settings.max_cell_chars,
+        )
     else:
         raw = tabular.frame_from_records(
-            records, max_rows=settings.max_rows, max_columns=settings.max_columns
+            records,
+            max_rows=settings.max_rows,
+            max_columns=settings.max_columns,
+            max_cell_chars=settings.max_cell_chars,
         )
     if raw.shape[1] == 0:
         raise DataError("the records have no columns", "records")
@@ -53,6 +63,7 @@ def create_dataset(
     DatabaseStorage(session).put(key, data)
     dataset = Dataset(
         id=dataset_id,
+        tenant=tenant,
         name=name or "dataset",
         n_rows=len(frame),
         n_columns=len(columns),
@@ -65,29 +76,34 @@ def create_dataset(
     return dataset
 
 
-def list_datasets(db: Database, *, limit: int, offset: int) -> list[Dataset]:
-    """Newest first."""
+def list_datasets(db: Database, tenant: str, *, limit: int, offset: int) -> list[Dataset]:
+    """The tenant's datasets, newest first."""
     with db.transaction() as session:
-        query = select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id)
+        query = (
+            select(Dataset)
+            .where(Dataset.tenant == tenant)
+            .order_by(Dataset.created_at.desc(), Dataset.id)
+        )
         return list(session.scalars(query.limit(limit).offset(offset)))
 
 
-def get_dataset(db: Database, dataset_id: str) -> Dataset:
+def get_dataset(db: Database, tenant: str, dataset_id: str) -> Dataset:
     with db.transaction() as session:
-        return find_dataset(session, dataset_id)
+        return find_dataset(session, tenant, dataset_id)
 
 
-def find_dataset(session: Session, dataset_id: str) -> Dataset:
+def find_dataset(session: Session, tenant: str, dataset_id: str) -> Dataset:
+    """The tenant's dataset; another tenant's is as absent as a missing one."""
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    if dataset is None or dataset.tenant != tenant:
         raise NotFound(f"no dataset with id {dataset_id!r}")
     return dataset
 
 
-def delete_dataset(db: Database, dataset_id: str) -> None:
+def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
     """Delete a dataset no queued or running job needs; finished jobs keep their history."""
     with db.transaction() as session:
-        dataset = find_dataset(session, dataset_id)
+        dataset = find_dataset(session, tenant, dataset_id)
         busy = session.scalar(
             select(func.count())
             .select_from(Job)

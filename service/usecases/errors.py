@@ -23,3 +23,15 @@ class InvalidRequest(UseCaseError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class TooManyJobs(UseCaseError):
+    """The tenant already has as many queued and running jobs as it may."""
+
+
+class Unauthenticated(UseCaseError):
+    """No API key, or one that is unknown or revoked."""
+
+
+class CorruptModel(UseCaseError):
+    """A stored model fails its integrity check and is refused, never loaded."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from service.ml.network import Architecture, count_parameters
 from service.ml.training import TrainingConfig
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
-from service.usecases.errors import Conflict, InvalidRequest, NotFound
+from service.usecases.errors import Conflict, InvalidRequest, NotFound, TooManyJobs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def submit_job(
     db: Database,
     settings: Settings,
     publisher: Publisher,
+    tenant: str,
     request: JobRequest,
     *,
     idempotency_key: str | None = None,
@@ -62,18 +63,20 @@ def submit_job(
     rejected job leaves no dataset behind. With an ``idempotency_key`` already used,
     the job that key created is returned and nothing new is stored.
     """
-    if idempotency_key:
-        existing = _find_by_key(db, idempotency_key)
+    scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
+    if scoped_key:
+        existing = _find_by_key(db, scoped_key)
         if existing is not None:
             return existing
     try:
         with db.transaction() as session:
+            _check_active_jobs(session, settings, tenant)
             if upload is not None:
-                dataset = create_dataset(session, settings, name=upload_name, csv=upload)
+                dataset = create_dataset(session, settings, tenant, name=upload_name, csv=upload)
                 request = replace(request, dataset_id=dataset.id)
-            job = _new_job(session, settings, request, idempotency_key)
+            job = _new_job(session, settings, tenant, request, scoped_key)
     except IntegrityError:
-        existing = _find_by_key(db, idempotency_key) if idempotency_key else None
+        existing = _find_by_key(db, scoped_key) if scoped_key else None
         if existing is None:
             raise
         return existing
@@ -97,20 +100,22 @@ def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | Non
     return True
 
 
-def get_job(db: Database, job_id: str) -> Job:
+def get_job(db: Database, tenant: str, job_id: str) -> Job:
     with db.transaction() as session:
-        return find_job(session, job_id)
+        return find_job(session, tenant, job_id)
 
 
-def find_job(session: Session, job_id: str) -> Job:
+def find_job(session: Session, tenant: str, job_id: str) -> Job:
+    """The tenant's job; another tenant's is as absent as a missing one."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or job.tenant != tenant:
         raise NotFound(f"no job with id {job_id!r}")
     return job
 
 
 def list_jobs(
     db: Database,
+    tenant: str,
     *,
     status: str | None = None,
     model_name: str | None = None,
@@ -118,8 +123,8 @@ def list_jobs(
     limit: int = 50,
     offset: int = 0,
 ) -> list[Job]:
-    """Newest first, optionally filtered."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id)
+    """The tenant's jobs, newest first, optionally filtered."""
+    query = select(Job).where(Job.tenant == tenant).order_by(Job.created_at.desc(), Job.id)
     if status:
         query = query.where(Job.status == status)
     if model_name:
@@ -130,18 +135,18 @@ def list_jobs(
         return list(session.scalars(query.limit(limit).offset(offset)))
 
 
-def job_metrics(db: Database, job_id: str) -> list[EpochMetric]:
+def job_metrics(db: Database, tenant: str, job_id: str) -> list[EpochMetric]:
     """Every finished epoch of the job, in order; readable while it runs."""
     with db.transaction() as session:
-        find_job(session, job_id)
+        find_job(session, tenant, job_id)
         query = select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
         return list(session.scalars(query))
 
 
-def cancel_job(db: Database, job_id: str) -> Job:
-    """Cancel a queued job at once, or ask a running one to stop after its current batch."""
+def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask a running one to stop within seconds."""
     with db.transaction() as session:
-        job = find_job(session, job_id)
+        job = find_job(session, tenant, job_id)
         if job.status in FINISHED_STATUSES:
             raise Conflict(f"job {job_id!r} has already finished ({job.status})")
         if job.status == "queued":
@@ -156,13 +161,30 @@ def _find_by_key(db: Database, key: str) -> Job | None:
         return session.scalar(select(Job).where(Job.idempotency_key == key))
 
 
+def _check_active_jobs(session: Session, settings: Settings, tenant: str) -> None:
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+    )
+    if active >= settings.max_active_jobs_per_tenant:
+        raise TooManyJobs(
+            f"{active} jobs are already queued or running, the limit per tenant is "
+            f"{settings.max_active_jobs_per_tenant}; wait for some to finish"
+        )
+
+
 def _new_job(
-    session: Session, settings: Settings, request: JobRequest, idempotency_key: str | None
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    request: JobRequest,
+    idempotency_key: str | None,
 ) -> Job:
     if request.dataset_id is None:
         raise InvalidRequest("a dataset_id or an uploaded file is required", "dataset_id")
     try:
-        dataset = find_dataset(session, request.dataset_id)
+        dataset = find_dataset(session, tenant, request.dataset_id)
     except NotFound as exc:
         raise InvalidRequest(exc.message, "dataset_id") from None
     columns = {c["name"]: c for c in dataset.columns}
@@ -172,6 +194,7 @@ def _new_job(
             "target",
         )
     features = _features(request, columns)
+    _check_categories(settings, features, columns)
     hyperparameters = dict(request.hyperparameters)
     if hyperparameters.get("seed") is None:
         hyperparameters["seed"] = random.randrange(2**31)
@@ -185,6 +208,7 @@ def _new_job(
         request.target,
     )
     job = Job(
+        tenant=tenant,
         dataset_id=dataset.id,
         target=request.target,
         features=features,
@@ -202,6 +226,18 @@ def _new_job(
     session.add(job)
     session.flush()
     return job
+
+
+def _check_categories(settings: Settings, features: list[str], columns: dict[str, dict]) -> None:
+    for i, name in enumerate(features):
+        column = columns[name]
+        if column["type"] == "categorical" and column["n_unique"] > settings.max_categories:
+            raise InvalidRequest(
+                f"categorical column {name!r} has {column['n_unique']} distinct values, more "
+                f"than the limit of {settings.max_categories} (an id or free text?); leave it "
+                "out of 'features'",
+                f"features[{i}]",
+            )
 
 
 def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:

@@ -15,7 +15,7 @@ from service.db.models import ModelVersion
 from service.db.session import Database
 from service.ml.inference import ModelBundle
 from service.storage import DatabaseStorage
-from service.usecases.errors import NotFound
+from service.usecases.errors import CorruptModel, NotFound
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class ModelCache:
                 self._items.popitem(last=False)
 
 
-def list_models(db: Database) -> list[ModelSummary]:
-    """One entry per model name, alphabetically."""
+def list_models(db: Database, tenant: str) -> list[ModelSummary]:
+    """One entry per model name of the tenant, alphabetically."""
     with db.transaction() as session:
         rows = session.execute(
             select(
@@ -75,19 +75,20 @@ def list_models(db: Database) -> list[ModelSummary]:
                 func.count(),
                 func.max(ModelVersion.created_at),
             )
+            .where(ModelVersion.tenant == tenant)
             .group_by(ModelVersion.name)
             .order_by(ModelVersion.name)
         ).all()
     return [ModelSummary(name, latest, count, updated) for name, latest, count, updated in rows]
 
 
-def list_versions(db: Database, name: str) -> list[ModelVersion]:
+def list_versions(db: Database, tenant: str, name: str) -> list[ModelVersion]:
     """The versions of a model, newest first."""
     with db.transaction() as session:
         versions = list(
             session.scalars(
                 select(ModelVersion)
-                .where(ModelVersion.name == name)
+                .where(ModelVersion.tenant == tenant, ModelVersion.name == name)
                 .order_by(ModelVersion.version.desc())
             )
         )
@@ -96,9 +97,9 @@ def list_versions(db: Database, name: str) -> list[ModelVersion]:
     return versions
 
 
-def get_version(db: Database, name: str, version: int | None = None) -> ModelVersion:
+def get_version(db: Database, tenant: str, name: str, version: int | None = None) -> ModelVersion:
     """One version, or the latest when ``version`` is ``None``."""
-    query = select(ModelVersion).where(ModelVersion.name == name)
+    query = select(ModelVersion).where(ModelVersion.tenant == tenant, ModelVersion.name == name)
     if version is None:
         query = query.order_by(ModelVersion.version.desc()).limit(1)
     else:
@@ -114,12 +115,13 @@ def get_version(db: Database, name: str, version: int | None = None) -> ModelVer
 def predict(
     db: Database,
     cache: ModelCache,
+    tenant: str,
     name: str,
     version: int | None,
     frame: pd.DataFrame,
 ) -> Prediction:
     """Class probabilities for each row of ``frame`` (cells as text)."""
-    found = get_version(db, name, version)
+    found = get_version(db, tenant, name, version)
     bundle = cache.get(found.id)
     if bundle is None:
         bundle = _load(db, found)
@@ -139,7 +141,14 @@ def _load(db: Database, found: ModelVersion) -> ModelBundle:
         weights = DatabaseStorage(session).get(found.weights_key)
     digest = hashlib.sha256(weights).hexdigest()
     if digest != found.weights_sha256:
-        raise RuntimeError(
-            f"weights of {found.name} v{found.version} fail their sha256 check; not loading them"
+        raise CorruptModel(
+            f"the stored weights of {found.name} version {found.version} do not match their "
+            "SHA-256; they were not loaded"
         )
-    return ModelBundle.load(found.description, weights)
+    try:
+        return ModelBundle.load(found.description, weights)
+    except Exception as exc:  # safetensors refuses anything that is not safetensors
+        raise CorruptModel(
+            f"the stored weights of {found.name} version {found.version} cannot be read as "
+            f"safetensors ({type(exc).__name__}); they were not loaded"
+        ) from None

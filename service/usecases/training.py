@@ -66,8 +66,13 @@ def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> 
     if attempt is None:
         return "dropped"
     if attempt.resume_epoch:
-        log.info("job %s: attempt %d on %s resumed from checkpoint at epoch %d",
-                 job_id, attempt.number, worker, attempt.resume_epoch)
+        log.info(
+            "job %s: attempt %d on %s resumed from checkpoint at epoch %d",
+            job_id,
+            attempt.number,
+            worker,
+            attempt.resume_epoch,
+        )
     else:
         log.info("job %s: attempt %d started on %s", job_id, attempt.number, worker)
     try:
@@ -78,18 +83,21 @@ def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> 
         log.warning("job %s: attempt %d lost its lease; stopping", job_id, attempt.number)
         return "lease_lost"
     except MLError as exc:
-        return _finish(db, settings, attempt, "failed",
-                       error={"type": "data", "message": str(exc)})
+        return _finish(db, settings, attempt, "failed", error={"type": "data", "message": str(exc)})
     except Exception as exc:
         if _is_outage(exc):
             # The database stayed away longer than db_retry_seconds: leave the job to
             # the sweeper (its lease lapses) rather than fail it for an outage.
-            log.exception("job %s: attempt %d gave up during a database outage",
-                          job_id, attempt.number)
+            log.exception(
+                "job %s: attempt %d gave up during a database outage", job_id, attempt.number
+            )
             raise
         log.exception("job %s: attempt %d crashed", job_id, attempt.number)
-        error = {"type": "internal", "message": f"{type(exc).__name__}: {exc}",
-                 "trace": "".join(traceback.format_exc(limit=5))[-2000:]}
+        error = {
+            "type": "internal",
+            "message": f"{type(exc).__name__}: {exc}",
+            "trace": "".join(traceback.format_exc(limit=5))[-2000:],
+        }
         return _finish(db, settings, attempt, "failed", error=error)
 
 
@@ -122,8 +130,7 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
             .returning(Job.attempt, Job.cancel_requested)
         ).first()
         if row is None:
-            log.info("job %s: not claimable (finished, missing or leased); message dropped",
-                     job_id)
+            log.info("job %s: not claimable (finished, missing or leased); message dropped", job_id)
             return None
         resume = session.scalar(select(Checkpoint.epoch).where(Checkpoint.job_id == job_id)) or 0
         session.execute(
@@ -133,9 +140,9 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
             select(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch == resume)
         )
         session.execute(
-            update(Job).where(Job.id == job_id).values(
-                epoch=resume, latest=_metrics_of(latest) if latest else None
-            )
+            update(Job)
+            .where(Job.id == job_id)
+            .values(epoch=resume, latest=_metrics_of(latest) if latest else None)
         )
         return Attempt(job_id, row.attempt, row.cancel_requested, resume_epoch=resume)
 
@@ -153,8 +160,13 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         if checkpoint is not None:
             checkpoint = (checkpoint.tensors, checkpoint.state)
     frame = tabular.from_parquet(data, columns=[*feature_types, target])
-    prepared = prepare(frame, target, feature_types,
-                       validation_fraction=config.validation_fraction, seed=config.seed)
+    prepared = prepare(
+        frame,
+        target,
+        feature_types,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+    )
     trainer = prepared.trainer(config)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
@@ -241,9 +253,16 @@ def _record_epoch(
                 raise LeaseLost(attempt.job_id)
             if checkpoint is not None:
                 tensors, state = checkpoint
-                session.merge(Checkpoint(job_id=attempt.job_id, epoch=record.epoch,
-                                         attempt=attempt.number, tensors=tensors, state=state,
-                                         created_at=utcnow()))
+                session.merge(
+                    Checkpoint(
+                        job_id=attempt.job_id,
+                        epoch=record.epoch,
+                        attempt=attempt.number,
+                        tensors=tensors,
+                        state=state,
+                        created_at=utcnow(),
+                    )
+                )
 
     _retrying(settings, write)
 
@@ -258,11 +277,19 @@ def _store_model(
         with db.transaction() as session:
             job = session.get(Job, attempt.job_id)
             latest = session.scalar(
-                select(func.max(ModelVersion.version)).where(ModelVersion.name == job.model_name)
+                select(func.max(ModelVersion.version)).where(
+                    ModelVersion.tenant == job.tenant, ModelVersion.name == job.model_name
+                )
             )
             version = (latest or 0) + 1
-            _fenced_update(session, attempt, status="succeeded", model_version=version,
-                           finished_at=utcnow(), lease_until=None)
+            _fenced_update(
+                session,
+                attempt,
+                status="succeeded",
+                model_version=version,
+                finished_at=utcnow(),
+                lease_until=None,
+            )
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
             best = session.scalar(
                 select(EpochMetric).where(
@@ -275,6 +302,7 @@ def _store_model(
             session.add(
                 ModelVersion(
                     id=version_id,
+                    tenant=job.tenant,
                     name=job.model_name,
                     version=version,
                     job_id=job.id,
@@ -307,8 +335,9 @@ def _finish(
 ) -> str:
     def write() -> None:
         with db.transaction() as session:
-            _fenced_update(session, attempt, status=status, error=error,
-                           finished_at=utcnow(), lease_until=None)
+            _fenced_update(
+                session, attempt, status=status, error=error, finished_at=utcnow(), lease_until=None
+            )
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == attempt.job_id))
 
     _retrying(settings, write)
@@ -321,12 +350,23 @@ def _release(db: Database, settings: Settings, attempt: Attempt) -> str:
 
     def write() -> None:
         with db.transaction() as session:
-            _fenced_update(session, attempt, status="queued", lease_until=None,
-                           release_requested=False, worker=None, published_at=None)
+            _fenced_update(
+                session,
+                attempt,
+                status="queued",
+                lease_until=None,
+                release_requested=False,
+                worker=None,
+                published_at=None,
+            )
 
     _retrying(settings, write)
-    log.info("job %s: attempt %d released at epoch %d (worker shutting down)",
-             attempt.job_id, attempt.number, attempt.resume_epoch)
+    log.info(
+        "job %s: attempt %d released at epoch %d (worker shutting down)",
+        attempt.job_id,
+        attempt.number,
+        attempt.resume_epoch,
+    )
     return "released"
 
 
@@ -362,8 +402,9 @@ def _retrying(settings: Settings, write: Callable[[], T]) -> T:
         except DBAPIError as exc:
             if not _is_outage(exc) or time.monotonic() + delay > deadline:
                 raise
-            log.warning("database unavailable (%s); retrying in %.1f s",
-                        type(exc.orig).__name__, delay)
+            log.warning(
+                "database unavailable (%s); retrying in %.1f s", type(exc.orig).__name__, delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -38,7 +38,9 @@ def backend_settings(request, tmp_path, queue_name):
         database_url = request.getfixturevalue("postgres_url")
         broker_url = request.getfixturevalue("redis_url")
     upgrade(database_url)
-    return Settings.from_env({}, database_url=database_url, broker_url=broker_url, queue=queue_name)
+    return Settings.from_env(
+        {}, database_url=database_url, broker_url=broker_url, queue=queue_name, auth="off"
+    )
 
 
 def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make_app):

@@ -31,7 +31,7 @@ SLOW_JOB = {"epochs": 25, "batch_size": 8, "hidden_layers": [128, 128], "seed": 
 def make_settings(database_url: str, broker_url: str, queue: str) -> Settings:
     upgrade(database_url)
     return Settings.from_env(
-        {}, database_url=database_url, broker_url=broker_url, queue=queue, **FAST
+        {}, database_url=database_url, broker_url=broker_url, queue=queue, auth="off", **FAST
     )
 
 

@@ -16,14 +16,14 @@ from tests.data import mixed_csv
 def job_id(db, settings, publisher):
     from service.api.jobs.schemas import HyperparametersSchema
 
-    dataset = datasets.upload_dataset(db, settings, name="d", csv=mixed_csv(50))
+    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(50))
     request = jobs.JobRequest(
         target="species",
         model_name="m",
         hyperparameters=HyperparametersSchema().load({"epochs": 2}),
         dataset_id=dataset.id,
     )
-    return jobs.submit_job(db, settings, publisher, request).id
+    return jobs.submit_job(db, settings, publisher, "default", request).id
 
 
 def get(db, job_id) -> Job:
@@ -35,9 +35,9 @@ def test_a_job_the_broker_never_took_is_published_on_the_next_pass(db, settings,
     publisher.down = True
     from service.api.jobs.schemas import HyperparametersSchema
 
-    dataset = datasets.upload_dataset(db, settings, name="d", csv=mixed_csv(50))
+    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(50))
     request = jobs.JobRequest("species", "m", HyperparametersSchema().load({}), dataset.id)
-    job_id = jobs.submit_job(db, settings, publisher, request).id
+    job_id = jobs.submit_job(db, settings, publisher, "default", request).id
     assert publisher.published == []
     assert sweep(db, settings, publisher).published == []  # still down: nothing, no error
     publisher.down = False

@@ -13,14 +13,14 @@ from tests.data import mixed_csv
 
 @pytest.fixture
 def job_id(db, settings, publisher):
-    dataset = datasets.upload_dataset(db, settings, name="d", csv=mixed_csv())
+    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv())
     request = jobs.JobRequest(
         target="species",
         model_name="m",
         hyperparameters={"epochs": 3, "hidden_layers": [16], "seed": 0, **_defaults()},
         dataset_id=dataset.id,
     )
-    return jobs.submit_job(db, settings, publisher, request).id
+    return jobs.submit_job(db, settings, publisher, "default", request).id
 
 
 def _defaults():
@@ -83,7 +83,7 @@ def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
     def cancel_after_first_epoch(db_, settings_, attempt, record, checkpoint):
         original(db_, settings_, attempt, record, checkpoint)
         if record.epoch == 1:
-            jobs.cancel_job(db, job_id)
+            jobs.cancel_job(db, "default", job_id)
             with db.transaction() as session:
                 attempt.cancel_requested = session.get(Job, job_id).cancel_requested
 
@@ -127,7 +127,7 @@ def test_two_jobs_of_one_model_get_consecutive_versions(db, settings, publisher,
             hyperparameters=original.hyperparameters,
             dataset_id=original.dataset_id,
         )
-    second = jobs.submit_job(db, settings, publisher, request).id
+    second = jobs.submit_job(db, settings, publisher, "default", request).id
     assert run_training(db, settings, second, "a") == "succeeded"
     assert run_training(db, settings, job_id, "a") == "succeeded"
     assert (job(db, second).model_version, job(db, job_id).model_version) == (1, 2)

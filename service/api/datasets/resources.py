@@ -4,13 +4,14 @@ from flask import request
 from flask.views import MethodView
 
 from service.api.common import (
-    PROBLEM_RESPONSE,
     Blueprint,
     body_kind,
     filename_stem,
     json_body,
+    problem_doc,
     request_body_doc,
     services,
+    tenant,
 )
 from service.api.datasets.schemas import (
     DatasetNameArgsSchema,
@@ -30,7 +31,7 @@ class Datasets(MethodView):
     @blp.response(200, DatasetSchema(many=True))
     def get(self, args):
         """List datasets, newest first"""
-        return datasets.list_datasets(services().database, **args)
+        return datasets.list_datasets(services().database, tenant(), **args)
 
     @blp.doc(
         **request_body_doc(
@@ -43,9 +44,9 @@ class Datasets(MethodView):
     )
     @blp.arguments(DatasetNameArgsSchema, location="query")
     @blp.response(201, DatasetSchema)
-    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
-    @blp.alt_response(413, description="The body is larger than the upload limit")
-    @blp.alt_response(415, description="Unsupported Content-Type")
+    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
+    @blp.alt_response(413, **problem_doc("The body is larger than the upload limit"))
+    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, args):
         """Upload a dataset (CSV or JSON records)"""
         svc = services()
@@ -53,30 +54,32 @@ class Datasets(MethodView):
         if kind == "application/json":
             body = DatasetUploadSchema().load(json_body())
             return datasets.upload_dataset(
-                svc.database, svc.settings, name=body.get("name"), records=body["records"]
+                svc.database, svc.settings, tenant(), name=body.get("name"), records=body["records"]
             )
         if kind == "text/csv":
             return datasets.upload_dataset(
-                svc.database, svc.settings, name=args.get("name"), csv=request.get_data()
+                svc.database, svc.settings, tenant(), name=args.get("name"), csv=request.get_data()
             )
         upload = request.files.get("file")
         if upload is None:
             raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
         name = request.form.get("name") or args.get("name") or filename_stem(upload.filename)
-        return datasets.upload_dataset(svc.database, svc.settings, name=name, csv=upload.read())
+        return datasets.upload_dataset(
+            svc.database, svc.settings, tenant(), name=name, csv=upload.read()
+        )
 
 
 @blp.route("/<string:dataset_id>")
 class DatasetById(MethodView):
     @blp.response(200, DatasetSchema)
-    @blp.alt_response(404, description="No such dataset")
+    @blp.alt_response(404, **problem_doc("No such dataset"))
     def get(self, dataset_id):
         """Get one dataset with its columns"""
-        return datasets.get_dataset(services().database, dataset_id)
+        return datasets.get_dataset(services().database, tenant(), dataset_id)
 
     @blp.response(204)
-    @blp.alt_response(404, description="No such dataset")
-    @blp.alt_response(409, description="A queued or running job uses the dataset")
+    @blp.alt_response(404, **problem_doc("No such dataset"))
+    @blp.alt_response(409, **problem_doc("A queued or running job uses the dataset"))
     def delete(self, dataset_id):
         """Delete a dataset no queued or running job uses"""
-        datasets.delete_dataset(services().database, dataset_id)
+        datasets.delete_dataset(services().database, tenant(), dataset_id)

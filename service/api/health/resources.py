@@ -5,7 +5,7 @@ import logging
 from flask.views import MethodView
 from marshmallow import fields
 
-from service.api.common import BaseSchema, Blueprint, services
+from service.api.common import BaseSchema, Blueprint, problem_doc, services
 from service.errors import problem
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ class HealthSchema(BaseSchema):
 
 @blp.route("/healthz")
 class Health(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthSchema)
     def get(self):
         """Liveness: the API process answers"""
@@ -28,8 +29,9 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, description="A dependency is down")
+    @blp.alt_response(503, **problem_doc("A dependency is down"))
     def get(self):
         """Readiness: the database and the broker answer"""
         svc = services()

@@ -6,13 +6,14 @@ from flask import request, url_for
 from flask.views import MethodView
 
 from service.api.common import (
-    PROBLEM_RESPONSE,
     Blueprint,
     body_kind,
     filename_stem,
     json_body,
+    problem_doc,
     request_body_doc,
     services,
+    tenant,
 )
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
 from service.usecases import jobs
@@ -27,7 +28,7 @@ class Jobs(MethodView):
     @blp.response(200, JobSchema(many=True))
     def get(self, args):
         """List jobs, newest first, optionally filtered"""
-        return jobs.list_jobs(services().database, **args)
+        return jobs.list_jobs(services().database, tenant(), **args)
 
     @blp.doc(
         **request_body_doc(
@@ -47,8 +48,8 @@ class Jobs(MethodView):
         ],
     )
     @blp.response(202, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
-    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
-    @blp.alt_response(415, description="Unsupported Content-Type")
+    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
+    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self):
         """Submit a training job"""
         svc = services()
@@ -65,6 +66,7 @@ class Jobs(MethodView):
             svc.database,
             svc.settings,
             svc.publisher,
+            tenant(),
             jobs.JobRequest(**body),
             idempotency_key=key,
             upload=upload,
@@ -76,29 +78,29 @@ class Jobs(MethodView):
 @blp.route("/<string:job_id>")
 class JobById(MethodView):
     @blp.response(200, JobSchema)
-    @blp.alt_response(404, description="No such job")
+    @blp.alt_response(404, **problem_doc("No such job"))
     def get(self, job_id):
         """Get a job's status and progress"""
-        return jobs.get_job(services().database, job_id)
+        return jobs.get_job(services().database, tenant(), job_id)
 
 
 @blp.route("/<string:job_id>/metrics")
 class JobMetrics(MethodView):
     @blp.response(200, MetricsSchema)
-    @blp.alt_response(404, description="No such job")
+    @blp.alt_response(404, **problem_doc("No such job"))
     def get(self, job_id):
         """Get every finished epoch's metrics (also while the job runs)"""
-        return {"epochs": jobs.job_metrics(services().database, job_id)}
+        return {"epochs": jobs.job_metrics(services().database, tenant(), job_id)}
 
 
 @blp.route("/<string:job_id>/cancel")
 class JobCancel(MethodView):
     @blp.response(202, JobSchema)
-    @blp.alt_response(404, description="No such job")
-    @blp.alt_response(409, description="The job has already finished")
+    @blp.alt_response(404, **problem_doc("No such job"))
+    @blp.alt_response(409, **problem_doc("The job has already finished"))
     def post(self, job_id):
         """Cancel a job (a running one stops within a few seconds)"""
-        return jobs.cancel_job(services().database, job_id)
+        return jobs.cancel_job(services().database, tenant(), job_id)
 
 
 def _form_job():

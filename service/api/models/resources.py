@@ -4,12 +4,13 @@ from flask import request
 from flask.views import MethodView
 
 from service.api.common import (
-    PROBLEM_RESPONSE,
     Blueprint,
     body_kind,
     json_body,
+    problem_doc,
     request_body_doc,
     services,
+    tenant,
 )
 from service.api.models.schemas import (
     ModelSchema,
@@ -30,25 +31,25 @@ class Models(MethodView):
     @blp.response(200, ModelSummarySchema(many=True))
     def get(self):
         """List models with their latest version"""
-        return models.list_models(services().database)
+        return models.list_models(services().database, tenant())
 
 
 @blp.route("/<string:name>")
 class ModelByName(MethodView):
     @blp.response(200, ModelSchema)
-    @blp.alt_response(404, description="No such model")
+    @blp.alt_response(404, **problem_doc("No such model"))
     def get(self, name):
         """Get a model and its versions, newest first"""
-        return {"name": name, "versions": models.list_versions(services().database, name)}
+        return {"name": name, "versions": models.list_versions(services().database, tenant(), name)}
 
 
 @blp.route("/<string:name>/versions/<int:version>")
 class ModelVersionView(MethodView):
     @blp.response(200, ModelVersionSchema)
-    @blp.alt_response(404, description="No such model version")
+    @blp.alt_response(404, **problem_doc("No such model version"))
     def get(self, name, version):
         """Get one model version: classes, input schema, hyperparameters, final metrics"""
-        return models.get_version(services().database, name, version)
+        return models.get_version(services().database, tenant(), name, version)
 
 
 _PREDICT_DOC = request_body_doc(
@@ -60,9 +61,9 @@ _PREDICT_DOC = request_body_doc(
 class PredictLatest(MethodView):
     @blp.doc(**_PREDICT_DOC)
     @blp.response(200, PredictionSchema)
-    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
-    @blp.alt_response(404, description="No such model")
-    @blp.alt_response(415, description="Unsupported Content-Type")
+    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
+    @blp.alt_response(404, **problem_doc("No such model"))
+    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name):
         """Predict class probabilities with the latest version"""
         return _predict(name, None)
@@ -72,9 +73,9 @@ class PredictLatest(MethodView):
 class PredictVersion(MethodView):
     @blp.doc(**_PREDICT_DOC)
     @blp.response(200, PredictionSchema)
-    @blp.alt_response(400, description=PROBLEM_RESPONSE["description"])
-    @blp.alt_response(404, description="No such model version")
-    @blp.alt_response(415, description="Unsupported Content-Type")
+    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
+    @blp.alt_response(404, **problem_doc("No such model version"))
+    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name, version):
         """Predict class probabilities with one version"""
         return _predict(name, version)
@@ -85,16 +86,22 @@ def _predict(name: str, version: int | None) -> dict:
     limit = svc.settings.max_predict_rows
     if body_kind("application/json", "text/csv") == "text/csv":
         frame = tabular.read_csv(
-            request.get_data(), max_rows=limit, max_columns=svc.settings.max_columns
+            request.get_data(),
+            max_rows=limit,
+            max_columns=svc.settings.max_columns,
+            max_cell_chars=svc.settings.max_cell_chars,
         )
     else:
         records = PredictRequestSchema().load(json_body())["records"]
         if len(records) > limit:
             raise InvalidRequest(f"at most {limit} rows per request", "records")
         frame = tabular.frame_from_records(
-            records, max_rows=limit, max_columns=svc.settings.max_columns
+            records,
+            max_rows=limit,
+            max_columns=svc.settings.max_columns,
+            max_cell_chars=svc.settings.max_cell_chars,
         )
-    result = models.predict(svc.database, svc.models, name, version, frame)
+    result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
     keys = [class_key(c) for c in result.classes]
     return {
         "model": {"name": result.name, "version": result.version},

@@ -1,0 +1,68 @@
+"""API keys: create, list, revoke, and authenticate a request's key to its tenant.
+
+A key is ``ts_`` + 43 random URL-safe characters (256 bits); only its SHA-256 is
+stored. A fast hash is enough for keys this long: there is no password to guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import or_, select
+
+from service.db.models import ApiKey, utcnow
+from service.db.session import Database
+from service.usecases.errors import InvalidRequest, NotFound
+
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(db: Database, tenant: str, name: str | None = None) -> tuple[ApiKey, str]:
+    """Store a new key for ``tenant``; returns the row and the plain key (shown once)."""
+    if not TENANT_NAME.match(tenant):
+        raise InvalidRequest(
+            "a tenant name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            "tenant",
+        )
+    plain = "ts_" + secrets.token_urlsafe(32)
+    with db.transaction() as session:
+        key = ApiKey(tenant=tenant, name=name, prefix=plain[:11], key_hash=hash_key(plain))
+        session.add(key)
+    return key, plain
+
+
+def list_keys(db: Database) -> list[ApiKey]:
+    with db.transaction() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.tenant, ApiKey.created_at)))
+
+
+def revoke_key(db: Database, key_id_or_prefix: str) -> ApiKey:
+    """Revoke by id or by the key's visible prefix (``ts_xxxxxxxx``)."""
+    with db.transaction() as session:
+        found = list(
+            session.scalars(
+                select(ApiKey).where(
+                    or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix)
+                )
+            )
+        )
+        if len(found) != 1:
+            raise NotFound(f"no single API key with id or prefix {key_id_or_prefix!r}")
+        found[0].revoked_at = found[0].revoked_at or utcnow()
+        return found[0]
+
+
+def authenticate(db: Database, key: str) -> str | None:
+    """The tenant of a valid, unrevoked key; ``None`` otherwise."""
+    with db.transaction() as session:
+        found = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if found is None or found.revoked_at is not None:
+        return None
+    return found.tenant

@@ -1,0 +1,359 @@
+"""The bad-input catalogue: every case is a 4xx problem+json naming what is wrong and
+where, and stores nothing. One table, one test."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from service.app import create_app
+from service.db.models import Blob, Dataset, Job, ModelVersion
+from service.usecases.training import run_training
+from tests.data import mixed_csv
+
+LIMITS = {
+    "max_rows": 500,
+    "max_columns": 20,
+    "max_classes": 5,
+    "max_categories": 50,
+    "max_cell_chars": 200,
+    "max_epochs": 100,
+    "max_parameters": 200_000,
+    "max_predict_rows": 10,
+    "max_upload_bytes": 200_000,
+}
+
+
+@pytest.fixture
+def limited(settings, publisher):
+    app = create_app(dataclasses.replace(settings, **LIMITS), publisher=publisher)
+    yield app
+    app.extensions["trainserve"].close()
+
+
+@pytest.fixture
+def world(limited):
+    """A dataset and a trained model, for the requests that need them."""
+    client = limited.test_client()
+    dataset = client.post("/v1/datasets", data=mixed_csv(200), content_type="text/csv")
+    dataset = dataset.get_json()
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "species",
+            "model_name": "iris",
+            "hyperparameters": {"epochs": 2},
+        },
+    ).get_json()
+    svc = limited.extensions["trainserve"]
+    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    return {"dataset": dataset["id"]}
+
+
+def csv_upload(content: bytes):
+    return ("post", "/v1/datasets", {"data": content, "content_type": "text/csv"})
+
+
+def job(world_key="dataset", **overrides):
+    def build(world):
+        body = {"dataset_id": world[world_key], "target": "species", "model_name": "m"}
+        body.update(overrides)
+        return ("post", "/v1/jobs", {"json": body})
+
+    return build
+
+
+def raw_job(text: str):
+    return ("post", "/v1/jobs", {"data": text, "content_type": "application/json"})
+
+
+def predict(body):
+    return ("post", "/v1/models/iris/predict", {"json": body})
+
+
+def one_class_csv(target_values: str) -> bytes:
+    rows = "\n".join(f"{i},{v}" for i, v in enumerate(target_values.split(",")))
+    return f"a,y\n{rows}\n".encode()
+
+
+def upload_then_job(content: bytes, **job_fields):
+    """Upload and train in one multipart call (nothing may be stored if the job is refused)."""
+    data = {"file": (io.BytesIO(content), "t.csv"), "target": "y", **job_fields}
+    return ("post", "/v1/jobs", {"data": data, "content_type": "multipart/form-data"})
+
+
+WIDE_CATEGORIES = "c,y\n" + "".join(f"v{i},{'p' if i % 2 else 'q'}\n" for i in range(60))
+
+CATALOGUE = [
+    # name, request (or a function of the world), status, field named, words in the detail
+    ("empty body", csv_upload(b""), 400, "file", "empty"),
+    ("header only", csv_upload(b"a,b,y\n"), 400, "file", "no data rows"),
+    ("duplicate column names", csv_upload(b"a,a\n1,2\n"), 400, "file", "more than once"),
+    ("empty column name", csv_upload(b"a,,y\n1,2,3\n"), 400, "file", "empty name"),
+    ("ragged rows", csv_upload(b"a,y\n1,p\n2,q,9,9\n"), 400, "file", "Expected 2 fields"),
+    ("non-UTF-8 bytes", csv_upload(b"a,y\n\xe9t\xe9,p\n"), 400, "file", "not UTF-8"),
+    ("inf in a feature", csv_upload(b"a,y\ninf,p\n1,q\n"), 400, "a", "finite"),
+    ("1e400 in a feature", csv_upload(b"a,y\n1e400,p\n1,q\n"), 400, "a", "finite"),
+    (
+        "NaN JSON literal in records",
+        (
+            "post",
+            "/v1/datasets",
+            {"data": '{"records": [{"a": NaN, "y": "p"}]}', "content_type": "application/json"},
+        ),
+        400,
+        "records[0].a",
+        "finite",
+    ),
+    ("very long string", csv_upload(b"a,y\n" + b"x" * 300 + b",p\n"), 400, "a", "characters"),
+    ("too many rows", csv_upload(b"a,y\n" + b"1,p\n" * 501), 400, "file", "limit of 500"),
+    (
+        "too many columns",
+        csv_upload((",".join(f"c{i}" for i in range(21)) + "\n" + ",".join("1" * 21)).encode()),
+        400,
+        "file",
+        "limit of 20",
+    ),
+    (
+        "body over the upload limit",
+        csv_upload(b"a,y\n" + b"1,p\n" * 60_000),
+        413,
+        None,
+        "larger than the limit",
+    ),
+    ("target all missing", upload_then_job(b"a,y\n1,\n2,NA\n"), 400, "target", "0 distinct"),
+    (
+        "target with one class",
+        upload_then_job(one_class_csv("p,p,p")),
+        400,
+        "target",
+        "at least two classes",
+    ),
+    (
+        "a class with a single row",
+        upload_then_job(one_class_csv("p,p,q")),
+        400,
+        "target",
+        "single row",
+    ),
+    (
+        "too many classes",
+        upload_then_job(one_class_csv(",".join("abcdef" * 2))),
+        400,
+        "target",
+        "limit of 5",
+    ),
+    (
+        "high-cardinality categorical feature",
+        upload_then_job(WIDE_CATEGORIES.encode()),
+        400,
+        "features[0]",
+        "distinct values",
+    ),
+    (
+        "hyperparameters not JSON in the form",
+        upload_then_job(one_class_csv("p,p,q,q"), hyperparameters="{epochs: 3"),
+        400,
+        "hyperparameters",
+        "not valid JSON",
+    ),
+    (
+        "string where a list belongs",
+        job(hyperparameters={"hidden_layers": "64"}),
+        400,
+        "hyperparameters.hidden_layers",
+        "list",
+    ),
+    (
+        'epochs: "ten"',
+        job(hyperparameters={"epochs": "ten"}),
+        400,
+        "hyperparameters.epochs",
+        "integer",
+    ),
+    (
+        "learning_rate: NaN",
+        lambda w: raw_job(
+            json.dumps(
+                {
+                    "dataset_id": w["dataset"],
+                    "target": "species",
+                    "model_name": "m",
+                    "hyperparameters": {"learning_rate": float("nan")},
+                }
+            )
+        ),
+        400,
+        "hyperparameters.learning_rate",
+        "nan or infinity",
+    ),
+    (
+        "hidden_layers: [0]",
+        job(hyperparameters={"hidden_layers": [0]}),
+        400,
+        "hyperparameters.hidden_layers[0]",
+        "greater than or equal to 1",
+    ),
+    (
+        "hidden_layers: [100000, 100000]",
+        job(hyperparameters={"hidden_layers": [100000, 100000]}),
+        400,
+        "hyperparameters.hidden_layers[0]",
+        "less than or equal to 8192",
+    ),
+    (
+        "network over the parameter limit",
+        job(hyperparameters={"hidden_layers": [512, 512]}),
+        400,
+        "hyperparameters.hidden_layers",
+        "parameters",
+    ),
+    (
+        "epochs over the limit",
+        job(hyperparameters={"epochs": 101}),
+        400,
+        "hyperparameters.epochs",
+        "at most 100",
+    ),
+    (
+        "unknown hyperparameter",
+        job(hyperparameters={"neurons": 5}),
+        400,
+        "hyperparameters.neurons",
+        "Unknown field",
+    ),
+    ("unknown top-level field", job(colour="red"), 400, "colour", "Unknown field"),
+    (
+        "missing target",
+        lambda w: ("post", "/v1/jobs", {"json": {"dataset_id": w["dataset"], "model_name": "m"}}),
+        400,
+        "target",
+        "required",
+    ),
+    ("unknown target column", job(target="nope"), 400, "target", "no column"),
+    ("unknown feature column", job(features=["x1", "nope"]), 400, "features[1]", "no column"),
+    ("bad model name", job(model_name="../etc"), 400, "model_name", "letters"),
+    (
+        "predict: an extra feature",
+        predict({"records": [{"x1": 1, "petal": 2}]}),
+        400,
+        "records.petal",
+        "unknown column",
+    ),
+    (
+        "predict: a wrong type",
+        predict({"records": [{"x1": "tall"}]}),
+        400,
+        "records[0].x1",
+        "must be a number",
+    ),
+    (
+        "predict: a wrong boolean",
+        predict({"records": [{"flag": "maybe"}]}),
+        400,
+        "records[0].flag",
+        "true or false",
+    ),
+    ("predict: an empty list", predict({"records": []}), 400, "records", "Shorter than"),
+    ("predict: records not a list", predict({"records": {"x1": 1}}), 400, "records", "list"),
+    (
+        "predict: a nested value",
+        predict({"records": [{"x1": [1]}]}),
+        400,
+        "records[0].x1",
+        "string, number",
+    ),
+    (
+        "predict: too many rows",
+        predict({"records": [{"x1": 1}] * 11}),
+        400,
+        "records",
+        "at most 10",
+    ),
+    (
+        "wrong Content-Type",
+        ("post", "/v1/jobs", {"data": "x", "content_type": "text/plain"}),
+        415,
+        None,
+        "text/plain",
+    ),
+    ("no Content-Type", ("post", "/v1/models/iris/predict", {"data": "x"}), 415, None, "none"),
+    (
+        "malformed JSON",
+        ("post", "/v1/jobs", {"data": '{"target": ', "content_type": "application/json"}),
+        400,
+        "body",
+        "not valid JSON",
+    ),
+    ("JSON of the wrong shape", ("post", "/v1/jobs", {"json": [1, 2]}), 400, "body", "Invalid"),
+]
+
+
+def counts(app) -> tuple[int, ...]:
+    with app.extensions["trainserve"].database.transaction() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(table))
+            for table in (Dataset, Job, ModelVersion, Blob)
+        )
+
+
+@pytest.mark.parametrize(
+    "name, request_, status, field, words", CATALOGUE, ids=[c[0] for c in CATALOGUE]
+)
+def test_bad_input(limited, world, name, request_, status, field, words):
+    client = limited.test_client()
+    method, path, kwargs = request_(world) if callable(request_) else request_
+    before = counts(limited)
+    response = getattr(client, method)(path, **kwargs)
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert response.content_type == "application/problem+json"
+    assert body["status"] == status and body["title"]
+    assert words.lower() in body["detail"].lower() or any(
+        words.lower() in m.lower() for ms in body.get("errors", {}).values() for m in ms
+    ), body
+    if field is not None:
+        assert field in body["errors"], body
+    assert counts(limited) == before, "a rejected request stored something"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "\ufeffa,y\n1,p\n2,q\n3,p\n4,q\n".encode(),  # UTF-8 with a byte-order mark
+        b'a,y\n"two\nlines",p\n"plain",q\nx,p\ny,q\n',  # quoted field with a newline
+        b"a,y\nNaN,p\n,q\nNA,p\nnull,q\n",  # missing markers are missing values
+    ],
+    ids=["bom", "quoted-newline", "missing-markers"],
+)
+def test_valid_edge_cases_are_accepted(limited, content):
+    response = limited.test_client().post("/v1/datasets", data=content, content_type="text/csv")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["columns"][0]["name"] == "a"
+
+
+def test_a_missing_predict_feature_is_imputed_as_at_training(limited, world):
+    """DESIGN.md: missing features are handled as at training (imputed), not refused."""
+    response = limited.test_client().post(
+        "/v1/models/iris/predict", json={"records": [{"x1": 0.5}]}
+    )
+    assert response.status_code == 200
+
+
+def test_per_tenant_active_job_limit_is_429(settings, publisher):
+    app = create_app(
+        dataclasses.replace(settings, max_active_jobs_per_tenant=2), publisher=publisher
+    )
+    client = app.test_client()
+    dataset = client.post("/v1/datasets", data=mixed_csv(50), content_type="text/csv")
+    body = {"dataset_id": dataset.get_json()["id"], "target": "species", "model_name": "m"}
+    assert [client.post("/v1/jobs", json=body).status_code for _ in range(2)] == [202, 202]
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 429 and response.headers["Retry-After"]
+    assert "limit per tenant is 2" in response.get_json()["detail"]
+    app.extensions["trainserve"].close()

@@ -1,0 +1,82 @@
+"""Nothing stored is unpickled; secrets stay out of logs and error bodies."""
+
+import hashlib
+import logging
+import pickle
+
+import pytest
+from sqlalchemy import select, update
+
+from service.cli import _redact
+from service.db.models import Blob, ModelVersion
+from service.usecases.training import run_training
+from tests.data import mixed_csv
+
+
+class _Exploit:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture
+def trained(app, client):
+    dataset = client.post("/v1/datasets", data=mixed_csv(80), content_type="text/csv").get_json()
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "species",
+            "model_name": "iris",
+            "hyperparameters": {"epochs": 1},
+        },
+    ).get_json()
+    svc = app.extensions["trainserve"]
+    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+
+
+@pytest.mark.parametrize("fix_checksum", [False, True], ids=["checksum-fails", "checksum-forged"])
+def test_a_pickle_in_place_of_the_weights_is_refused_not_executed(
+    app, client, trained, tmp_path, fix_checksum, caplog
+):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(marker))
+    with app.extensions["trainserve"].database.transaction() as session:
+        version = session.scalar(select(ModelVersion))
+        session.execute(update(Blob).where(Blob.key == version.weights_key).values(data=payload))
+        if fix_checksum:
+            version.weights_sha256 = hashlib.sha256(payload).hexdigest()
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/v1/models/iris/predict", json={"records": [{"x1": 1}]})
+    assert response.status_code == 500
+    assert response.content_type == "application/problem+json"
+    detail = response.get_json()["detail"]
+    assert "iris version 1" in detail and "not loaded" in detail
+    assert not marker.exists()
+    assert "refused a stored model" in caplog.text
+
+
+def test_urls_are_logged_without_their_passwords():
+    for url in (
+        "postgresql+psycopg://trainserve:s3cret@db:5432/trainserve",
+        "redis://:s3cret@redis:6379/0",
+        "sqla+sqlite:////home/u/.trainserve/broker.db",
+    ):
+        assert "s3cret" not in _redact(url)
+    assert "db:5432" in _redact("postgresql+psycopg://trainserve:s3cret@db:5432/trainserve")
+
+
+def test_an_unexpected_error_body_carries_no_internals(app, client, monkeypatch):
+    from service.usecases import jobs
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("postgresql://admin:s3cret@db/x exploded")
+
+    monkeypatch.setattr(jobs, "list_jobs", boom)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = client.get("/v1/jobs")
+    assert response.status_code == 500 and "s3cret" not in response.get_data(as_text=True)
