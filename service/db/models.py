@@ -126,6 +126,8 @@ class Job(Base):
     published_at: Mapped[datetime | None]
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[dict[str, Any] | None]
+    # What training decided about the data: dropped columns, ID-like columns, ...
+    notes: Mapped[list[Any] | None]
     model_version: Mapped[int | None] = mapped_column(Integer)
     # "<tenant>:<Idempotency-Key header>", so keys are per tenant.
     idempotency_key: Mapped[str | None] = mapped_column(String(320), unique=True)
@@ -145,10 +147,12 @@ class EpochMetric(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
     train_loss: Mapped[float] = mapped_column(Float)
+    train_accuracy: Mapped[float | None] = mapped_column(Float)
     val_loss: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float] = mapped_column(Float)
     duration_s: Mapped[float] = mapped_column(Float)
+    samples_per_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,7 +1,8 @@
 """The multilayer perceptron built from hyperparameters.
 
-Each hidden layer is ``Linear`` (a weighted sum plus bias per neuron), then the
-activation, then dropout when asked for. The last layer has one output (logit)
+Each hidden layer is ``Linear`` (a weighted sum plus bias per neuron), then batch
+normalisation when asked for, then the activation, then dropout when asked for. The
+last layer has one output (logit)
 per class; softmax of the logits gives the class probabilities.
 """
 
@@ -30,6 +31,7 @@ class Architecture:
     hidden_layers: tuple[int, ...]
     activation: str
     dropout: float
+    batch_norm: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -56,7 +58,10 @@ def build_mlp(arch: Architecture) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = arch.n_inputs
     for hidden in arch.hidden_layers:
-        layers += [nn.Linear(width, hidden), ACTIVATIONS[arch.activation]()]
+        layers.append(nn.Linear(width, hidden))
+        if arch.batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers.append(ACTIVATIONS[arch.activation]())
         if arch.dropout > 0:
             layers.append(nn.Dropout(arch.dropout))
         width = hidden
@@ -67,4 +72,5 @@ def build_mlp(arch: Architecture) -> nn.Sequential:
 def count_parameters(arch: Architecture) -> int:
     """Number of weights and biases, computed without building the network."""
     widths = [arch.n_inputs, *arch.hidden_layers, arch.n_classes]
-    return sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    linear = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    return linear + (2 * sum(arch.hidden_layers) if arch.batch_norm else 0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
 from service.ml.errors import DataError
 from service.ml.network import Architecture
-from service.ml.preprocessing import FeatureEncoder, LabelEncoder, stratified_split
+from service.ml.preprocessing import FeatureEncoder, LabelEncoder, label_key, stratified_split
+from service.ml.tabular import convert_column
 from service.ml.training import Trainer, TrainingConfig, to_tensors
 
 
@@ -33,8 +35,47 @@ class PreparedData:
             hidden_layers=config.hidden_layers,
             activation=config.activation,
             dropout=config.dropout,
+            batch_norm=config.batch_norm,
         )
-        return Trainer(arch, config, self.x_train, self.y_train, self.x_val, self.y_val)
+        return Trainer(
+            arch,
+            config,
+            self.x_train,
+            self.y_train,
+            self.x_val,
+            self.y_val,
+            class_weights=self.class_weights(config.class_weight),
+        )
+
+    def notes(self) -> list[str]:
+        """What preparing the data decided, for the job's summary."""
+        notes = list(self.encoder.notes)
+        if self.dropped_rows:
+            notes.insert(0, f"{self.dropped_rows} row(s) without a target value were left out")
+        return notes
+
+    def class_weights(self, spec: str | dict | None) -> torch.Tensor | None:
+        """Loss weight per class: ``balanced`` (inverse frequency in the training split),
+        a mapping of class label (as text) to weight (others 1.0), or ``None``."""
+        if spec is None:
+            return None
+        n_classes = len(self.labels.classes)
+        if spec == "balanced":
+            counts = np.bincount(self.y_train.numpy(), minlength=n_classes)
+            weights = len(self.y_train) / (n_classes * np.maximum(counts, 1))
+        else:
+            keys = {label_key(label): i for i, label in enumerate(self.labels.classes)}
+            unknown = sorted(set(spec) - set(keys))
+            if unknown:
+                raise DataError(
+                    f"class_weight names {unknown[0]!r}, which is not a class of the target; "
+                    f"the classes are {sorted(keys)}",
+                    "hyperparameters.class_weight",
+                )
+            weights = np.ones(n_classes)
+            for key, weight in spec.items():
+                weights[keys[key]] = weight
+        return torch.tensor(weights, dtype=torch.float32)
 
 
 def prepare(
@@ -59,6 +100,8 @@ def prepare(
         The share of each class held out, and the seed of the split.
     """
     labelled = frame[frame[target].notna()].reset_index(drop=True)
+    for name, kind in feature_types.items():
+        labelled[name] = convert_column(labelled[name], kind, name)
     labels = LabelEncoder.fit(labelled[target])
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")

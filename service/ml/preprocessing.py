@@ -1,9 +1,18 @@
 """The fitted feature encoder and the stratified split, both plain data serialisable as JSON.
 
-Numeric columns: median imputation, then standardisation with the training
-split's mean and standard deviation. Boolean columns: 0/1, missing imputed with
-the most frequent value. Categorical columns: one-hot over the categories seen in
-training, plus one slot shared by missing and unseen values.
+Fitted on the training split only:
+
+- numeric: median imputation, then standardisation with the training mean and
+  standard deviation (a 0/1 column is kept as 0/1);
+- boolean: 0/1, missing imputed with the most frequent value;
+- numeric and boolean columns with missing values in training get a missing-indicator
+  input (1 where the value was missing);
+- categorical: one-hot over the categories seen in training plus one slot shared by
+  missing and unseen values; integer-coded categoricals (a ``column_types``
+  override of a numeric column) match ``3``, ``3.0`` and ``"3"`` alike;
+- a column that is entirely missing, or constant without missing values, carries no
+  information: it is dropped (no input; still accepted at predict time) with a note;
+- a categorical column whose every value is distinct is flagged as ID-like.
 """
 
 from __future__ import annotations
@@ -30,11 +39,18 @@ class ColumnEncoding:
     std: float | None = None
     fill: float | None = None
     categories: tuple[str, ...] = ()
+    indicator: bool = False
+    numeric_codes: bool = False
+    note: str | None = None
 
     @property
     def width(self) -> int:
         """How many network inputs this column produces."""
-        return len(self.categories) + 1 if self.type == "categorical" else 1
+        if self.type == "dropped":
+            return 0
+        if self.type == "categorical":
+            return len(self.categories) + 1
+        return 1 + int(self.indicator)
 
 
 @dataclass(frozen=True)
@@ -63,8 +79,13 @@ class FeatureEncoder:
 
     @property
     def types(self) -> dict[str, str]:
-        """Feature name → type, in input order."""
+        """Feature name → type, in input order (``dropped`` for ignored columns)."""
         return {column.name: column.type for column in self.columns}
+
+    @property
+    def notes(self) -> list[str]:
+        """What the fit decided about particular columns, for the job's summary."""
+        return [column.note for column in self.columns if column.note]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode every row at once.
@@ -142,40 +163,86 @@ def stratified_split(
 
 
 def _fit_column(column: pd.Series, name: str, kind: str) -> ColumnEncoding:
+    if kind not in ("numeric", "boolean", "categorical"):
+        raise DataError(f"unknown column type {kind!r}", name)
+    numeric_codes = kind == "categorical" and _all_numbers(column)
+    if numeric_codes:
+        column = category_text(column)
+    missing = bool(column.isna().any())
+    n_unique = int(column.nunique(dropna=True))
+    if n_unique == 0:
+        return ColumnEncoding(name, "dropped", note=f"{name!r} dropped: every value is missing")
+    if n_unique == 1 and not missing:
+        return ColumnEncoding(name, "dropped", note=f"{name!r} dropped: it has one value only")
     if kind == "numeric":
         values = column.to_numpy(dtype="float64", na_value=np.nan)
         present = values[~np.isnan(values)]
-        if present.size == 0:
-            return ColumnEncoding(name, kind, median=0.0, mean=0.0, std=1.0)
         median = float(np.median(present))
+        if set(np.unique(present)) <= {0.0, 1.0}:
+            return ColumnEncoding(name, kind, median=median, mean=0.0, std=1.0, indicator=missing)
         filled = np.where(np.isnan(values), median, values)
         std = float(filled.std())
         return ColumnEncoding(
-            name, kind, median=median, mean=float(filled.mean()), std=std if std > 0 else 1.0
+            name,
+            kind,
+            median=median,
+            mean=float(filled.mean()),
+            std=std if std > 0 else 1.0,
+            indicator=missing,
         )
     if kind == "boolean":
         present = column.dropna().astype(bool)
-        fill = 1.0 if len(present) and present.mean() >= 0.5 else 0.0
-        return ColumnEncoding(name, kind, fill=fill)
-    if kind == "categorical":
-        categories = sorted(str(v) for v in column.dropna().unique())
-        return ColumnEncoding(name, kind, categories=tuple(categories))
-    raise DataError(f"unknown column type {kind!r}", name)
+        fill = 1.0 if present.mean() >= 0.5 else 0.0
+        return ColumnEncoding(name, kind, fill=fill, indicator=missing)
+    categories = tuple(sorted(str(v) for v in column.dropna().unique()))
+    note = None
+    if n_unique == len(column) and n_unique >= 20:
+        note = f"{name!r} looks like an ID: every value is distinct; consider leaving it out"
+    return ColumnEncoding(name, kind, categories=categories, numeric_codes=numeric_codes, note=note)
+
+
+def _all_numbers(column: pd.Series) -> bool:
+    present = column.dropna()
+    if str(column.dtype) == "float64":
+        return True
+    return len(present) > 0 and bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Numbers as category names: ``3``, ``3.0`` and ``"3"`` all become ``"3"``."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    integral = numbers.notna() & (numbers == np.floor(numbers.fillna(0)))
+    text = values.astype("str")
+    text = text.mask(integral, numbers[integral].astype("int64").astype("str"))
+    return text.mask(numbers.notna() & ~integral, numbers.astype("str"))
 
 
 def _encode_into(out: np.ndarray, offset: int, column: ColumnEncoding, values: pd.Series) -> None:
-    if column.type == "numeric":
-        x = values.to_numpy(dtype="float64", na_value=np.nan)
-        x = np.where(np.isnan(x), column.median, x)
-        out[:, offset] = (x - column.mean) / column.std
-    elif column.type == "boolean":
+    if column.type == "dropped":
+        return
+    if column.type in ("numeric", "boolean"):
         x = values.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
-        out[:, offset] = np.where(np.isnan(x), column.fill, x)
+        absent = np.isnan(x)
+        if column.type == "numeric":
+            out[:, offset] = (np.where(absent, column.median, x) - column.mean) / column.std
+        else:
+            out[:, offset] = np.where(absent, column.fill, x)
+        if column.indicator:
+            out[:, offset + 1] = absent
     else:
+        if column.numeric_codes:
+            values = category_text(values)
         # Unseen and missing values share the last slot.
         codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
         codes = np.where(codes < 0, len(column.categories), codes)
         out[np.arange(len(values)), offset + codes] = 1.0
+
+
+def label_key(label: Any) -> str:
+    """A class label as text: JSON object keys, CSV column names, ``class_weight`` keys."""
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    return str(label)
 
 
 def _json_label(value: Any) -> Any:

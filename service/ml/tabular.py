@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from service.ml.errors import DataError
+from service.ml.preprocessing import category_text
 
 MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 COLUMN_TYPES = ("numeric", "categorical", "boolean")
@@ -147,6 +148,30 @@ def coerce_columns(frame: pd.DataFrame, types: dict[str, str], *, field: str) ->
     return pd.DataFrame(out, index=frame.index)
 
 
+def convert_column(column: pd.Series, kind: str, name: str) -> pd.Series:
+    """A stored (normalised) column as another type, for a ``column_types`` override.
+
+    Numbers become categories as their text (``3.0`` → ``"3"``); text becomes numbers or
+    booleans only if every value parses. A value that does not is a :class:`DataError`.
+    """
+    current = {"float64": "numeric", "boolean": "boolean"}.get(str(column.dtype), "categorical")
+    if current == kind:
+        return column
+    if kind == "categorical":
+        if current == "boolean":
+            return column.map({True: "true", False: "false"}).astype("str")
+        return category_text(column).mask(column.isna()).astype("str")
+    text = column.astype("str")
+    if current == "boolean":
+        text = column.map({True: "1", False: "0"}).astype("str")
+    elif current == "numeric" and kind == "boolean":
+        numbers = column.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isnan(numbers) & ~np.isin(numbers, (0.0, 1.0))
+        _raise_on_bad(column, pd.Series(bad, index=column.index), name, "file", "0 or 1")
+        text = column.map({1.0: "true", 0.0: "false"}).astype("str")
+    return _coerce(text, kind, name, "file")
+
+
 def to_parquet(frame: pd.DataFrame) -> bytes:
     """Serialise a normalised frame as Parquet bytes."""
     buffer = io.BytesIO()
@@ -222,7 +247,7 @@ def _normalise(column: pd.Series, name: str) -> tuple[pd.Series, str]:
 
 def _coerce(column: pd.Series, kind: str, name: str, field: str) -> pd.Series:
     missing = column.isna() | column.isin(MISSING_MARKERS)
-    if kind == "categorical":
+    if kind in ("categorical", "dropped"):
         return column.mask(missing).astype("str")
     if kind == "boolean":
         truth = column.isin(_TRUE)

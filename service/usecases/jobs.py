@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import FINISHED_STATUSES, EpochMetric, Job, utcnow
 from service.db.session import Database
-from service.ml import tabular
+from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
 from service.ml.training import TrainingConfig
 from service.storage import DatabaseStorage
@@ -44,6 +44,7 @@ class JobRequest:
     hyperparameters: dict[str, Any]
     dataset_id: str | None = None
     features: list[str] | None = None
+    column_types: dict[str, str] | None = None
 
 
 def submit_job(
@@ -194,6 +195,7 @@ def _new_job(
             "target",
         )
     features = _features(request, columns)
+    feature_types = _feature_types(session, dataset, request, features, columns)
     _check_categories(settings, features, columns)
     hyperparameters = dict(request.hyperparameters)
     if hyperparameters.get("seed") is None:
@@ -212,7 +214,7 @@ def _new_job(
         dataset_id=dataset.id,
         target=request.target,
         features=features,
-        feature_types={name: columns[name]["type"] for name in features},
+        feature_types=feature_types,
         model_name=request.model_name,
         hyperparameters=config.to_json(),
         epochs=config.epochs,
@@ -226,6 +228,26 @@ def _new_job(
     session.add(job)
     session.flush()
     return job
+
+
+def _feature_types(session: Session, dataset, request: JobRequest, features, columns) -> dict:
+    """Inferred types, with the request's overrides checked against the data."""
+    overrides = dict(request.column_types or {})
+    for name in overrides:
+        if name not in features:
+            raise InvalidRequest(
+                f"{name!r} is not one of the job's features", f"column_types.{name}"
+            )
+    changed = [n for n, kind in overrides.items() if kind != columns[n]["type"]]
+    if changed:
+        data = DatabaseStorage(session).get(dataset.blob_key)
+        frame = tabular.from_parquet(data, columns=changed)
+        for name in changed:
+            try:
+                tabular.convert_column(frame[name], overrides[name], name)
+            except DataError as exc:
+                raise InvalidRequest(exc.message, f"column_types.{name}") from None
+    return {name: overrides.get(name, columns[name]["type"]) for name in features}
 
 
 def _check_categories(settings: Settings, features: list[str], columns: dict[str, dict]) -> None:

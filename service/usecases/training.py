@@ -29,6 +29,7 @@ from service.config import Settings
 from service.db.models import Checkpoint, Dataset, EpochMetric, Job, ModelVersion, new_id, utcnow
 from service.db.session import Database
 from service.ml import MLError, tabular
+from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
 from service.ml.pipeline import prepare
@@ -170,6 +171,14 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
     trainer = prepared.trainer(config)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
+    notes = prepared.notes()
+    if notes:
+
+        def write_notes() -> None:
+            with db.transaction() as session:
+                _renew(session, settings, attempt, notes=notes)
+
+        _retrying(settings, write_notes)
     heartbeat = _Heartbeat(db, settings, attempt)
     started = time.perf_counter()
     for record in trainer.fit(should_stop=heartbeat):
@@ -186,6 +195,8 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
     bundle = ModelBundle.from_state(trainer.arch, prepared.encoder, prepared.labels.classes, state)
     metrics = {
         "epoch": model_epoch,
+        "best_epoch": model_epoch,
+        "validation": evaluate(bundle.network, prepared.x_val, prepared.y_val, bundle.classes),
         "epochs_run": trainer.last_epoch,
         "n_parameters": count_parameters(trainer.arch),
         "train_rows": len(prepared.y_train),
@@ -423,10 +434,12 @@ def _metrics_of(row: EpochMetric) -> dict:
     return {
         "epoch": row.epoch,
         "train_loss": row.train_loss,
+        "train_accuracy": row.train_accuracy,
         "val_loss": row.val_loss,
         "val_accuracy": row.val_accuracy,
         "learning_rate": row.learning_rate,
         "duration_s": row.duration_s,
+        "samples_per_s": row.samples_per_s,
     }
 
 

@@ -155,10 +155,12 @@ def test_metrics_rows_follow_training(app, client, dataset):
     assert set(epochs[0]) == {
         "epoch",
         "train_loss",
+        "train_accuracy",
         "val_loss",
         "val_accuracy",
         "learning_rate",
         "duration_s",
+        "samples_per_s",
     }
     done = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert done["status"] == "succeeded" and done["model"] == {"name": "iris", "version": 1}
@@ -169,3 +171,49 @@ def test_deleting_a_dataset_a_queued_job_uses_is_409(client, dataset):
     submit(client, dataset)
     response = client.delete(f"/v1/datasets/{dataset['id']}")
     assert response.status_code == 409 and response.content_type == "application/problem+json"
+
+
+def test_column_types_override_and_notes(app, client):
+    table = (
+        "grade,constant,empty,y\n"
+        + "".join(f"{i % 3 + 1},7,,{'p' if i % 3 == 0 else 'q'}\n" for i in range(30))
+    ).encode()
+    dataset = client.post("/v1/datasets", data=table, content_type="text/csv").get_json()
+    job = submit(
+        client,
+        dataset,
+        target="y",
+        column_types={"grade": "categorical"},
+        hyperparameters={"epochs": 2},
+    ).get_json()
+    assert job["features"] == ["grade", "constant", "empty"]
+    svc = app.extensions["trainserve"]
+    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    done = client.get(f"/v1/jobs/{job['id']}").get_json()
+    assert any("'constant' dropped" in n for n in done["notes"])
+    assert any("'empty' dropped" in n for n in done["notes"])
+    version = client.get("/v1/models/iris/versions/1").get_json()
+    assert version["input_schema"][0] == {
+        "name": "grade",
+        "type": "categorical",
+        "categories": ["1", "2", "3"],
+    }
+    # Dropped columns are still accepted at predict time; 2 and 2.0 are the same grade.
+    response = client.post(
+        "/v1/models/iris/predict",
+        json={"records": [{"grade": 2, "constant": 7}, {"grade": "2.0"}, {"grade": 2.0}]},
+    )
+    assert response.status_code == 200
+    rows = response.get_json()["predictions"]
+    assert rows[0]["probabilities"] == rows[1]["probabilities"] == rows[2]["probabilities"]
+
+
+def test_a_column_types_override_the_data_cannot_take_is_400(client):
+    dataset = client.post(
+        "/v1/datasets", data=b"word,y\na,p\nb,q\na,p\nb,q\n", content_type="text/csv"
+    ).get_json()
+    response = submit(client, dataset, target="y", column_types={"word": "numeric"})
+    assert response.status_code == 400
+    assert "column_types.word" in response.get_json()["errors"]
+    response = submit(client, dataset, target="y", column_types={"nope": "numeric"})
+    assert "column_types.nope" in response.get_json()["errors"]

@@ -39,7 +39,13 @@ def test_models_and_versions(client, trained):
         "categories": ["blue", "green", "red"],
     }
     assert v1["hyperparameters"]["epochs"] == 2 and len(v1["weights_sha256"]) == 64
-    assert v1["metrics"]["epoch"] == 2 and 0 <= v1["metrics"]["val_accuracy"] <= 1
+    metrics = v1["metrics"]
+    assert metrics["epoch"] == metrics["best_epoch"] and 0 <= metrics["val_accuracy"] <= 1
+    assert metrics["n_parameters"] > 0 and metrics["training_time_s"] > 0
+    validation = metrics["validation"]
+    assert set(validation) == {"accuracy", "macro_f1", "log_loss", "per_class", "confusion_matrix"}
+    assert validation["accuracy"] == pytest.approx(metrics["val_accuracy"])
+    assert validation["confusion_matrix"]["labels"] == ["setosa", "versicolor", "virginica"]
     assert client.get("/v1/models/iris/versions/9").status_code == 404
     assert client.get("/v1/models/nope").status_code == 404
 

@@ -29,13 +29,14 @@ def test_shapes_standardisation_and_one_hot():
     frame = table()
     encoder = FeatureEncoder.fit(frame, TYPES)
     x = encoder.transform(frame)
-    # x1, x2, colour (3 categories + missing/unseen slot), flag
-    assert x.shape == (len(frame), 1 + 1 + 4 + 1) == (len(frame), encoder.n_inputs)
+    # x1, x2 + its missing indicator, colour (3 categories + missing/unseen slot), flag
+    assert x.shape == (len(frame), 1 + 2 + 4 + 1) == (len(frame), encoder.n_inputs)
     assert x.dtype == np.float32
     assert abs(x[:, 0].mean()) < 1e-5 and abs(x[:, 0].std() - 1) < 1e-3
     assert not np.isnan(x).any()
-    one_hot = x[:, 2:6]
+    one_hot = x[:, 3:7]
     assert (one_hot.sum(axis=1) == 1).all()
+    assert (x[:, 2] == frame["x2"].isna().to_numpy()).all()  # the missing indicator
 
 
 def test_missing_and_unseen_categories_share_the_last_slot():
@@ -50,7 +51,8 @@ def test_missing_and_unseen_categories_share_the_last_slot():
         }
     )
     x = encoder.transform(new)
-    assert x[0, 2:6].tolist() == [0, 0, 0, 1] and x[1, 2:6].tolist() == [0, 0, 0, 1]
+    assert x[0, 3:7].tolist() == [0, 0, 0, 1] and x[1, 3:7].tolist() == [0, 0, 0, 1]
+    assert x[:, 2].tolist() == [0, 1]  # x2 missing in the second row
     median = encoder.columns[0].median
     expected = (median - encoder.columns[0].mean) / encoder.columns[0].std
     assert x[0, 0] == np.float32(expected)
@@ -69,3 +71,53 @@ def test_label_encoder_keeps_json_label_types():
     labels = LabelEncoder.fit(pd.Series([2.0, 1.0, 2.0, None]))
     assert labels.classes == (1, 2)
     assert labels.encode(pd.Series([2.0, 1.0])).tolist() == [1, 0]
+
+
+def test_constant_and_all_missing_columns_are_dropped_with_a_note():
+    frame = pd.DataFrame(
+        {
+            "same": [1.0] * 6,
+            "empty": pd.Series([None] * 6, dtype="str"),
+            "same_but_missing": pd.Series(["a", "a", None, "a", "a", "a"], dtype="str"),
+            "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    types = {
+        "same": "numeric",
+        "empty": "categorical",
+        "same_but_missing": "categorical",
+        "x": "numeric",
+    }
+    encoder = FeatureEncoder.fit(frame, types)
+    assert encoder.types == {
+        "same": "dropped",
+        "empty": "dropped",
+        "same_but_missing": "categorical",
+        "x": "numeric",
+    }
+    assert encoder.n_inputs == 2 + 1  # a/unseen-or-missing slots, then x
+    assert any("'same' dropped" in n for n in encoder.notes)
+    assert any("'empty' dropped" in n for n in encoder.notes)
+    assert encoder.transform(frame).shape == (6, 3)
+
+
+def test_zero_one_columns_stay_zero_one():
+    frame = pd.DataFrame({"flag01": [0.0, 1.0, 1.0, 0.0, np.nan]})
+    encoder = FeatureEncoder.fit(frame, {"flag01": "numeric"})
+    x = encoder.transform(frame)
+    assert x[:4, 0].tolist() == [0, 1, 1, 0] and x[:, 1].tolist() == [0, 0, 0, 0, 1]
+
+
+def test_integer_coded_categoricals_match_numbers_in_any_form():
+    stored = pd.DataFrame({"grade": [1.0, 2.0, 3.0, 2.0, np.nan]})
+    encoder = FeatureEncoder.fit(stored, {"grade": "categorical"})
+    assert encoder.columns[0].categories == ("1", "2", "3")
+    at_predict = pd.DataFrame({"grade": pd.Series(["2", "2.0", "7", None], dtype="str")})
+    x = encoder.transform(at_predict)
+    assert x.tolist() == [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]]
+
+
+def test_id_like_columns_are_flagged():
+    frame = pd.DataFrame({"id": pd.Series([f"u{i}" for i in range(30)], dtype="str")})
+    encoder = FeatureEncoder.fit(frame, {"id": "categorical"})
+    assert any("looks like an ID" in n for n in encoder.notes)

@@ -112,13 +112,20 @@ def _form_job():
         if name in request.form:
             data[name] = request.form[name]
     data.setdefault("model_name", filename_stem(upload.filename, "model"))
-    for name in ("features", "hyperparameters"):
+    for name in ("features", "hyperparameters", "column_types"):
         if name in request.form:
             try:
                 data[name] = json.loads(request.form[name])
             except ValueError as exc:
                 raise InvalidRequest(f"is not valid JSON: {exc}", name) from None
-    unknown = set(request.form) - {"target", "model_name", "features", "hyperparameters", "name"}
+    unknown = set(request.form) - {
+        "target",
+        "model_name",
+        "features",
+        "hyperparameters",
+        "column_types",
+        "name",
+    }
     if unknown:
         raise InvalidRequest("unknown form field", sorted(unknown)[0])
     body = JobCreateSchema().load(data)

@@ -1,6 +1,6 @@
 """Job schemas: hyperparameters and submission in; job, metrics out."""
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
@@ -8,6 +8,24 @@ from service.ml.network import ACTIVATIONS
 from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
 
 _D = TrainingConfig()
+
+
+class ClassWeight(fields.Field):
+    """``"balanced"`` or a mapping of class label (text) to a positive weight."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "balanced":
+            return value
+        if not isinstance(value, dict) or not value:
+            raise ValidationError("must be 'balanced' or an object of class: weight")
+        weights = {}
+        for key, weight in value.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValidationError(f"the weight of {key!r} must be a number")
+            if not (0 < weight <= 1e6) or weight != weight:
+                raise ValidationError(f"the weight of {key!r} must be > 0 and at most 1e6")
+            weights[str(key)] = float(weight)
+        return weights
 
 
 class HyperparametersSchema(BaseSchema):
@@ -25,6 +43,10 @@ class HyperparametersSchema(BaseSchema):
     dropout = fields.Float(
         load_default=_D.dropout, validate=validate.Range(0.0, 1.0, max_inclusive=False)
     )
+    batch_norm = fields.Boolean(
+        load_default=_D.batch_norm,
+        metadata={"description": "Batch normalisation after each hidden Linear layer"},
+    )
     optimizer = fields.String(load_default=_D.optimizer, validate=validate.OneOf(OPTIMIZERS))
     learning_rate = fields.Float(
         load_default=_D.learning_rate, validate=validate.Range(0.0, 10.0, min_inclusive=False)
@@ -37,12 +59,34 @@ class HyperparametersSchema(BaseSchema):
         load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
     )
     early_stopping_patience = fields.Integer(
-        load_default=None,
+        load_default=_D.early_stopping_patience,
         allow_none=True,
         validate=validate.Range(0, 10_000),
         metadata={
             "description": "Stop after this many epochs without a better validation loss "
             "and keep the best epoch's weights; null: off"
+        },
+    )
+    min_delta = fields.Float(
+        load_default=_D.min_delta,
+        validate=validate.Range(0.0, 1e6),
+        metadata={"description": "Smallest fall of the validation loss that counts as better"},
+    )
+    gradient_clip = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0.0, 1e6, min_inclusive=False),
+        metadata={"description": "Clip the gradients' global norm to this; null: off"},
+    )
+    class_weight = ClassWeight(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "null, 'balanced' (inverse class frequency), or {class: weight}",
+            "oneOf": [
+                {"type": "string", "enum": ["balanced"]},
+                {"type": "object", "additionalProperties": {"type": "number"}},
+            ],
         },
     )
     lr_scheduler = fields.String(
@@ -69,6 +113,14 @@ class JobCreateSchema(BaseSchema):
         metadata={"description": "Default: every column but the target"},
     )
     model_name = fields.String(required=True, validate=MODEL_NAME)
+    column_types = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(["numeric", "categorical", "boolean"])),
+        metadata={
+            "description": 'Override inferred feature types, e.g. {"grade": "categorical"} '
+            "for an integer-coded category"
+        },
+    )
     hyperparameters = fields.Nested(
         HyperparametersSchema, load_default=lambda: HyperparametersSchema().load({})
     )
@@ -83,10 +135,12 @@ class JobQueryArgsSchema(PageArgsSchema):
 class EpochMetricSchema(BaseSchema):
     epoch = fields.Integer()
     train_loss = fields.Float()
+    train_accuracy = fields.Float(allow_none=True)
     val_loss = fields.Float(allow_none=True)
     val_accuracy = fields.Float(allow_none=True)
     learning_rate = fields.Float()
     duration_s = fields.Float()
+    samples_per_s = fields.Float(allow_none=True)
 
 
 class MetricsSchema(BaseSchema):
@@ -119,6 +173,11 @@ class JobSchema(BaseSchema):
     latest = fields.Nested(EpochMetricSchema, allow_none=True)
     model = fields.Method("_model", allow_none=True, metadata={"type": "object"})
     error = fields.Nested(JobErrorSchema, allow_none=True)
+    notes = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "What training decided about the data (dropped columns, ...)"},
+    )
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)

@@ -20,6 +20,7 @@ from service.api.models.schemas import (
     PredictRequestSchema,
 )
 from service.ml import tabular
+from service.ml.preprocessing import label_key
 from service.usecases import models
 from service.usecases.errors import InvalidRequest
 
@@ -102,7 +103,7 @@ def _predict(name: str, version: int | None) -> dict:
             max_cell_chars=svc.settings.max_cell_chars,
         )
     result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
-    keys = [class_key(c) for c in result.classes]
+    keys = [label_key(c) for c in result.classes]
     return {
         "model": {"name": result.name, "version": result.version},
         "classes": result.classes,
@@ -111,10 +112,3 @@ def _predict(name: str, version: int | None) -> dict:
             for label, row in zip(result.labels, result.probabilities, strict=True)
         ],
     }
-
-
-def class_key(label) -> str:
-    """A class label as a JSON object key: ``true``/``false`` for booleans, else its text."""
-    if isinstance(label, bool):
-        return "true" if label else "false"
-    return str(label)
