@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,16 @@ run: install
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
 test: install
-	$(BIN)/ruff check service workers migrations tests
+	$(BIN)/ruff check service workers migrations tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Benchmarks (not part of the tests): default hyperparameters vs scikit-learn.
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python bench/accuracy.py
+
 lint: install
-	$(BIN)/ruff check service workers migrations tests
+	$(BIN)/ruff check service workers migrations tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

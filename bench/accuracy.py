@@ -5,7 +5,9 @@ ML core trains with the default hyperparameters on the training part (holding ou
 own validation split, as the service does) and scikit-learn's LogisticRegression and
 MLPClassifier (median imputation + standardisation, one-hot for categoricals) train on
 the same training part. Prints held-out test accuracy, mean over the splits, and the gap
-between trainserve and the better of the two. Usage: python bench/accuracy.py [NAME=JSON ...] [DATASET ...]
+between trainserve and the better of the two.
+
+Usage: python bench/accuracy.py [NAME=JSON ...] [DATASET ...]
 """
 
 from __future__ import annotations
@@ -54,15 +56,25 @@ def loans(n: int = 1500, seed: int = 11) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     income = rng.lognormal(10.5, 0.5, n)
     debt = rng.uniform(0, 1, n) * income
-    region = rng.choice(["north", "south", "east", "west", "islands"], n, p=[.3, .3, .2, .15, .05])
+    region = rng.choice(
+        ["north", "south", "east", "west", "islands"], n, p=[0.3, 0.3, 0.2, 0.15, 0.05]
+    )
     owner = rng.random(n) < 0.4
     years = rng.integers(0, 30, n).astype(float)
     score = (np.log(income) - 10.5) * 2 - 3 * debt / income + owner * 0.8 + years / 15
     score += np.select([region == "islands", region == "north"], [-1.0, 0.4], 0.0)
     score += rng.normal(0, 0.5, n)
     status = np.select([score < -0.8, score < 0.9], ["default", "late"], "paid")
-    frame = pd.DataFrame({"income": income.round(0), "debt": debt.round(0), "region": region,
-                          "owner": owner, "years": years, "status": status})
+    frame = pd.DataFrame(
+        {
+            "income": income.round(0),
+            "debt": debt.round(0),
+            "region": region,
+            "owner": owner,
+            "years": years,
+            "status": status,
+        }
+    )
     frame.loc[rng.random(n) < 0.1, "income"] = np.nan
     frame.loc[rng.random(n) < 0.08, "region"] = None
     frame.loc[rng.random(n) < 0.05, "years"] = np.nan
@@ -96,8 +108,9 @@ OVERRIDES: dict = {}
 def trainserve_accuracy(train: pd.DataFrame, test: pd.DataFrame, types: dict, seed: int):
     hyperparameters = HyperparametersSchema().load(OVERRIDES)
     config = TrainingConfig.from_json({**hyperparameters, "seed": seed})
-    data = prepare(train, "target", types, validation_fraction=config.validation_fraction,
-                   seed=seed)
+    data = prepare(
+        train, "target", types, validation_fraction=config.validation_fraction, seed=seed
+    )
     trainer = data.trainer(config)
     for _ in trainer.fit():
         pass
@@ -113,11 +126,18 @@ def trainserve_accuracy(train: pd.DataFrame, test: pd.DataFrame, types: dict, se
 def sklearn_accuracies(train: pd.DataFrame, test: pd.DataFrame, types: dict, seed: int):
     numeric = [c for c, t in types.items() if t != "categorical"]
     categorical = [c for c, t in types.items() if t == "categorical"]
-    pre = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                              OneHotEncoder(handle_unknown="ignore")), categorical),
-    ])
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                categorical,
+            ),
+        ]
+    )
 
     def prepared(frame):
         out = frame[list(types)].copy()
@@ -134,8 +154,9 @@ def sklearn_accuracies(train: pd.DataFrame, test: pd.DataFrame, types: dict, see
     ):
         pipeline = make_pipeline(pre, model)
         pipeline.fit(prepared(train), train["target"].astype(str))
-        results[name] = float((pipeline.predict(prepared(test)) == test["target"].astype(str))
-                              .mean())
+        results[name] = float(
+            (pipeline.predict(prepared(test)) == test["target"].astype(str)).mean()
+        )
     return results
 
 
@@ -157,9 +178,17 @@ def main(argv: list[str]) -> int:
             continue
         stored = as_stored(load())
         stored = stored[stored["target"].notna()].reset_index(drop=True)
-        types = {c: ("numeric" if str(stored[c].dtype) == "float64" else
-                     "boolean" if str(stored[c].dtype) == "boolean" else "categorical")
-                 for c in stored.columns if c != "target"}
+        types = {
+            c: (
+                "numeric"
+                if str(stored[c].dtype) == "float64"
+                else "boolean"
+                if str(stored[c].dtype) == "boolean"
+                else "categorical"
+            )
+            for c in stored.columns
+            if c != "target"
+        }
         codes = LabelEncoder.fit(stored["target"]).encode(stored["target"])
         scores = {"trainserve": [], "logistic": [], "sklearn_mlp": []}
         started = time.perf_counter()
@@ -171,18 +200,25 @@ def main(argv: list[str]) -> int:
                 scores[k].append(v)
         means = {k: 100 * float(np.mean(v)) for k, v in scores.items()}
         best = max(means["logistic"], means["sklearn_mlp"])
-        rows.append((name, len(stored), means, means["trainserve"] - best,
-                     time.perf_counter() - started))
-    print(f"held-out accuracy (%), mean of {SPLITS} stratified 75/25 splits; "
-          f"gap = trainserve - best of scikit-learn; hyperparameters: defaults {OVERRIDES}")
-    print(f"{'dataset':32} {'rows':>6} {'trainserve':>10} {'logistic':>9} {'sk MLP':>7} "
-          f"{'gap':>6} {'ok':>3}")
+        rows.append(
+            (name, len(stored), means, means["trainserve"] - best, time.perf_counter() - started)
+        )
+    print(
+        f"held-out accuracy (%), mean of {SPLITS} stratified 75/25 splits; "
+        f"gap = trainserve - best of scikit-learn; hyperparameters: defaults {OVERRIDES}"
+    )
+    print(
+        f"{'dataset':32} {'rows':>6} {'trainserve':>10} {'logistic':>9} {'sk MLP':>7} "
+        f"{'gap':>6} {'ok':>3}"
+    )
     ok = True
     for name, n, means, gap, _ in rows:
         within = gap >= -TOLERANCE
         ok &= within
-        print(f"{name:32} {n:6d} {means['trainserve']:10.2f} {means['logistic']:9.2f} "
-              f"{means['sklearn_mlp']:7.2f} {gap:+6.2f} {'yes' if within else 'NO':>3}")
+        print(
+            f"{name:32} {n:6d} {means['trainserve']:10.2f} {means['logistic']:9.2f} "
+            f"{means['sklearn_mlp']:7.2f} {gap:+6.2f} {'yes' if within else 'NO':>3}"
+        )
     return 0 if ok else 1
 
 

@@ -57,7 +57,12 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
             "dataset_id": dataset["id"],
             "target": "species",
             "model_name": "flowers",
-            "hyperparameters": {"epochs": 12, "learning_rate": 0.01, "seed": 3},
+            "hyperparameters": {
+                "epochs": 12,
+                "learning_rate": 0.01,
+                "seed": 3,
+                "early_stopping_patience": None,
+            },
         },
     )
     assert response.status_code == 202

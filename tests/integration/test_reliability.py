@@ -25,7 +25,14 @@ pytestmark = pytest.mark.integration
 
 # Short leases so a dead worker's job is requeued in seconds, not a minute.
 FAST = {"lease_seconds": 3.0, "republish_after_seconds": 2.0, "db_retry_seconds": 60.0}
-SLOW_JOB = {"epochs": 25, "batch_size": 8, "hidden_layers": [128, 128], "seed": 5}
+# Exactly 25 epochs (no early stopping), slow enough to be interrupted mid-way.
+SLOW_JOB = {
+    "epochs": 25,
+    "early_stopping_patience": None,
+    "batch_size": 8,
+    "hidden_layers": [128, 128],
+    "seed": 5,
+}
 
 
 def make_settings(database_url: str, broker_url: str, queue: str) -> Settings:
@@ -137,7 +144,7 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_resumes(pg_redis, start_
 def test_two_workers_and_redelivered_messages_train_once(pg_redis, start_worker, service):
     client, svc = service(pg_redis)
     workers = [start_worker(pg_redis), start_worker(pg_redis)]
-    job_id = submit(client, {"epochs": 15, "batch_size": 8})
+    job_id = submit(client, {"epochs": 15, "batch_size": 8, "early_stopping_patience": None})
     wait_epoch(client, job_id, 1)
     for _ in range(3):  # the broker delivers again, as Redis does after visibility_timeout
         svc.publisher.publish(job_id)
@@ -214,7 +221,11 @@ def test_fifty_jobs_on_two_workers(pg_redis, start_worker, service):
                 "dataset_id": dataset.get_json()["id"],
                 "target": "species",
                 "model_name": "burst",
-                "hyperparameters": {"epochs": 3, "hidden_layers": [8]},
+                "hyperparameters": {
+                    "epochs": 3,
+                    "hidden_layers": [8],
+                    "early_stopping_patience": None,
+                },
             },
         ).get_json()["id"]
         for _ in range(50)
