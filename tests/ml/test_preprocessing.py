@@ -121,3 +121,10 @@ def test_id_like_columns_are_flagged():
     frame = pd.DataFrame({"id": pd.Series([f"u{i}" for i in range(30)], dtype="str")})
     encoder = FeatureEncoder.fit(frame, {"id": "categorical"})
     assert any("looks like an ID" in n for n in encoder.notes)
+
+
+def test_boolean_missing_values_take_the_most_frequent_value():
+    frame = pd.DataFrame({"b": pd.Series([True, True, False, None], dtype="boolean")})
+    encoder = FeatureEncoder.fit(frame, {"b": "boolean"})
+    x = encoder.transform(frame)
+    assert x[:, 0].tolist() == [1, 1, 0, 1] and x[:, 1].tolist() == [0, 0, 0, 1]

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from service.ml import DataError
 from service.ml.inference import ModelBundle
@@ -52,11 +53,23 @@ def test_early_stopping_stops_and_keeps_the_best_epoch():
     trainer = prepared().trainer(
         TrainingConfig(epochs=200, learning_rate=0.05, early_stopping_patience=3, seed=2)
     )
-    records = list(trainer.fit())
+    records, snapshots = [], {}
+    for record in trainer.fit():
+        records.append(record)
+        snapshots[record.epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert records[-1].stop and len(records) < 200
     best = min(records, key=lambda r: r.val_loss)
-    epoch, _ = trainer.final_state()
-    assert epoch == best.epoch
+    epoch, state = trainer.final_state()
+    assert epoch == best.epoch < records[-1].epoch
+    for name, tensor in state.items():  # the best epoch's weights, not the last epoch's
+        assert torch.equal(tensor, snapshots[best.epoch][name]), name
+    assert any(not torch.equal(state[k], snapshots[records[-1].epoch][k]) for k in state)
+    # The stored model scores the best epoch's validation loss.
+    from service.ml.evaluation import evaluate
+
+    trainer.model.load_state_dict(state)
+    report = evaluate(trainer.model, trainer.x_val, trainer.y_val, ("a", "b", "c"))
+    assert report["log_loss"] == pytest.approx(best.val_loss, rel=1e-5)
 
 
 def test_should_stop_interrupts_between_batches():
