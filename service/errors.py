@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from marshmallow import ValidationError
+from sqlalchemy.exc import DataError as SQLDataError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -149,6 +150,11 @@ def register_error_handlers(app: Flask) -> None:
         return problem(
             503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
         )
+
+    @app.errorhandler(SQLDataError)
+    def _rejected_by_database(error: SQLDataError):
+        log.warning("the database rejected a value: %s", error.orig)
+        return problem(400, "a value in the request cannot be stored (too long or invalid)")
 
     @app.errorhandler(ValidationError)
     def _validation(error: ValidationError):

@@ -113,7 +113,13 @@ class BaseSchema(Schema):
 
 class PageArgsSchema(BaseSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000_000))
+
+
+DATASET_NAME = validate.And(
+    validate.Length(1, 255),
+    validate.Predicate("isprintable", error="must not contain control characters"),
+)
 
 
 def body_kind(*accepted: str) -> str:
@@ -133,6 +139,8 @@ def json_body() -> Any:
         return json.loads(request.get_data(cache=True) or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", "body") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON is nested too deeply", "body") from None
 
 
 def request_body_doc(schema_name: str, *extra: str, description: str = "") -> dict:
@@ -149,7 +157,18 @@ def request_body_doc(schema_name: str, *extra: str, description: str = "") -> di
 
 
 def filename_stem(filename: str | None, default: str = "dataset") -> str:
-    """``data/iris.csv`` → ``iris``: the default name of an uploaded file's dataset or model."""
+    """``data/iris.csv`` → ``iris``: the default name of an uploaded file's dataset or model
+    (control characters removed, at most 128 characters)."""
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem = "".join(c for c in stem if c.isprintable())[:128]
     return stem or default
+
+
+def form_name(value: str | None, field: str = "name") -> str | None:
+    """A dataset name from a form or query string, checked like the JSON one."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise InvalidRequest("must be 1-255 printable characters", field)
+    return value

@@ -121,6 +121,9 @@ class Job(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     latest: Mapped[dict[str, Any] | None]
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts that ended by handing the job back (worker shutdown): they raised
+    # ``attempt`` (the fencing token) but do not count against max_attempts.
+    releases: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     published_at: Mapped[datetime | None]

@@ -193,6 +193,10 @@ def _check_header(names: list[str], max_columns: int) -> None:
     for position, name in enumerate(names, start=1):
         if not str(name).strip():
             raise DataError(f"column {position} has an empty name", "file")
+        if len(str(name)) > 255 or not str(name).isprintable():
+            raise DataError(
+                f"column {position}'s name must be at most 255 printable characters", "file"
+            )
         if name in seen:
             raise DataError(f"column name {name!r} appears more than once", "file")
         seen.add(name)

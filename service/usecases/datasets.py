@@ -92,9 +92,13 @@ def get_dataset(db: Database, tenant: str, dataset_id: str) -> Dataset:
         return find_dataset(session, tenant, dataset_id)
 
 
-def find_dataset(session: Session, tenant: str, dataset_id: str) -> Dataset:
-    """The tenant's dataset; another tenant's is as absent as a missing one."""
-    dataset = session.get(Dataset, dataset_id)
+def find_dataset(session: Session, tenant: str, dataset_id: str, *, lock: bool = False) -> Dataset:
+    """The tenant's dataset; another tenant's is as absent as a missing one.
+
+    ``lock`` takes a row lock (PostgreSQL), so a job submitted for the dataset and the
+    dataset's deletion cannot interleave.
+    """
+    dataset = session.get(Dataset, dataset_id, with_for_update=lock)
     if dataset is None or dataset.tenant != tenant:
         raise NotFound(f"no dataset with id {dataset_id!r}")
     return dataset
@@ -103,7 +107,7 @@ def find_dataset(session: Session, tenant: str, dataset_id: str) -> Dataset:
 def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
     """Delete a dataset no queued or running job needs; finished jobs keep their history."""
     with db.transaction() as session:
-        dataset = find_dataset(session, tenant, dataset_id)
+        dataset = find_dataset(session, tenant, dataset_id, lock=True)
         busy = session.scalar(
             select(func.count())
             .select_from(Job)

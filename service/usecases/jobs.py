@@ -12,15 +12,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import FINISHED_STATUSES, EpochMetric, Job, utcnow
+from service.db.models import FINISHED_STATUSES, Checkpoint, EpochMetric, Job, utcnow
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
+from service.ml.preprocessing import LabelEncoder, label_key
 from service.ml.training import TrainingConfig
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
@@ -153,6 +154,8 @@ def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
         if job.status == "queued":
             job.status = "cancelled"
             job.finished_at = utcnow()
+            # A job handed back by a stopping worker may have a checkpoint.
+            session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
         job.cancel_requested = True
         return job
 
@@ -185,7 +188,7 @@ def _new_job(
     if request.dataset_id is None:
         raise InvalidRequest("a dataset_id or an uploaded file is required", "dataset_id")
     try:
-        dataset = find_dataset(session, tenant, request.dataset_id)
+        dataset = find_dataset(session, tenant, request.dataset_id, lock=True)
     except NotFound as exc:
         raise InvalidRequest(exc.message, "dataset_id") from None
     columns = {c["name"]: c for c in dataset.columns}
@@ -201,7 +204,7 @@ def _new_job(
     if hyperparameters.get("seed") is None:
         hyperparameters["seed"] = random.randrange(2**31)
     config = TrainingConfig.from_json(hyperparameters)
-    _check_target(session, settings, dataset, request.target)
+    _check_target(session, settings, dataset, request.target, config)
     _check_size(
         settings,
         config,
@@ -279,9 +282,12 @@ def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:
     return features
 
 
-def _check_target(session: Session, settings: Settings, dataset, target: str) -> None:
+def _check_target(
+    session: Session, settings: Settings, dataset, target: str, config: TrainingConfig
+) -> None:
     data = DatabaseStorage(session).get(dataset.blob_key)
-    counts = tabular.from_parquet(data, columns=[target])[target].value_counts(dropna=True)
+    values = tabular.from_parquet(data, columns=[target])[target]
+    counts = values.value_counts(dropna=True)
     if len(counts) < 2:
         raise InvalidRequest(
             f"the target column {target!r} has {len(counts)} distinct value(s); "
@@ -301,6 +307,14 @@ def _check_target(session: Session, settings: Settings, dataset, target: str) ->
             "validation split needs at least two rows of every class",
             "target",
         )
+    if isinstance(config.class_weight, dict):
+        classes = {label_key(c) for c in LabelEncoder.fit(values).classes}
+        for key in config.class_weight:
+            if key not in classes:
+                raise InvalidRequest(
+                    f"{key!r} is not a class of {target!r}; the classes are {sorted(classes)}",
+                    f"hyperparameters.class_weight.{key}",
+                )
 
 
 def _check_size(

@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from service.config import Settings
-from service.db.models import Job, utcnow
+from service.db.models import Checkpoint, Job, utcnow
 from service.db.session import Database
 from service.usecases.jobs import Publisher, publish
 
@@ -50,17 +50,20 @@ def sweep(
 def _recover_expired(db: Database, settings: Settings, now: datetime, report: SweepReport):
     with db.transaction() as session:
         expired = session.execute(
-            select(Job.id, Job.attempt).where(Job.status == "running", Job.lease_until < now)
+            select(Job.id, Job.attempt, Job.releases).where(
+                Job.status == "running", Job.lease_until < now
+            )
         ).all()
-    for job_id, attempt in expired:
-        exhausted = attempt >= settings.max_attempts
+    for job_id, attempt, releases in expired:
+        lost = attempt - releases  # attempts that ended without handing the job back
+        exhausted = lost >= settings.max_attempts
         values = (
             {
                 "status": "failed",
                 "finished_at": now,
                 "error": {
                     "type": "worker_lost",
-                    "message": f"the worker running the job was lost {attempt} time(s); "
+                    "message": f"the worker running the job was lost {lost} time(s); "
                     f"giving up after {settings.max_attempts} attempts",
                 },
             }
@@ -79,6 +82,8 @@ def _recover_expired(db: Database, settings: Settings, now: datetime, report: Sw
                 .values(lease_until=None, **values)
                 .returning(Job.id)
             ).first()
+            if changed is not None and exhausted:
+                session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
         if changed is None:
             continue
         if exhausted:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -93,11 +92,12 @@ def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> 
                 "job %s: attempt %d gave up during a database outage", job_id, attempt.number
             )
             raise
+        # The traceback goes to the worker's log only: it may name files, SQL or data.
         log.exception("job %s: attempt %d crashed", job_id, attempt.number)
         error = {
             "type": "internal",
-            "message": f"{type(exc).__name__}: {exc}",
-            "trace": "".join(traceback.format_exc(limit=5))[-2000:],
+            "message": f"training failed with an internal error ({type(exc).__name__}); "
+            "the worker's log has the details",
         }
         return _finish(db, settings, attempt, "failed", error=error)
 
@@ -114,7 +114,7 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
             update(Job)
             .where(
                 Job.id == job_id,
-                Job.attempt < settings.max_attempts,
+                Job.attempt - Job.releases < settings.max_attempts,
                 or_(
                     Job.status == "queued",
                     and_(Job.status == "running", Job.lease_until < now),
@@ -171,14 +171,14 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
     trainer = prepared.trainer(config)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
-    notes = prepared.notes()
-    if notes:
+    notes = prepared.notes() or None
 
-        def write_notes() -> None:
-            with db.transaction() as session:
-                _renew(session, settings, attempt, notes=notes)
+    def data_ready() -> None:
+        # Loading and preparing the data may have taken a while: renew before training.
+        with db.transaction() as session:
+            _renew(session, settings, attempt, notes=notes)
 
-        _retrying(settings, write_notes)
+    _retrying(settings, data_ready)
     heartbeat = _Heartbeat(db, settings, attempt)
     started = time.perf_counter()
     for record in trainer.fit(should_stop=heartbeat):
@@ -194,8 +194,8 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
     model_epoch, state = trainer.final_state()
     bundle = ModelBundle.from_state(trainer.arch, prepared.encoder, prepared.labels.classes, state)
     metrics = {
-        "epoch": model_epoch,
-        "best_epoch": model_epoch,
+        "epoch": model_epoch,  # the epoch whose weights the model has
+        "best_epoch": trainer.best_epoch,  # the epoch of the lowest validation loss
         "validation": evaluate(bundle.network, prepared.x_val, prepared.y_val, bundle.classes),
         "epochs_run": trainer.last_epoch,
         "n_parameters": count_parameters(trainer.arch),
@@ -369,6 +369,7 @@ def _release(db: Database, settings: Settings, attempt: Attempt) -> str:
                 release_requested=False,
                 worker=None,
                 published_at=None,
+                releases=Job.releases + 1,
             )
 
     _retrying(settings, write)

@@ -276,6 +276,62 @@ CATALOGUE = [
         "at most 10",
     ),
     (
+        "JSON nested too deeply",
+        ("post", "/v1/jobs", {"data": "[" * 100_000, "content_type": "application/json"}),
+        400,
+        "body",
+        "nested too deeply",
+    ),
+    (
+        "class_weight naming no class",
+        job(hyperparameters={"class_weight": {"tulip": 2.0}}),
+        400,
+        "hyperparameters.class_weight.tulip",
+        "not a class",
+    ),
+    (
+        "class_weight not a mapping",
+        job(hyperparameters={"class_weight": [1, 2]}),
+        400,
+        "hyperparameters.class_weight",
+        "balanced",
+    ),
+    (
+        "a control character in a column name",
+        csv_upload(b"a\x00b,y\n1,p\n"),
+        400,
+        "file",
+        "printable",
+    ),
+    (
+        "a control character in a dataset name",
+        ("post", "/v1/datasets?name=a%00b", {"data": b"a,y\n1,p\n", "content_type": "text/csv"}),
+        400,
+        "name",
+        "control characters",
+    ),
+    (
+        "a form dataset name too long",
+        lambda w: (
+            "post",
+            "/v1/datasets",
+            {
+                "data": {"file": (io.BytesIO(b"a,y\n1,p\n"), "t.csv"), "name": "n" * 300},
+                "content_type": "multipart/form-data",
+            },
+        ),
+        400,
+        "name",
+        "1-255",
+    ),
+    (
+        "an offset out of range",
+        ("get", "/v1/jobs?offset=99999999999999999999999", {}),
+        400,
+        "offset",
+        "less than or equal",
+    ),
+    (
         "wrong Content-Type",
         ("post", "/v1/jobs", {"data": "x", "content_type": "text/plain"}),
         415,
@@ -357,3 +413,14 @@ def test_per_tenant_active_job_limit_is_429(settings, publisher):
     assert response.status_code == 429 and response.headers["Retry-After"]
     assert "limit per tenant is 2" in response.get_json()["detail"]
     app.extensions["trainserve"].close()
+
+
+def test_an_absurd_version_number_is_404(limited, world):
+    client = limited.test_client()
+    for method in ("get", "post"):
+        path = "/v1/models/iris/versions/99999999999999999999999"
+        response = getattr(client, method)(
+            path + ("/predict" if method == "post" else ""), json={"records": [{}]}
+        )
+        assert response.status_code == 404
+        assert response.content_type == "application/problem+json"

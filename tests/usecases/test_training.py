@@ -108,7 +108,9 @@ def test_a_failure_is_stored_as_a_readable_error(db, settings, job_id, monkeypat
     failed = job(db, job_id)
     assert failed.status == "failed" and failed.finished_at is not None
     assert failed.error["type"] == "internal"
-    assert "the GPU caught fire" in failed.error["message"]
+    assert "ValueError" in failed.error["message"] and "log" in failed.error["message"]
+    # The traceback and the exception's text stay in the worker's log.
+    assert "trace" not in failed.error and "GPU" not in failed.error["message"]
 
 
 def test_a_deleted_dataset_fails_the_job_cleanly(db, settings, job_id):
@@ -193,3 +195,49 @@ def test_a_released_job_goes_back_to_the_queue_at_its_checkpoint(db, settings, j
     assert run_training(db, settings, job_id, "b") == "succeeded"
     with db.transaction() as session:
         assert session.scalars(select(EpochMetric.epoch)).all() == [1, 2, 3]
+
+
+def test_hand_backs_do_not_use_up_attempts(db, settings, job_id, monkeypatch):
+    """A job released by more stopping workers than max_attempts still trains."""
+    from service.usecases import training
+
+    original = training._record_epoch
+
+    def shutdown_after_first_epoch(db_, settings_, attempt, record, checkpoint):
+        original(db_, settings_, attempt, record, checkpoint)
+        training.request_release(db, "w")
+
+    with db.transaction() as session:  # long enough for every hand-back to come mid-run
+        found = session.get(Job, job_id)
+        found.hyperparameters = {
+            **found.hyperparameters,
+            "epochs": 30,
+            "early_stopping_patience": None,
+        }
+        found.epochs = 30
+    monkeypatch.setattr(training, "_record_epoch", shutdown_after_first_epoch)
+    for _ in range(settings.max_attempts + 1):
+        assert run_training(db, settings, job_id, "w") == "released"
+    monkeypatch.setattr(training, "_record_epoch", original)
+    assert run_training(db, settings, job_id, "x") == "succeeded"
+    finished = job(db, job_id)
+    assert finished.attempt == settings.max_attempts + 2
+    assert finished.releases == settings.max_attempts + 1
+
+
+def test_cancelling_a_released_job_deletes_its_checkpoint(db, settings, job_id, monkeypatch):
+    from service.usecases import training
+
+    original = training._record_epoch
+
+    def shutdown_after_first_epoch(db_, settings_, attempt, record, checkpoint):
+        original(db_, settings_, attempt, record, checkpoint)
+        training.request_release(db, "w")
+
+    monkeypatch.setattr(training, "_record_epoch", shutdown_after_first_epoch)
+    assert run_training(db, settings, job_id, "w") == "released"
+    with db.transaction() as session:
+        assert session.get(Checkpoint, job_id) is not None
+    assert jobs.cancel_job(db, "default", job_id).status == "cancelled"
+    with db.transaction() as session:
+        assert session.get(Checkpoint, job_id) is None

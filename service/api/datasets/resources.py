@@ -7,6 +7,7 @@ from service.api.common import (
     Blueprint,
     body_kind,
     filename_stem,
+    form_name,
     json_body,
     problem_doc,
     request_body_doc,
@@ -63,7 +64,8 @@ class Datasets(MethodView):
         upload = request.files.get("file")
         if upload is None:
             raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-        name = request.form.get("name") or args.get("name") or filename_stem(upload.filename)
+        name = form_name(request.form.get("name")) or args.get("name")
+        name = name or filename_stem(upload.filename)
         return datasets.upload_dataset(
             svc.database, svc.settings, tenant(), name=name, csv=upload.read()
         )

@@ -2,11 +2,11 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import BaseSchema, PageArgsSchema
+from service.api.common import DATASET_NAME, BaseSchema, PageArgsSchema
 
 
 class DatasetUploadSchema(BaseSchema):
-    name = fields.String(validate=validate.Length(1, 255))
+    name = fields.String(validate=DATASET_NAME)
     records = fields.List(
         fields.Dict(keys=fields.String()), required=True, validate=validate.Length(min=1)
     )
@@ -17,7 +17,7 @@ class DatasetQueryArgsSchema(PageArgsSchema):
 
 
 class DatasetNameArgsSchema(BaseSchema):
-    name = fields.String(validate=validate.Length(1, 255))
+    name = fields.String(validate=DATASET_NAME)
 
 
 class ColumnSchema(BaseSchema):

@@ -9,6 +9,7 @@ from service.api.common import (
     Blueprint,
     body_kind,
     filename_stem,
+    form_name,
     json_body,
     problem_doc,
     request_body_doc,
@@ -129,4 +130,5 @@ def _form_job():
     if unknown:
         raise InvalidRequest("unknown form field", sorted(unknown)[0])
     body = JobCreateSchema().load(data)
-    return body, upload.read(), request.form.get("name") or filename_stem(upload.filename)
+    name = form_name(request.form.get("name")) or filename_stem(upload.filename)
+    return body, upload.read(), name

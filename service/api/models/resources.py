@@ -44,7 +44,7 @@ class ModelByName(MethodView):
         return {"name": name, "versions": models.list_versions(services().database, tenant(), name)}
 
 
-@blp.route("/<string:name>/versions/<int:version>")
+@blp.route("/<string:name>/versions/<int(max=2147483647):version>")
 class ModelVersionView(MethodView):
     @blp.response(200, ModelVersionSchema)
     @blp.alt_response(404, **problem_doc("No such model version"))
@@ -70,7 +70,7 @@ class PredictLatest(MethodView):
         return _predict(name, None)
 
 
-@blp.route("/<string:name>/versions/<int:version>/predict")
+@blp.route("/<string:name>/versions/<int(max=2147483647):version>/predict")
 class PredictVersion(MethodView):
     @blp.doc(**_PREDICT_DOC)
     @blp.response(200, PredictionSchema)
