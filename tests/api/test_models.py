@@ -115,3 +115,47 @@ def test_loaded_models_are_cached(app, client, trained):
     for _ in range(3):
         client.post("/v1/models/iris/predict", json={"records": [{"x1": 1}]})
     assert cache.misses == 1 and cache.hits == 2
+
+
+ROWS = [
+    {"x1": 2.0, "x2": 1.0, "colour": "red", "flag": True},
+    {"x1": -2.0, "x2": -1.0, "colour": "blue", "flag": False},
+]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_records": ROWS},
+        {
+            "dataframe_split": {
+                "columns": ["x1", "x2", "colour", "flag"],
+                "data": [list(r.values()) for r in ROWS],
+                "index": [0, 1],
+            }
+        },
+        {"inputs": {k: [r[k] for r in ROWS] for k in ROWS[0]}},
+        {"inputs": ROWS},
+    ],
+    ids=["dataframe_records", "dataframe_split", "inputs-columns", "inputs-records"],
+)
+def test_mlflow_scoring_formats_give_the_same_answer_as_records(client, trained, body):
+    expected = client.post("/v1/models/iris/predict", json={"records": ROWS}).get_json()
+    response = client.post("/v1/models/iris/predict", json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == expected
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"records": ROWS, "dataframe_records": ROWS}, "body"),
+        ({}, "body"),
+        ({"dataframe_split": {"columns": ["x1"], "data": [[1, 2]]}}, "dataframe_split.data[0]"),
+        ({"inputs": {"x1": [1, 2], "x2": [1]}}, "inputs"),
+        ({"inputs": 5}, "inputs"),
+    ],
+)
+def test_malformed_mlflow_bodies_are_400(client, trained, body, field):
+    response = client.post("/v1/models/iris/predict", json=body)
+    assert response.status_code == 400 and field in response.get_json()["errors"]

@@ -54,7 +54,10 @@ class ModelVersionView(MethodView):
 
 
 _PREDICT_DOC = request_body_doc(
-    "PredictRequest", "text/csv", description="JSON records, or CSV with a header row"
+    "PredictRequest",
+    "text/csv",
+    description="JSON with exactly one of records (trainserve), dataframe_records, "
+    "dataframe_split or inputs (MLflow's scoring formats), or CSV with a header row",
 )
 
 
