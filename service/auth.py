@@ -13,7 +13,7 @@ from service.db.models import DEFAULT_TENANT
 from service.usecases import keys
 from service.usecases.errors import Unauthenticated
 
-PUBLIC_ENDPOINTS = frozenset({"health.Health", "health.Ready"})
+PUBLIC_ENDPOINTS = frozenset({"health.Health", "health.Ready", "oip.Live", "oip.Ready"})
 AUTH_MODES = ("required", "off")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

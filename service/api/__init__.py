@@ -8,6 +8,8 @@ from service.api.jobs.resources import blp as jobs_blp
 from service.api.jobs.schemas import JobCreateSchema
 from service.api.models.resources import blp as models_blp
 from service.api.models.schemas import PredictRequestSchema
+from service.api.oip.resources import blp as oip_blp
+from service.api.oip.schemas import InferRequestSchema
 
 
 def register(api: Api) -> None:
@@ -16,5 +18,6 @@ def register(api: Api) -> None:
     api.spec.components.schema("DatasetUpload", schema=DatasetUploadSchema)
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
-    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp):
+    api.spec.components.schema("InferRequest", schema=InferRequestSchema)
+    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp, oip_blp):
         api.register_blueprint(blueprint)

@@ -138,11 +138,21 @@ def test_predict_and_model_reads_across_tenants_are_404(secured, tenants):
     client = secured.test_client()
     setup_tenant(secured, tenants["acme"], name="only-acme")
     globex = tenants["globex"]
-    for path in ("/v1/models/only-acme", "/v1/models/only-acme/versions/1"):
+    for path in (
+        "/v1/models/only-acme",
+        "/v1/models/only-acme/versions/1",
+        "/v2/models/only-acme",
+        "/v2/models/only-acme/ready",
+        "/v2/models/only-acme/versions/1",
+    ):
         assert client.get(path, headers=globex).status_code == 404
     for path in ("/v1/models/only-acme/predict", "/v1/models/only-acme/versions/1/predict"):
         response = client.post(path, json={"records": [{"x1": 1}]}, headers=globex)
         assert response.status_code == 404
+    infer = {"inputs": [{"name": "x1", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    assert client.post("/v2/models/only-acme/infer", json=infer, headers=globex).status_code == 404
+    assert client.post("/v2/models/only-acme/infer", json=infer).status_code == 401
+    assert client.get("/v2/health/live").status_code == 200  # public, like /healthz
     response = client.post(
         "/v1/models/only-acme/predict", json={"records": [{"x1": 1}]}, headers=tenants["acme"]
     )

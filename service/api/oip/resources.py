@@ -1,0 +1,212 @@
+"""Views of /v2: KServe's Open Inference Protocol, with its own error body ``{"error"}``."""
+
+import uuid
+
+from flask import jsonify
+from flask.views import MethodView
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.api.common import Blueprint, body_kind, json_body, services, tenant
+from service.api.oip import schemas
+from service.api.oip.tensors import TensorError, metadata_inputs, outputs, records_from_inputs
+from service.errors import UnsupportedMediaType, flatten_messages
+from service.ml import DataError, tabular
+from service.usecases import models
+from service.usecases.errors import CorruptModel, InvalidRequest, NotFound
+
+blp = Blueprint(
+    "oip", __name__, url_prefix="/v2", description="Open Inference Protocol (KServe v2)"
+)
+
+_ERROR = {"schema": schemas.ErrorSchema, "description": 'The protocol\'s error body {"error"}'}
+
+
+def _error(status: int, message: str):
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+@blp.errorhandler(NotFound)
+def _not_found(error):
+    return _error(404, error.message)
+
+
+@blp.errorhandler(InvalidRequest)
+@blp.errorhandler(DataError)
+def _invalid(error):
+    where = getattr(error, "field", None)
+    return _error(400, f"{where}: {error.message}" if where else error.message)
+
+
+@blp.errorhandler(TensorError)
+def _tensor(error):
+    return _error(400, str(error))
+
+
+@blp.errorhandler(ValidationError)
+def _validation(error):
+    field, messages = next(iter(flatten_messages(error.messages).items()))
+    return _error(400, f"{field}: {messages[0]}")
+
+
+@blp.errorhandler(UnsupportedMediaType)
+def _media(error):
+    return _error(415, error.message)
+
+
+@blp.errorhandler(CorruptModel)
+def _corrupt(error):
+    return _error(500, error.message)
+
+
+@blp.errorhandler(HTTPException)
+def _http(error):
+    return _error(error.code or 500, error.description or error.name)
+
+
+@blp.route("/health/live")
+class Live(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, schemas.LiveSchema)
+    def get(self):
+        """OIP liveness"""
+        return {"live": True}
+
+
+@blp.route("/health/ready")
+class Ready(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, schemas.ReadySchema)
+    @blp.alt_response(503, **_ERROR)
+    def get(self):
+        """OIP readiness: the database answers"""
+        try:
+            services().database.ping()
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return _error(503, "the database is unavailable")
+        return {"ready": True}
+
+
+def _version(version: str | None) -> int | None:
+    if version is None:
+        return None
+    if not version.isdigit() or len(version) > 9:
+        raise NotFound(f"no version {version!r}")
+    return int(version)
+
+
+def _metadata(name: str, version: str | None) -> dict:
+    db = services().database
+    found = models.get_version(db, tenant(), name, _version(version))
+    if version is None:
+        versions = [str(v.version) for v in models.list_versions(db, tenant(), name)]
+    else:
+        versions = [str(found.version)]
+    return {
+        "name": found.name,
+        "versions": versions,
+        "platform": "trainserve-pytorch-mlp",
+        "inputs": metadata_inputs(found.input_schema),
+        "outputs": [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(found.classes)]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        ],
+    }
+
+
+def _infer(name: str, version: str | None) -> dict:
+    svc = services()
+    body_kind("application/json")
+    request = schemas.InferRequestSchema().load(json_body())
+    found = models.get_version(svc.database, tenant(), name, _version(version))
+    types = {c["name"]: c["type"] for c in found.input_schema}
+    records = records_from_inputs(request["inputs"], list(found.features), types)
+    if len(records) > svc.settings.max_predict_rows:
+        raise TensorError(f"at most {svc.settings.max_predict_rows} rows per request")
+    frame = tabular.frame_from_records(
+        records,
+        max_rows=svc.settings.max_predict_rows,
+        max_columns=svc.settings.max_columns,
+        max_cell_chars=svc.settings.max_cell_chars,
+        field="inputs",
+    )
+    result = models.predict(svc.database, svc.models, tenant(), name, found.version, frame)
+    wanted = [o["name"] for o in request.get("outputs") or []] or None
+    return {
+        "model_name": result.name,
+        "model_version": str(result.version),
+        "id": request.get("id") or str(uuid.uuid4()),
+        "outputs": outputs(result.probabilities, result.labels, wanted),
+    }
+
+
+_INFER_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}},
+    }
+}
+
+
+@blp.route("/models/<string:name>")
+class Metadata(MethodView):
+    @blp.response(200, schemas.ModelMetadataSchema)
+    @blp.alt_response(404, **_ERROR)
+    def get(self, name):
+        """OIP model metadata (every version)"""
+        return _metadata(name, None)
+
+
+@blp.route("/models/<string:name>/versions/<string:version>")
+class VersionMetadata(MethodView):
+    @blp.response(200, schemas.ModelMetadataSchema)
+    @blp.alt_response(404, **_ERROR)
+    def get(self, name, version):
+        """OIP model metadata of one version"""
+        return _metadata(name, version)
+
+
+@blp.route("/models/<string:name>/ready")
+class ModelReady(MethodView):
+    @blp.response(200, schemas.ModelReadySchema)
+    @blp.alt_response(404, **_ERROR)
+    def get(self, name):
+        """OIP model readiness (a stored version can be served)"""
+        found = models.get_version(services().database, tenant(), name, None)
+        return {"name": found.name, "ready": True}
+
+
+@blp.route("/models/<string:name>/versions/<string:version>/ready")
+class VersionReady(MethodView):
+    @blp.response(200, schemas.ModelReadySchema)
+    @blp.alt_response(404, **_ERROR)
+    def get(self, name, version):
+        """OIP readiness of one version"""
+        found = models.get_version(services().database, tenant(), name, _version(version))
+        return {"name": found.name, "ready": True}
+
+
+@blp.route("/models/<string:name>/infer")
+class Infer(MethodView):
+    @blp.doc(**_INFER_DOC)
+    @blp.response(200, schemas.InferResponseSchema)
+    @blp.alt_response(400, **_ERROR)
+    @blp.alt_response(404, **_ERROR)
+    @blp.alt_response(415, **_ERROR)
+    def post(self, name):
+        """OIP inference with the latest version"""
+        return _infer(name, None)
+
+
+@blp.route("/models/<string:name>/versions/<string:version>/infer")
+class VersionInfer(MethodView):
+    @blp.doc(**_INFER_DOC)
+    @blp.response(200, schemas.InferResponseSchema)
+    @blp.alt_response(400, **_ERROR)
+    @blp.alt_response(404, **_ERROR)
+    @blp.alt_response(415, **_ERROR)
+    def post(self, name, version):
+        """OIP inference with one version"""
+        return _infer(name, version)

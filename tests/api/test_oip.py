@@ -1,0 +1,153 @@
+"""The Open Inference Protocol (KServe v2) routes, on models trained in-process."""
+
+import pytest
+
+from service.usecases.training import run_training
+from tests.data import mixed_csv
+
+
+def train(app, client, csv: bytes, target: str, name: str):
+    dataset = client.post("/v1/datasets", data=csv, content_type="text/csv").get_json()
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": target,
+            "model_name": name,
+            "hyperparameters": {"epochs": 3, "seed": 0},
+        },
+    ).get_json()
+    svc = app.extensions["trainserve"]
+    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+
+
+@pytest.fixture
+def trained(app, client):
+    train(app, client, mixed_csv(200), "species", "iris")
+    numeric = b"a,b,y\n" + b"".join(
+        f"{i % 7},{(i * 3) % 5},{'p' if i % 2 else 'q'}\n".encode() for i in range(60)
+    )
+    train(app, client, numeric, "y", "numbers")
+
+
+def test_health_and_model_metadata(client, trained):
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+    meta = client.get("/v2/models/iris").get_json()
+    assert meta["name"] == "iris" and meta["versions"] == ["1"]
+    assert meta["inputs"] == [
+        {"name": "x1", "datatype": "FP32", "shape": [-1]},
+        {"name": "x2", "datatype": "FP32", "shape": [-1]},
+        {"name": "colour", "datatype": "BYTES", "shape": [-1]},
+        {"name": "flag", "datatype": "BOOL", "shape": [-1]},
+    ]
+    assert meta["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}
+    assert client.get("/v2/models/iris/versions/1").get_json()["versions"] == ["1"]
+    assert client.get("/v2/models/iris/ready").get_json() == {"name": "iris", "ready": True}
+    assert client.get("/v2/models/iris/versions/1/ready").status_code == 200
+
+
+def test_infer_with_one_input_per_feature_matches_v1_predict(client, trained):
+    body = {
+        "id": "req-1",
+        "inputs": [
+            {"name": "x1", "shape": [2], "datatype": "FP32", "data": [2.0, -2.0]},
+            {"name": "x2", "shape": [2, 1], "datatype": "FP32", "data": [[1.0], [-1.0]]},
+            {"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["red", "blue"]},
+            {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+        ],
+    }
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 200, response.get_json()
+    out = response.get_json()
+    assert (out["model_name"], out["model_version"], out["id"]) == ("iris", "1", "req-1")
+    probabilities, labels = out["outputs"]
+    assert probabilities["shape"] == [2, 3] and probabilities["datatype"] == "FP32"
+    assert len(probabilities["data"]) == 6 and labels["datatype"] == "BYTES"
+    v1 = client.post(
+        "/v1/models/iris/predict",
+        json={
+            "records": [
+                {"x1": 2.0, "x2": 1.0, "colour": "red", "flag": True},
+                {"x1": -2.0, "x2": -1.0, "colour": "blue", "flag": False},
+            ]
+        },
+    ).get_json()
+    assert labels["data"] == [p["label"] for p in v1["predictions"]]
+    first = list(v1["predictions"][0]["probabilities"].values())
+    assert probabilities["data"][:3] == pytest.approx(first, abs=1e-6)
+
+
+def test_infer_with_one_matrix_for_an_all_numeric_model(client, trained):
+    body = {
+        "inputs": [
+            {"name": "input-0", "shape": [3, 2], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 0]}
+        ],
+        "outputs": [{"name": "label"}],
+    }
+    out = client.post("/v2/models/numbers/versions/1/infer", json=body).get_json()
+    assert [o["name"] for o in out["outputs"]] == ["label"]
+    assert out["outputs"][0]["shape"] == [3] and out["id"]
+
+
+@pytest.mark.parametrize(
+    "path, body, status, words",
+    [
+        (
+            "/v2/models/nope/infer",
+            {"inputs": [{"name": "x1", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            404,
+            "no model",
+        ),
+        (
+            "/v2/models/iris/versions/x/infer",
+            {"inputs": [{"name": "x1", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            404,
+            "no version",
+        ),
+        ("/v2/models/iris/infer", {"inputs": []}, 400, "inputs"),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [{"name": "petal", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            400,
+            "unknown input",
+        ),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [{"name": "x1", "shape": [2], "datatype": "FP32", "data": [1]}]},
+            400,
+            "1 values for shape",
+        ),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [{"name": "x1", "shape": [1], "datatype": "BYTES", "data": ["tall"]}]},
+            400,
+            "must be a number",
+        ),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [{"name": "m", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+            400,
+            "categorical",
+        ),
+        (
+            "/v2/models/iris/infer",
+            {
+                "inputs": [{"name": "x1", "shape": [1], "datatype": "FP32", "data": [1]}],
+                "outputs": [{"name": "logits"}],
+            },
+            400,
+            "unknown output",
+        ),
+    ],
+)
+def test_errors_use_the_protocols_error_body(client, trained, path, body, status, words):
+    response = client.post(path, json=body)
+    assert response.status_code == status
+    error = response.get_json()
+    assert set(error) == {"error"} and words in error["error"], error
+
+
+def test_non_json_is_415_in_the_protocols_shape(client, trained):
+    response = client.post("/v2/models/iris/infer", data="x", content_type="text/plain")
+    assert response.status_code == 415 and "error" in response.get_json()
