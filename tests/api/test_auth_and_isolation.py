@@ -6,8 +6,8 @@ import pytest
 
 from service.app import create_app
 from service.usecases import keys
-from service.usecases.training import run_training
 from tests.data import mixed_csv
+from tests.helpers import train_model
 
 
 @pytest.fixture
@@ -66,21 +66,7 @@ def test_keys_are_stored_only_as_hashes(secured):
 
 def setup_tenant(app, headers, name="iris"):
     client = app.test_client()
-    dataset = client.post(
-        "/v1/datasets", data=mixed_csv(120), content_type="text/csv", headers=headers
-    ).get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": name,
-            "hyperparameters": {"epochs": 2},
-        },
-        headers=headers,
-    ).get_json()
-    svc = app.extensions["trainserve"]
-    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    dataset, job = train_model(app, name=name, headers=headers)
     queued = client.post(
         "/v1/jobs",
         json={"dataset_id": dataset["id"], "target": "species", "model_name": name},

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from service.app import create_app
 from service.db.models import Blob, Dataset, Job, ModelVersion
-from service.usecases.training import run_training
 from tests.data import mixed_csv
+from tests.helpers import train_model
 
 LIMITS = {
     "max_rows": 500,
@@ -38,20 +38,7 @@ def limited(settings, publisher):
 @pytest.fixture
 def world(limited):
     """A dataset and a trained model, for the requests that need them."""
-    client = limited.test_client()
-    dataset = client.post("/v1/datasets", data=mixed_csv(200), content_type="text/csv")
-    dataset = dataset.get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": "iris",
-            "hyperparameters": {"epochs": 2},
-        },
-    ).get_json()
-    svc = limited.extensions["trainserve"]
-    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    dataset, _ = train_model(limited, csv=mixed_csv(200))
     return {"dataset": dataset["id"]}
 
 

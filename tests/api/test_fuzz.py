@@ -19,9 +19,9 @@ from schemathesis.checks import (
 
 from service.app import create_app
 from service.usecases import keys
-from service.usecases.training import run_training
 from tests.conftest import RecordingPublisher
 from tests.data import mixed_csv
+from tests.helpers import train_model
 
 EXAMPLES_PER_OPERATION = 25
 
@@ -40,21 +40,7 @@ def fuzzed(tmp_path_factory):
     svc = app.extensions["trainserve"]
     _, key = keys.create_key(svc.database, "fuzz")
     headers = {"Authorization": f"Bearer {key}"}
-    client = app.test_client()
-    dataset = client.post(
-        "/v1/datasets", data=mixed_csv(60), content_type="text/csv", headers=headers
-    ).get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": "iris",
-            "hyperparameters": {"epochs": 1},
-        },
-        headers=headers,
-    ).get_json()
-    assert run_training(svc.database, svc.settings, job["id"], "fuzz") == "succeeded"
+    train_model(app, csv=mixed_csv(60), hyperparameters={"epochs": 1}, headers=headers)
     app.fuzz_headers = headers
     yield app
     svc.close()

@@ -2,26 +2,18 @@
 
 import pytest
 
-from service.usecases.training import run_training
 from tests.data import mixed_csv
+from tests.helpers import train_model
 
 
 @pytest.fixture
 def trained(app, client):
     """Two versions of model ``iris``."""
-    dataset = client.post("/v1/datasets", data=mixed_csv(), content_type="text/csv").get_json()
-    svc = app.extensions["trainserve"]
-    for epochs in (2, 25):
-        job = client.post(
-            "/v1/jobs",
-            json={
-                "dataset_id": dataset["id"],
-                "target": "species",
-                "model_name": "iris",
-                "hyperparameters": {"epochs": epochs, "learning_rate": 0.01, "seed": 0},
-            },
-        ).get_json()
-        assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    dataset, _ = train_model(
+        app, csv=mixed_csv(), hyperparameters={"learning_rate": 0.01, "seed": 0}
+    )
+    hyperparameters = {"epochs": 25, "learning_rate": 0.01, "seed": 0}
+    train_model(app, dataset_id=dataset["id"], hyperparameters=hyperparameters)
     return dataset
 
 

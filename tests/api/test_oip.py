@@ -2,32 +2,17 @@
 
 import pytest
 
-from service.usecases.training import run_training
 from tests.data import mixed_csv
-
-
-def train(app, client, csv: bytes, target: str, name: str):
-    dataset = client.post("/v1/datasets", data=csv, content_type="text/csv").get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": target,
-            "model_name": name,
-            "hyperparameters": {"epochs": 3, "seed": 0},
-        },
-    ).get_json()
-    svc = app.extensions["trainserve"]
-    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+from tests.helpers import train_model
 
 
 @pytest.fixture
 def trained(app, client):
-    train(app, client, mixed_csv(200), "species", "iris")
+    train_model(app, csv=mixed_csv(200), hyperparameters={"epochs": 3, "seed": 0})
     numeric = b"a,b,y\n" + b"".join(
         f"{i % 7},{(i * 3) % 5},{'p' if i % 2 else 'q'}\n".encode() for i in range(60)
     )
-    train(app, client, numeric, "y", "numbers")
+    train_model(app, csv=numeric, target="y", name="numbers", hyperparameters={"epochs": 3})
 
 
 def test_health_and_model_metadata(client, trained):

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 
 from service.cli import _redact
 from service.db.models import Blob, ModelVersion
-from service.usecases.training import run_training
 from tests.data import mixed_csv
+from tests.helpers import train_model
 
 
 class _Exploit:
@@ -24,19 +24,8 @@ class _Exploit:
 
 
 @pytest.fixture
-def trained(app, client):
-    dataset = client.post("/v1/datasets", data=mixed_csv(80), content_type="text/csv").get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": "iris",
-            "hyperparameters": {"epochs": 1},
-        },
-    ).get_json()
-    svc = app.extensions["trainserve"]
-    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+def trained(app):
+    train_model(app, csv=mixed_csv(80), hyperparameters={"epochs": 1})
 
 
 @pytest.mark.parametrize("fix_checksum", [False, True], ids=["checksum-fails", "checksum-forged"])

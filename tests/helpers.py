@@ -1,0 +1,41 @@
+"""Test helpers shared by the API tests."""
+
+from __future__ import annotations
+
+from service.usecases.training import run_training
+from tests.data import mixed_csv
+
+
+def train_model(
+    app,
+    *,
+    csv: bytes | None = None,
+    target: str = "species",
+    name: str = "iris",
+    hyperparameters: dict | None = None,
+    headers: dict | None = None,
+    dataset_id: str | None = None,
+) -> tuple[dict, dict]:
+    """Upload a table (default: 120 rows of ``mixed_csv``), submit a job through the API and
+    run it in-process with the training use case. Returns the dataset and the job."""
+    client = app.test_client()
+    headers = headers or {}
+    if dataset_id is None:
+        dataset = client.post(
+            "/v1/datasets", data=csv or mixed_csv(120), content_type="text/csv", headers=headers
+        ).get_json()
+    else:
+        dataset = client.get(f"/v1/datasets/{dataset_id}", headers=headers).get_json()
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": target,
+            "model_name": name,
+            "hyperparameters": {"epochs": 2, **(hyperparameters or {})},
+        },
+        headers=headers,
+    ).get_json()
+    svc = app.extensions["trainserve"]
+    assert run_training(svc.database, svc.settings, job["id"], "test") == "succeeded"
+    return dataset, job
