@@ -229,14 +229,8 @@ class _Heartbeat:
 
 def _renew(session, settings: Settings, attempt: Attempt, **values) -> None:
     """Extend the lease (fenced), read the cancel and release flags; LeaseLost if not ours."""
-    row = session.execute(
-        update(Job)
-        .where(Job.id == attempt.job_id, Job.attempt == attempt.number, Job.status == "running")
-        .values(lease_until=utcnow() + timedelta(seconds=settings.lease_seconds), **values)
-        .returning(Job.cancel_requested, Job.release_requested)
-    ).first()
-    if row is None:
-        raise LeaseLost(attempt.job_id)
+    lease_until = utcnow() + timedelta(seconds=settings.lease_seconds)
+    row = _fenced_update(session, attempt, lease_until=lease_until, **values)
     attempt.cancel_requested = row.cancel_requested
     attempt.release_requested = row.release_requested
 
@@ -393,15 +387,18 @@ def request_release(db: Database, worker_prefix: str) -> int:
         return result.rowcount
 
 
-def _fenced_update(session, attempt: Attempt, **values) -> None:
+def _fenced_update(session, attempt: Attempt, **values):
+    """Update the job only if this attempt still runs it; returns its cancel and release
+    flags, or raises LeaseLost."""
     row = session.execute(
         update(Job)
         .where(Job.id == attempt.job_id, Job.attempt == attempt.number, Job.status == "running")
         .values(**values)
-        .returning(Job.id)
+        .returning(Job.cancel_requested, Job.release_requested)
     ).first()
     if row is None:
         raise LeaseLost(attempt.job_id)
+    return row
 
 
 def _retrying(settings: Settings, write: Callable[[], T]) -> T:

@@ -155,7 +155,6 @@ class ModelRefSchema(BaseSchema):
 class JobErrorSchema(BaseSchema):
     type = fields.String()
     message = fields.String()
-    trace = fields.String()
 
 
 class JobSchema(BaseSchema):
