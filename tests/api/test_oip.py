@@ -133,6 +133,15 @@ def test_errors_use_the_protocols_error_body(client, trained, path, body, status
     assert set(error) == {"error"} and words in error["error"], error
 
 
+def test_absurd_shapes_are_400_not_500(client, trained):
+    for shape in ([1, 2**70], [2**70], [2**70, 4]):
+        body = {"inputs": [{"name": "x1", "shape": shape, "datatype": "FP32", "data": [1]}]}
+        response = client.post("/v2/models/iris/infer", json=body)
+        assert response.status_code == 400, (shape, response.get_json())
+        matrix = {"inputs": [{"name": "m", "shape": shape, "datatype": "FP32", "data": [1]}]}
+        assert client.post("/v2/models/numbers/infer", json=matrix).status_code == 400
+
+
 def test_non_json_is_415_in_the_protocols_shape(client, trained):
     response = client.post("/v2/models/iris/infer", data="x", content_type="text/plain")
     assert response.status_code == 415 and "error" in response.get_json()

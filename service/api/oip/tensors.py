@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ def records_from_inputs(inputs: list[dict], features: list[str], types: dict[str
         if name in columns:
             raise TensorError(f"input {name!r} is given twice")
         shape = tensor["shape"]
-        if not shape or any(d < 0 for d in shape) or int(np.prod(shape[1:])) != 1:
+        if not shape or any(d < 0 for d in shape) or math.prod(shape[1:]) != 1:
             raise TensorError(f"input {name!r} must have shape [rows] or [rows, 1], not {shape}")
         values = flatten(tensor["data"])
         if len(values) != shape[0]:
