@@ -116,8 +116,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(InvalidRequest)
     def _invalid(error: InvalidRequest):
-        field = error.field or "body"
-        return problem(400, error.message, errors={field: [error.message]})
+        return _field_problem(error.message, error.field)
 
     @app.errorhandler(Unauthenticated)
     def _unauthenticated(error: Unauthenticated):
@@ -140,8 +139,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DataError)
     def _data(error: DataError):
-        field = error.field or "body"
-        return problem(400, error.message, errors={field: [error.message]})
+        return _field_problem(error.message, error.field)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -160,6 +158,12 @@ def register_error_handlers(app: Flask) -> None:
     def _validation(error: ValidationError):
         errors = flatten_messages(error.messages)
         return problem(400, _summary(errors), errors=errors)
+
+
+def _field_problem(message: str, field: str | None) -> Response:
+    """A 400 whose detail, like the errors map, names the field at fault."""
+    field = field or "body"
+    return problem(400, f"{field}: {message}", errors={field: [message]})
 
 
 def _summary(errors: dict[str, list[str]]) -> str:

@@ -54,7 +54,8 @@ class HyperparametersSchema(BaseSchema):
     momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
     weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
     batch_size = fields.Integer(load_default=_D.batch_size, validate=validate.Range(1, 65536))
-    epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(1, 100_000))
+    # The upper bound is TRAINSERVE_MAX_EPOCHS, checked at submit time.
+    epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(min=1))
     validation_fraction = fields.Float(
         load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
     )
