@@ -198,20 +198,19 @@ def _new_job(
             "target",
         )
     features = _features(request, columns)
-    feature_types = _feature_types(session, dataset, request, features, columns)
-    _check_categories(settings, features, columns)
+    feature_types = _feature_types(request, features, columns)
+    changed = [n for n in features if feature_types[n] != columns[n]["type"]]
+    # One read of the stored table, for the target and the overridden columns only.
+    data = DatabaseStorage(session).get(dataset.blob_key)
+    frame = tabular.from_parquet(data, columns=[request.target, *changed])
+    _check_overrides(frame, changed, feature_types)
+    _check_categories(settings, features, feature_types, columns)
     hyperparameters = dict(request.hyperparameters)
     if hyperparameters.get("seed") is None:
         hyperparameters["seed"] = random.randrange(2**31)
     config = TrainingConfig.from_json(hyperparameters)
-    _check_target(session, settings, dataset, request.target, config)
-    _check_size(
-        settings,
-        config,
-        {name: columns[name] for name in features},
-        dataset.columns,
-        request.target,
-    )
+    _check_target(settings, frame[request.target], request.target, config)
+    _check_size(settings, config, feature_types, columns, request.target)
     job = Job(
         tenant=tenant,
         dataset_id=dataset.id,
@@ -233,30 +232,32 @@ def _new_job(
     return job
 
 
-def _feature_types(session: Session, dataset, request: JobRequest, features, columns) -> dict:
-    """Inferred types, with the request's overrides checked against the data."""
+def _feature_types(request: JobRequest, features: list[str], columns: dict[str, dict]) -> dict:
+    """Inferred types with the request's ``column_types`` overrides."""
     overrides = dict(request.column_types or {})
     for name in overrides:
         if name not in features:
             raise InvalidRequest(
                 f"{name!r} is not one of the job's features", f"column_types.{name}"
             )
-    changed = [n for n, kind in overrides.items() if kind != columns[n]["type"]]
-    if changed:
-        data = DatabaseStorage(session).get(dataset.blob_key)
-        frame = tabular.from_parquet(data, columns=changed)
-        for name in changed:
-            try:
-                tabular.convert_column(frame[name], overrides[name], name)
-            except DataError as exc:
-                raise InvalidRequest(exc.message, f"column_types.{name}") from None
     return {name: overrides.get(name, columns[name]["type"]) for name in features}
 
 
-def _check_categories(settings: Settings, features: list[str], columns: dict[str, dict]) -> None:
+def _check_overrides(frame, changed: list[str], feature_types: dict[str, str]) -> None:
+    """Every overridden column must convert to its new type."""
+    for name in changed:
+        try:
+            tabular.convert_column(frame[name], feature_types[name], name)
+        except DataError as exc:
+            raise InvalidRequest(exc.message, f"column_types.{name}") from None
+
+
+def _check_categories(
+    settings: Settings, features: list[str], types: dict[str, str], columns: dict[str, dict]
+) -> None:
     for i, name in enumerate(features):
         column = columns[name]
-        if column["type"] == "categorical" and column["n_unique"] > settings.max_categories:
+        if types[name] == "categorical" and column["n_unique"] > settings.max_categories:
             raise InvalidRequest(
                 f"categorical column {name!r} has {column['n_unique']} distinct values, more "
                 f"than the limit of {settings.max_categories} (an id or free text?); leave it "
@@ -282,11 +283,7 @@ def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:
     return features
 
 
-def _check_target(
-    session: Session, settings: Settings, dataset, target: str, config: TrainingConfig
-) -> None:
-    data = DatabaseStorage(session).get(dataset.blob_key)
-    values = tabular.from_parquet(data, columns=[target])[target]
+def _check_target(settings: Settings, values, target: str, config: TrainingConfig) -> None:
     counts = values.value_counts(dropna=True)
     if len(counts) < 2:
         raise InvalidRequest(
@@ -318,16 +315,29 @@ def _check_target(
 
 
 def _check_size(
-    settings, config: TrainingConfig, features: dict[str, dict], all_columns, target: str
+    settings: Settings,
+    config: TrainingConfig,
+    types: dict[str, str],
+    columns: dict[str, dict],
+    target: str,
 ) -> None:
     if config.epochs > settings.max_epochs:
         raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
+    # The encoder's widths: one-hot plus a missing/unseen slot, or one input plus a
+    # missing indicator where values are missing.
     n_inputs = sum(
-        c["n_unique"] + 1 if c["type"] == "categorical" else 1 for c in features.values()
+        columns[name]["n_unique"] + 1
+        if kind == "categorical"
+        else 1 + (columns[name]["missing"] > 0)
+        for name, kind in types.items()
     )
-    n_classes = next(c["n_unique"] for c in all_columns if c["name"] == target)
     arch = Architecture(
-        n_inputs, n_classes, config.hidden_layers, config.activation, config.dropout
+        n_inputs,
+        columns[target]["n_unique"],
+        config.hidden_layers,
+        config.activation,
+        config.dropout,
+        config.batch_norm,
     )
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:

@@ -143,6 +143,16 @@ CATALOGUE = [
         "distinct values",
     ),
     (
+        "an override making a wide numeric column categorical",
+        upload_then_job(
+            ("n,y\n" + "".join(f"{i},{'p' if i % 2 else 'q'}\n" for i in range(60))).encode(),
+            column_types='{"n": "categorical"}',
+        ),
+        400,
+        "features[0]",
+        "distinct values",
+    ),
+    (
         "hyperparameters not JSON in the form",
         upload_then_job(one_class_csv("p,p,q,q"), hyperparameters="{epochs: 3"),
         400,
