@@ -13,6 +13,7 @@ from service.config import Settings
 from service.db.session import Database
 from service.errors import register_error_handlers
 from service.usecases.jobs import Publisher
+from service.usecases.keys import KeyCache
 from service.usecases.models import ModelCache
 
 
@@ -57,7 +58,8 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         settings=settings,
         database=database,
         publisher=publisher,
-        models=ModelCache(settings.model_cache_size),
+        models=ModelCache(settings.model_cache_size, settings.model_resolve_ttl_seconds),
+        keys=KeyCache(settings.auth_cache_seconds),
     )
     init_auth(app)
     api = Api(app)

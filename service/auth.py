@@ -10,7 +10,6 @@ from __future__ import annotations
 from flask import Flask, g, request
 
 from service.db.models import DEFAULT_TENANT
-from service.usecases import keys
 from service.usecases.errors import Unauthenticated
 
 PUBLIC_ENDPOINTS = frozenset({"health.Health", "health.Ready", "oip.Live", "oip.Ready"})
@@ -37,7 +36,7 @@ def init_auth(app: Flask) -> None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-        tenant = keys.authenticate(services.database, key.strip())
+        tenant = services.keys.authenticate(services.database, key.strip())
         if tenant is None:
             raise Unauthenticated("the API key is not valid (unknown or revoked)")
         g.tenant = tenant

@@ -68,6 +68,11 @@ class Settings:
     torch_threads: int = 0
     # Loaded models kept per API process.
     model_cache_size: int = 16
+    # How long an API process may keep serving the previous "latest" version after a new
+    # one is published (the name → version resolution is cached that long).
+    model_resolve_ttl_seconds: float = 1.0
+    # How long an API process may keep accepting a key after it is revoked.
+    auth_cache_seconds: float = 2.0
     log_level: str = "INFO"
 
     @classmethod
