@@ -134,7 +134,11 @@ class LabelEncoder:
     def encode(self, target: pd.Series) -> np.ndarray:
         """Codes 0..n_classes-1 as int64; every value must be a known class."""
         lookup = {label: code for code, label in enumerate(self.classes)}
-        return np.fromiter((lookup[_json_label(v)] for v in target), dtype=np.int64)
+        index, distinct = pd.factorize(target)  # one lookup per distinct value, not per row
+        if (index < 0).any():
+            raise KeyError("a missing target value has no class code")
+        codes = np.array([lookup[_json_label(v)] for v in distinct], dtype=np.int64)
+        return codes[index]
 
 
 def stratified_split(
