@@ -3,6 +3,7 @@
 from service.api.common import Api
 from service.api.datasets.resources import blp as datasets_blp
 from service.api.datasets.schemas import DatasetUploadSchema
+from service.api.exports.resources import blp as exports_blp
 from service.api.health.resources import blp as health_blp
 from service.api.jobs.resources import blp as jobs_blp
 from service.api.jobs.schemas import JobCreateSchema
@@ -19,5 +20,5 @@ def register(api: Api) -> None:
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
     api.spec.components.schema("InferRequest", schema=InferRequestSchema)
-    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp, oip_blp):
+    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp, exports_blp, oip_blp):
         api.register_blueprint(blueprint)

@@ -163,10 +163,7 @@ def predict(
 ) -> Prediction:
     """Class probabilities for each row: a frame of cells as text, or JSON records."""
     found = resolve_version(db, cache, tenant, name, version)
-    bundle = cache.get(found.id)
-    if bundle is None:
-        bundle = _load(db, found)
-        cache.put(found.id, bundle)
+    bundle = loaded(db, cache, found)
     if isinstance(rows, pd.DataFrame):
         probabilities = bundle.predict_proba(rows)
     else:
@@ -182,7 +179,8 @@ def predict(
     )
 
 
-def _load(db: Database, found: ModelVersion) -> ModelBundle:
+def stored_weights(db: Database, found: ModelVersion) -> bytes:
+    """The version's safetensors bytes, checked against their SHA-256."""
     with db.transaction() as session:
         weights = DatabaseStorage(session).get(found.weights_key)
     digest = hashlib.sha256(weights).hexdigest()
@@ -191,6 +189,20 @@ def _load(db: Database, found: ModelVersion) -> ModelBundle:
             f"the stored weights of {found.name} version {found.version} do not match their "
             "SHA-256; they were not loaded"
         )
+    return weights
+
+
+def loaded(db: Database, cache: ModelCache, found: ModelVersion) -> ModelBundle:
+    """The version's model from the cache, loaded (and cached) on a miss."""
+    bundle = cache.get(found.id)
+    if bundle is None:
+        bundle = _load(db, found)
+        cache.put(found.id, bundle)
+    return bundle
+
+
+def _load(db: Database, found: ModelVersion) -> ModelBundle:
+    weights = stored_weights(db, found)
     try:
         return ModelBundle.load(found.description, weights)
     except Exception as exc:  # safetensors refuses anything that is not safetensors

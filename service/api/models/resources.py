@@ -13,6 +13,7 @@ from service.api.common import (
     services,
     tenant,
 )
+from service.api.models.csv_predict import CSV_ANSWER_DOC, predict_as_csv, wants_csv
 from service.api.models.schemas import (
     ModelSchema,
     ModelSummarySchema,
@@ -65,24 +66,30 @@ _PREDICT_DOC = request_body_doc(
 @blp.route("/<string:name>/predict")
 class PredictLatest(MethodView):
     @blp.doc(**_PREDICT_DOC)
+    @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name):
         """Predict class probabilities with the latest version"""
+        if wants_csv():
+            return predict_as_csv(name, None)
         return _predict(name, None)
 
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>/predict")
 class PredictVersion(MethodView):
     @blp.doc(**_PREDICT_DOC)
+    @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model version"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name, version):
         """Predict class probabilities with one version"""
+        if wants_csv():
+            return predict_as_csv(name, version)
         return _predict(name, version)
 
 
