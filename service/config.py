@@ -68,6 +68,9 @@ class Settings:
     torch_threads: int = 0
     # Loaded models kept per API process.
     model_cache_size: int = 16
+    # The longest a /v1/jobs/{id}/events stream stays open; the client then reconnects
+    # with Last-Event-ID and loses nothing (a stream holds one API thread meanwhile).
+    event_stream_seconds: float = 300.0
     log_level: str = "INFO"
 
     @classmethod
