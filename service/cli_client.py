@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -97,8 +98,13 @@ def _guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:
         except ClientError as exc:
             print(f"trainserve: {exc}", file=sys.stderr)
             return 1
+        except BrokenPipeError:
+            # The reader went away (`| head`): say nothing more, as other commands do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except OSError as exc:  # the local file
-            print(f"trainserve: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"trainserve: {exc.strerror or exc}{where}", file=sys.stderr)
             return 1
 
     return run
@@ -132,20 +138,25 @@ def cmd_train(args: argparse.Namespace, client: Client) -> int:
         print(f"\nstopped watching; job {job['id']} goes on training", file=sys.stderr)
         return 130
     bar.close()
-    return _report(final)
+    return _report(final, client)
 
 
-def _report(job: dict) -> int:
-    latest = job.get("latest") or {}
+def _report(job: dict, client: Client) -> int:
     if job["status"] != "succeeded":
         reason = (job.get("error") or {}).get("message") or job["status"]
         print(f"trainserve: job {job['id']} {job['status']}: {reason}", file=sys.stderr)
         return 1
-    summary = f"{job['epoch']} epochs"
-    if latest.get("val_accuracy") is not None:
-        summary += f", final val_accuracy {latest['val_accuracy']:.3f}"
-    print(f"succeeded after {summary}", file=sys.stderr)
-    print(f"model {job['model']['name']} version {job['model']['version']}")
+    name, version = job["model"]["name"], job["model"]["version"]
+    metrics = client.model(name, version)["metrics"]
+    kept = [f"val_loss {metrics['val_loss']:.4f}"] if metrics.get("val_loss") is not None else []
+    if metrics.get("val_accuracy") is not None:
+        kept.append(f"val_accuracy {metrics['val_accuracy']:.3f}")
+    print(
+        f"succeeded after {job['epoch']} epochs; the model keeps epoch "
+        f"{metrics.get('best_epoch', job['epoch'])}: {', '.join(kept)}",
+        file=sys.stderr,
+    )
+    print(f"model {name} version {version}")
     return 0
 
 
@@ -154,6 +165,7 @@ class ProgressBar:
     terminal; one line per epoch otherwise (a log file, a pipe)."""
 
     WIDTH = 24
+    PACE_AFTER_S = 3.0
 
     def __init__(self, stream: IO[str], total: int, clock: Callable[[], float] = time.monotonic):
         self.stream = stream
@@ -191,8 +203,9 @@ class ProgressBar:
         left = max(0, self.total - epoch)
         assert self.first is not None
         since, first_epoch = self.first
-        if epoch > first_epoch and now > since:
-            # Epochs watched live give the real pace, database writes included.
+        if epoch > first_epoch and now - since >= self.PACE_AFTER_S:
+            # Epochs watched live give the real pace, database writes included; the
+            # stream delivers them in bursts, so only after a few seconds.
             return left * (now - since) / (epoch - first_epoch)
         recent = self.durations[-10:]
         return left * sum(recent) / len(recent)

@@ -55,6 +55,14 @@ def render(curves: Curves, title: str, image_format: str, total_epochs: int | No
     _panel(loss, curves.epochs, curves.train_loss, curves.val_loss, "loss (cross-entropy)")
     _panel(accuracy, curves.epochs, curves.train_accuracy, curves.val_accuracy, "accuracy")
     accuracy.set_ylim(-0.02, 1.02)
+    best = _best_epoch(curves)
+    if best is not None:
+        for axes in (loss, accuracy):
+            axes.axvline(
+                best, color="0.4", linestyle=":", linewidth=1.2,
+                label=f"lowest validation loss (epoch {best})",
+            )  # fmt: skip
+            axes.legend(loc="best")
     if not done:
         for axes in (loss, accuracy):
             axes.text(
@@ -66,6 +74,12 @@ def render(curves: Curves, title: str, image_format: str, total_epochs: int | No
     metadata = {"Date": None} if image_format == "svg" else {}
     figure.savefig(out, format=image_format, metadata=metadata)
     return out.getvalue()
+
+
+def _best_epoch(curves: Curves) -> int | None:
+    """The epoch of the lowest validation loss (the weights early stopping keeps)."""
+    points = [(v, e) for e, v in zip(curves.epochs, curves.val_loss, strict=True) if v is not None]
+    return min(points)[1] if len(points) > 1 else None
 
 
 def _panel(axes, epochs, train, validation, name: str) -> None:

@@ -46,7 +46,8 @@ def test_train_wait_shows_each_epoch_and_prints_the_model_version(live, trained)
     for line in epochs:
         assert "loss " in line and "val_acc " in line and "ETA " in line
     assert epochs[-1].endswith("ETA 0:00")
-    assert lines[-1].startswith("succeeded after 3 epochs, final val_accuracy ")
+    assert lines[-1].startswith("succeeded after 3 epochs; the model keeps epoch ")
+    assert "val_loss " in lines[-1] and "val_accuracy " in lines[-1]
     job = live.app.test_client().get("/v1/jobs").get_json()[0]
     assert job["hyperparameters"]["hidden_layers"] == [16] and job["epochs"] == 3
     assert job["hyperparameters"]["early_stopping_patience"] is None
@@ -144,14 +145,14 @@ def test_on_a_terminal_the_bar_redraws_one_line():
     bar = ProgressBar(stream, 4, clock=lambda: now[0])
     bar.status({"status": "running", "epoch": 0, "epochs": 4, "attempt": 1})
     for epoch in (1, 2):
-        now[0] += 2.0
+        now[0] += 4.0
         bar.epoch(
             {"epoch": epoch, "train_loss": 1 / epoch, "val_loss": 1.0, "val_accuracy": 0.5,
              "duration_s": 0.1}
         )  # fmt: skip
     assert "\n" not in stream.getvalue()
     last = stream.getvalue().split("\r")[-1]
-    # 2 s per epoch watched live, 2 epochs to go.
-    assert last.startswith("epoch 2/4 [############------------]") and "ETA 0:04" in last
+    # 4 s per epoch watched live, 2 epochs to go.
+    assert last.startswith("epoch 2/4 [############------------]") and "ETA 0:08" in last
     bar.close()
     assert stream.getvalue().endswith("\n")
