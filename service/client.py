@@ -257,6 +257,7 @@ class Client:
                     timeout=(10, _STREAM_READ_TIMEOUT),
                 )
                 if response.status_code == 204:  # resumed after the final event
+                    response.close()
                     return
                 with response:
                     for event in _parse_events(response.iter_lines(decode_unicode=True)):

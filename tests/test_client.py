@@ -71,6 +71,9 @@ def test_train_and_wait_follow_the_event_stream_with_a_callback_per_epoch(live, 
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     assert epochs == client.metrics(job["id"])
     assert statuses[-1]["status"] == "succeeded"
+    # Resuming after the final event: the server answers 204 and the client stops.
+    assert list(client.events(job["id"], last_event_id="3:succeeded")) == []
+    assert [e.id for e in client.events(job["id"], last_event_id="2")] == ["3", "3:succeeded"]
 
 
 def test_wait_by_polling_gives_the_same_callbacks(live, flowers):
