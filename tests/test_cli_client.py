@@ -56,11 +56,14 @@ def test_train_wait_shows_each_epoch_and_prints_the_model_version(live, trained)
 def test_train_without_wait_prints_the_job_id(live, flowers, capsys):
     code, out, err = run(
         capsys, "train", str(flowers), "--target", "species", "--model-name", "other",
-        "--epochs", "2", "--url", live.url,
+        "--features", "x1,colour", "--column-types", '{"x1": "categorical"}', "--epochs", "2",
+        "--batch-norm", "--class-weight", "balanced", "--url", live.url,
     )  # fmt: skip
-    assert code == 0
+    assert code == 0, err
     job = live.app.test_client().get(f"/v1/jobs/{out.strip()}").get_json()
-    assert job["model_name"] == "other"
+    assert job["model_name"] == "other" and job["features"] == ["x1", "colour"]
+    assert job["hyperparameters"]["batch_norm"] is True
+    assert job["hyperparameters"]["class_weight"] == "balanced"
     assert f"/v1/jobs/{job['id']}/events" in err
 
 
