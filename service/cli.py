@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="gunicorn worker processes (default: the number of cores, at least 2)",
     )
+    api.add_argument(
+        "--threads",
+        type=int,
+        default=8,
+        help="threads per worker process: requests (event streams included) served at "
+        "once by each (default 8)",
+    )
     api.set_defaults(run=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker for training jobs")
@@ -101,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     _home_option(listing)
     listing.set_defaults(run=cmd_keys_list)
+
+    from service.cli_client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -209,6 +220,10 @@ def cmd_api(args) -> int:
             # No --preload: each worker builds its own app (torch and connections after fork).
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
+            # Threads, so a long-lived /events stream holds one thread, not a whole
+            # process; streams close after TRAINSERVE_EVENT_STREAM_SECONDS.
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
@@ -219,7 +234,13 @@ def cmd_api(args) -> int:
 
             return create_app(settings)
 
-    log.info("API on http://%s:%d with %d workers", args.host, args.port, workers)
+    log.info(
+        "API on http://%s:%d with %d workers of %d threads",
+        args.host,
+        args.port,
+        workers,
+        args.threads,
+    )
     _Gunicorn().run()
     return 0
 

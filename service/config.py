@@ -77,6 +77,9 @@ class Settings:
     model_resolve_ttl_seconds: float = 1.0
     # How long an API process may keep accepting a key after it is revoked.
     auth_cache_seconds: float = 2.0
+    # The longest a /v1/jobs/{id}/events stream stays open; the client then reconnects
+    # with Last-Event-ID and loses nothing (a stream holds one API thread meanwhile).
+    event_stream_seconds: float = 300.0
     log_level: str = "INFO"
 
     @classmethod
