@@ -126,16 +126,14 @@ def _use_home(args) -> None:
 
 def _settings() -> Settings:
     settings = Settings.from_env()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from service.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 def cmd_db_upgrade(args) -> int:
@@ -203,6 +201,7 @@ def cmd_api(args) -> int:
     settings = _settings()
     _refuse_open_access(settings, args.host)
     workers = args.workers or max(2, os.cpu_count() or 1)
+    _share_prometheus_samples(settings)
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
@@ -228,6 +227,19 @@ def _api_post_fork(_server, _worker) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _share_prometheus_samples(settings: Settings) -> None:
+    """prometheus_client's multiprocess mode for the gunicorn workers (service/metrics.py):
+    an emptied directory in PROMETHEUS_MULTIPROC_DIR before any process imports the
+    client, so each worker writes its samples there and a scrape sums them."""
+    import tempfile
+
+    path = Path(settings.prometheus_dir or tempfile.mkdtemp(prefix="trainserve-prometheus-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def cmd_worker(args) -> int:
@@ -304,6 +316,7 @@ def cmd_up(args) -> int:
     os.environ.setdefault(f"{PREFIX}DATABASE_URL", database_url)
     os.environ.setdefault(f"{PREFIX}BROKER_URL", broker_url)
     os.environ.setdefault(f"{PREFIX}AUTH", "off")
+    os.environ.setdefault(f"{PREFIX}PROMETHEUS_DIR", str(home / "prometheus"))
     settings = _settings()
     _refuse_open_access(settings, args.host)
     upgrade(settings.database_url)
