@@ -64,7 +64,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
     init_auth(app)
     api = Api(app)
     register(api)
-    init_web(app)
+    init_web(app, api)
     register_error_handlers(app)
     logging.getLogger("service").setLevel(settings.log_level)
     return app

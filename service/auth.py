@@ -14,8 +14,10 @@ from service.db.models import DEFAULT_TENANT
 from service.usecases import keys
 from service.usecases.errors import Unauthenticated
 
-PUBLIC_ENDPOINTS = frozenset({"health.Health", "health.Ready", "oip.Live", "oip.Ready"})
-PUBLIC_BLUEPRINTS = frozenset({"api-docs", "dashboard", "docs_assets", "metrics"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.Health", "health.Ready", "oip.Live", "oip.Ready", "metrics.Metrics"}
+)
+PUBLIC_BLUEPRINTS = frozenset({"api-docs", "dashboard", "docs_assets"})
 AUTH_MODES = ("required", "off")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

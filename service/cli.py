@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated queues (default TRAINSERVE_QUEUE, 'training')",
     )
+    worker.add_argument(
+        "--events",
+        action="store_true",
+        help="send task events and heartbeats, for Flower (docker-compose.yml does)",
+    )
     worker.set_defaults(run=cmd_worker)
 
     sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
@@ -258,7 +263,9 @@ def cmd_worker(args) -> int:
             f"--hostname=trainserve-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            # Events and heartbeats are what Flower watches; off by default, they would be
+            # constant traffic on the embedded SQLite broker.
+            "--task-events" if args.events else "--without-heartbeat",
         ]
     )
     return 0

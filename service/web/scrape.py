@@ -1,15 +1,16 @@
-"""GET /metrics, and the timing of predict requests it reports."""
+"""GET /metrics (Prometheus' text format), and the timing of predict requests it reports."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Flask, Response, g, request
+from flask.views import MethodView
 
 from service import metrics
-from service.api.common import services
+from service.api.common import Blueprint, services
 
-blp = Blueprint("metrics", __name__)
+blp = Blueprint("metrics", __name__, description="Operations")
 
 # Endpoint → the label it is timed under.
 PREDICT_ENDPOINTS = {
@@ -20,9 +21,19 @@ PREDICT_ENDPOINTS = {
 }
 
 
-@blp.get("/metrics")
-def scrape():
-    return Response(metrics.render(services().database), content_type=metrics.CONTENT_TYPE)
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(security=[])
+    @blp.response(
+        200,
+        {"type": "string"},
+        content_type="text/plain",
+        description="Prometheus text exposition format 0.0.4 (docs/operations.md lists the "
+        "series); service-wide counts, no tenant's data",
+    )
+    def get(self):
+        """Prometheus metrics: jobs by status, queue depth, epoch and predict durations"""
+        return Response(metrics.render(services().database), content_type=metrics.CONTENT_TYPE)
 
 
 def time_predictions(app: Flask) -> None:

@@ -39,11 +39,11 @@ def settings_env(settings) -> dict[str, str]:
 class Worker:
     """A `trainserve worker` child process with its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1", *args],
             env=env,
             cwd=ROOT,
             stdout=self.log,
@@ -84,9 +84,9 @@ class Worker:
 def start_worker(tmp_path):
     workers: list[Worker] = []
 
-    def start(settings, wait: bool = True) -> Worker:
+    def start(settings, wait: bool = True, args: tuple[str, ...] = ()) -> Worker:
         env = {**os.environ, **settings_env(settings), "TRAINSERVE_TORCH_THREADS": "1"}
-        worker = Worker(env, tmp_path / f"worker-{len(workers)}.log")
+        worker = Worker(env, tmp_path / f"worker-{len(workers)}.log", args)
         workers.append(worker)
         if wait:
             worker.wait_ready()

@@ -1,0 +1,69 @@
+"""A real worker logging JSON: every line it writes while a job runs names the job and the
+attempt, whichever logger wrote it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from service.db.migrate import upgrade
+from tests.data import mixed_csv
+from tests.integration.helpers import wait_finished
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def json_settings(tmp_path, queue_name):
+    database_url = f"sqlite:///{tmp_path / 'trainserve.db'}"
+    upgrade(database_url)
+    return Settings.from_env(
+        {},
+        database_url=database_url,
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        queue=queue_name,
+        auth="off",
+        log_format="json",
+    )
+
+
+def test_every_worker_line_of_a_job_carries_its_id_and_attempt(json_settings, start_worker):
+    app = create_app(json_settings)
+    try:
+        client = app.test_client()
+        worker = start_worker(json_settings)
+        dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv")
+        job_id = client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": dataset.get_json()["id"],
+                "target": "species",
+                "model_name": "logged",
+                "hyperparameters": {"epochs": 3},
+            },
+        ).get_json()["id"]
+        job = wait_finished(client, job_id)
+    finally:
+        app.extensions["trainserve"].close()
+    assert job["status"] == "succeeded", worker.output()[-3000:]
+
+    lines = []
+    for text in worker.output().splitlines():
+        if text.startswith("{"):
+            lines.append(json.loads(text))
+    assert any(line["message"].endswith(" ready.") for line in lines)  # Celery's own, as JSON
+    assert all({"time", "level", "logger", "message", "process"} <= set(line) for line in lines)
+    # From the claim to the stored model: the training process's lines, all of them tagged.
+    start = next(i for i, line in enumerate(lines) if "attempt 1 started" in line["message"])
+    end = next(
+        i for i, line in enumerate(lines) if "succeeded as logged version 1" in line["message"]
+    )
+    during = [line for line in lines[start : end + 1] if line["process"] == lines[start]["process"]]
+    assert len(during) >= 2
+    for line in during:
+        assert (line["job_id"], line["attempt"]) == (job_id, 1), line
+    # Lines outside any job carry no job fields.
+    assert all("job_id" not in line for line in lines[:start] if "ready." in line["message"])
