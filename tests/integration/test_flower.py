@@ -11,12 +11,10 @@ import sys
 import pytest
 import requests
 
-from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.data import mixed_csv
 from tests.integration.conftest import free_port
-from tests.integration.helpers import wait_finished, wait_until
+from tests.integration.helpers import train_on_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +58,9 @@ def test_flower_shows_the_worker_and_its_training_task(
     names = wait_until(workers, 60, f"Flower to list the worker ({flower_log})")
     assert len(names) == 1
 
-    app = create_app(settings)
-    try:
-        client = app.test_client()
-        dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv")
-        job_id = client.post(
-            "/v1/jobs",
-            json={
-                "dataset_id": dataset.get_json()["id"],
-                "target": "species",
-                "model_name": "watched",
-                "hyperparameters": {"epochs": 2},
-            },
-        ).get_json()["id"]
-        assert wait_finished(client, job_id)["status"] == "succeeded", worker.output()[-3000:]
-    finally:
-        app.extensions["trainserve"].close()
+    job = train_on_worker(settings, "watched", epochs=2)
+    assert job["status"] == "succeeded", worker.output()[-3000:]
+    job_id = job["id"]
 
     def task():
         tasks = requests.get(f"{base}/api/tasks", timeout=10).json()

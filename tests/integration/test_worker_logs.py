@@ -7,11 +7,9 @@ import json
 
 import pytest
 
-from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.data import mixed_csv
-from tests.integration.helpers import wait_finished
+from tests.integration.helpers import train_on_worker
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +29,9 @@ def json_settings(tmp_path, queue_name):
 
 
 def test_every_worker_line_of_a_job_carries_its_id_and_attempt(json_settings, start_worker):
-    app = create_app(json_settings)
-    try:
-        client = app.test_client()
-        worker = start_worker(json_settings)
-        dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv")
-        job_id = client.post(
-            "/v1/jobs",
-            json={
-                "dataset_id": dataset.get_json()["id"],
-                "target": "species",
-                "model_name": "logged",
-                "hyperparameters": {"epochs": 3},
-            },
-        ).get_json()["id"]
-        job = wait_finished(client, job_id)
-    finally:
-        app.extensions["trainserve"].close()
+    worker = start_worker(json_settings)
+    job = train_on_worker(json_settings, "logged", epochs=3)
+    job_id = job["id"]
     assert job["status"] == "succeeded", worker.output()[-3000:]
 
     lines = []
