@@ -217,6 +217,8 @@ def cmd_api(args) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
             self.cfg.set("post_fork", _api_post_fork)
+            if settings.log_format == "json":
+                self.cfg.set("logger_class", _gunicorn_logger_via_root())
 
         def load(self):
             from service.app import create_app
@@ -232,6 +234,21 @@ def _api_post_fork(_server, _worker) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _gunicorn_logger_via_root():
+    """gunicorn's logger class, sending its error and access lines through trainserve's
+    handler on the root logger (one JSON object per line) instead of its own handlers."""
+    from gunicorn.glogging import Logger
+
+    class ViaRoot(Logger):
+        def setup(self, cfg):
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                logger.handlers.clear()
+                logger.propagate = True
+
+    return ViaRoot
 
 
 def _share_prometheus_samples(settings: Settings) -> None:
