@@ -12,17 +12,18 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.integration.browser import Page, run_chromium
 from tests.integration.conftest import ROOT, running_service
 from tests.integration.helpers import FINISHED, wait_until
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("TRAINSERVE_CHROMIUM", "/usr/bin/chromium")
 EPOCHS = 12
 PREDICTS = 7
 
@@ -31,40 +32,6 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("TRAINSERVE_ARTIFACTS_DIR") or ROOT / "tests" / "artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def chromium(url: str, profile: Path, *args: str) -> str:
-    """Run headless Chromium on ``url`` with ``args``; its stdout."""
-    assert Path(CHROMIUM).is_file(), (
-        f"{CHROMIUM} is missing: `make browser` installs Debian's chromium package "
-        "(the dashboard test needs a real browser and is never skipped)"
-    )
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            # Chromium's own background traffic is refused on a closed network.
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1300",
-            # Run the page's timers and fetches for 8 s of its own clock, then act.
-            "--virtual-time-budget=8000",
-            *args,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +73,7 @@ def trained(tmp_path_factory):
 
 def test_the_dashboard_shows_the_job_list_and_its_loss_curve(trained, tmp_path):
     base, job, _home = trained
-    dom = chromium(f"{base}/ui", tmp_path / "profile", "--dump-dom")
+    dom = run_chromium(f"{base}/ui", tmp_path / "profile", "--dump-dom")
 
     row = re.search(rf'<tr data-job-id="{job["id"]}"[^>]*>(.*?)</tr>', dom, re.S)
     assert row, dom[:3000]
@@ -138,7 +105,7 @@ def test_the_dashboard_shows_the_job_list_and_its_loss_curve(trained, tmp_path):
 
     screenshot = artifacts_dir() / "dashboard.png"
     screenshot.unlink(missing_ok=True)
-    chromium(f"{base}/ui", tmp_path / "profile-shot", f"--screenshot={screenshot}")
+    run_chromium(f"{base}/ui", tmp_path / "profile-shot", f"--screenshot={screenshot}")
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     print(f"dashboard screenshot: {screenshot}")
@@ -171,12 +138,87 @@ def test_metrics_add_up_over_the_api_processes(trained):
     assert list((home / "home" / "prometheus").glob("*.db")), "no multiprocess samples on disk"
 
 
-def test_with_keys_required_the_dashboard_asks_for_one(tmp_path):
+@pytest.fixture
+def page(tmp_path):
+    """A Chromium tab driven over the DevTools pipe."""
+    page = Page(tmp_path / "profile")
+    yield page
+    page.close()
+
+
+def test_the_prediction_form_answers_with_probabilities_or_names_the_bad_field(trained, page):
+    base, _job, _home = trained
+    page.goto(f"{base}/ui")
+    assert page.wait_for("document.querySelector('#predict-model').value") == "flowers/1"
+    prefilled = json.loads(page.js("document.querySelector('#predict-records').value"))
+    assert set(prefilled[0]) == {"petal_length", "sepal_width", "colour", "scented"}
+
+    rows = [
+        {"petal_length": 1.4, "sepal_width": 3.5, "colour": "blue", "scented": False},
+        {"petal_length": 6.0, "sepal_width": 3.0},  # missing features are imputed
+    ]
+    page.js(f"document.querySelector('#predict-records').value = {json.dumps(json.dumps(rows))}")
+    page.js("document.querySelector('#predict-form').requestSubmit()")
+    page.wait_for("document.querySelectorAll('#predictions tbody tr').length === 2")
+    header = page.js("[...document.querySelectorAll('#predictions th')].map(th => th.textContent)")
+    assert header == ["Row", "Label", "p(setosa)", "p(versicolor)", "p(virginica)"]
+    cells = page.js(
+        "[...document.querySelectorAll('#predictions tbody tr')]"
+        ".map(tr => [...tr.children].map(td => td.textContent))"
+    )
+    for row in cells:
+        assert row[1] in ("setosa", "versicolor", "virginica")
+        assert sum(float(p) for p in row[2:]) == pytest.approx(1.0, abs=1e-3)
+
+    bad = json.dumps(json.dumps([{"petal_length": "tall"}]))
+    page.js(f"document.querySelector('#predict-records').value = {bad}")
+    page.js("document.querySelector('#predict-form').requestSubmit()")
+    error = page.wait_for(
+        "!document.querySelector('#predict-error').hidden"
+        " && document.querySelector('#predict-error').textContent"
+    )
+    assert "petal_length" in error
+
+
+def test_with_keys_required_the_dashboard_asks_for_one_and_uses_it(tmp_path, page):
+    home = tmp_path / "home"
     env = {"TRAINSERVE_AUTH": "required"}
-    with running_service(tmp_path / "home", tmp_path / "up.log", env) as (port, _process):
-        # Auth on, but loopback: `up` allows it; the page itself needs no key.
-        dom = chromium(f"http://127.0.0.1:{port}/ui", tmp_path / "profile", "--dump-dom")
-    panel = re.search(r'<section id="key-panel"[^>]*>', dom)
-    assert panel and "hidden" not in panel.group(0), dom[:2000]
-    assert "This server needs an API key." in dom
-    assert "<tr data-job-id" not in dom
+    with running_service(home, tmp_path / "up.log", env) as (port, _process):
+        created = subprocess.run(
+            [sys.executable, "-m", "service.cli", "keys", "create", "--tenant", "acme"]
+            + ["--home", str(home)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        key = created.stdout.strip().splitlines()[-1]
+        base = f"http://127.0.0.1:{port}"
+        with open(ROOT / "examples" / "flowers.csv", "rb") as data:
+            uploaded = requests.post(
+                f"{base}/v1/datasets",
+                files={"file": ("acme-flowers.csv", data, "text/csv")},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+        assert uploaded.status_code == 201, uploaded.text
+
+        # Loopback with keys required: the page loads, the API refuses it, it asks.
+        page.goto(f"{base}/ui")
+        page.wait_for("!document.querySelector('#key-panel').hidden")
+        assert "needs an API key" in page.js("document.querySelector('#notice').textContent")
+
+        page.js("document.querySelector('#key-input').value = 'ts_not-a-key'")
+        page.js("document.querySelector('#key-form').requestSubmit()")
+        page.wait_for("document.querySelector('#notice').textContent.includes('refused')")
+
+        page.js(f"document.querySelector('#key-input').value = {json.dumps(key)}")
+        page.js("document.querySelector('#key-form').requestSubmit()")
+        names = page.wait_for(
+            "[...document.querySelectorAll('#datasets tbody td:first-child')]"
+            ".map(td => td.textContent).join() || null"
+        )
+        assert names == "acme-flowers"
+        assert page.js("document.querySelector('#key-panel').hidden") is True
+        assert page.js("sessionStorage.getItem('trainserve.apiKey')") == key
+        assert page.js("localStorage.length") == 0
