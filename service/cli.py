@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,7 +207,7 @@ def cmd_api(args) -> int:
     settings = _settings()
     _refuse_open_access(settings, args.host)
     workers = args.workers or max(2, os.cpu_count() or 1)
-    _share_prometheus_samples(settings)
+    samples = _share_prometheus_samples(settings)
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
@@ -226,7 +227,11 @@ def cmd_api(args) -> int:
             return create_app(settings)
 
     log.info("API on http://%s:%d with %d workers", args.host, args.port, workers)
-    _Gunicorn().run()
+    try:
+        _Gunicorn().run()
+    finally:
+        if not settings.prometheus_dir:
+            shutil.rmtree(samples, ignore_errors=True)  # the temporary one
     return 0
 
 
@@ -251,7 +256,7 @@ def _gunicorn_logger_via_root():
     return ViaRoot
 
 
-def _share_prometheus_samples(settings: Settings) -> None:
+def _share_prometheus_samples(settings: Settings) -> Path:
     """prometheus_client's multiprocess mode for the gunicorn workers (service/metrics.py):
     an emptied directory in PROMETHEUS_MULTIPROC_DIR before any process imports the
     client, so each worker writes its samples there and a scrape sums them."""
@@ -262,6 +267,7 @@ def _share_prometheus_samples(settings: Settings) -> None:
     for stale in path.glob("*.db"):
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def cmd_worker(args) -> int:

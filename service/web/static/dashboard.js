@@ -310,6 +310,11 @@
     const error = $("#predict-error");
     error.hidden = true;
     const version = state.versions.get($("#predict-model").value);
+    if (!version) {
+      error.textContent = "There is no model version yet: train one first.";
+      error.hidden = false;
+      return;
+    }
     let records;
     try {
       records = JSON.parse($("#predict-records").value);
