@@ -43,7 +43,8 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
             "info": {
                 "description": "Train PyTorch classifiers on tabular data and serve their "
                 "class probabilities. Errors are RFC 9457 application/problem+json. "
-                "Every endpoint but the health checks needs 'Authorization: Bearer <key>' "
+                "Every endpoint but the health checks and /metrics needs "
+                "'Authorization: Bearer <key>' "
                 "unless the server runs with TRAINSERVE_AUTH=off."
             },
             "security": [{"bearerAuth": []}],

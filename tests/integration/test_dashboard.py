@@ -111,6 +111,13 @@ def test_the_dashboard_shows_the_job_list_and_its_loss_curve(trained, tmp_path):
     print(f"dashboard screenshot: {screenshot}")
 
 
+def test_swagger_ui_renders_at_docs_without_any_other_host(trained, tmp_path):
+    base, _job, _home = trained
+    dom = run_chromium(f"{base}/docs", tmp_path / "profile", "--dump-dom")
+    paths = set(re.findall(r'data-path="([^"]+)"', dom))  # one per operation Swagger UI drew
+    assert {"/v1/jobs", "/v1/jobs/{job_id}/metrics", "/metrics"} <= paths
+
+
 def test_metrics_add_up_over_the_api_processes(trained):
     base, job, home = trained
     record = {"petal_length": 1.4, "sepal_width": 3.5, "colour": "blue", "scented": False}

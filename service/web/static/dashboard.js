@@ -234,6 +234,7 @@
       if (!s.points.length) return;
       const d = s.points.map(([ex, ey], i) => `${i ? "L" : "M"}${x(ex).toFixed(1)},${y(ey).toFixed(1)}`).join(" ");
       chart.append(svg("path", { class: `series series-${index}`, "data-series": s.key, "data-points": s.points.length, d }));
+      if (s.points.length > 60) return; // many epochs: the line alone reads better than beads
       const dots = svg("g", { class: `points series-${index}` });
       for (const [ex, ey] of s.points) {
         const dot = svg("circle", { cx: x(ex).toFixed(1), cy: y(ey).toFixed(1), r: 3 });
