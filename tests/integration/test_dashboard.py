@@ -50,6 +50,7 @@ def trained(tmp_path_factory):
                         {
                             "epochs": EPOCHS,
                             "early_stopping_patience": None,
+                            "learning_rate": 0.005,  # a curve that visibly falls in 12 epochs
                             "seed": 1,
                         }
                     ),
