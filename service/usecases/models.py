@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from service.db.models import ModelVersion
 from service.db.session import Database
+from service.metrics import CACHE_HITS, CACHE_MISSES
 from service.ml.inference import ModelBundle
 from service.storage import DatabaseStorage
 from service.usecases.errors import CorruptModel, NotFound
@@ -79,9 +80,11 @@ class ModelCache:
             bundle = self._items.get(key)
             if bundle is None:
                 self.misses += 1
+                CACHE_MISSES.inc()
                 return None
             self._items.move_to_end(key)
             self.hits += 1
+            CACHE_HITS.inc()
             return bundle
 
     def put(self, key: str, bundle: ModelBundle) -> None:
