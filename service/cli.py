@@ -237,9 +237,17 @@ def cmd_api(args) -> int:
                 self.cfg.set("logger_class", _gunicorn_logger_via_root())
 
         def load(self):
+            import gc
+
             from service.app import create_app
 
-            return create_app(settings)
+            app = create_app(settings)
+            # Everything imported so far (torch, pandas, SQLAlchemy...) lives as long as
+            # the process: keep it out of the collector's full passes, which otherwise
+            # stall a request now and then for hundreds of ms (bench/README.md).
+            gc.collect()
+            gc.freeze()
+            return app
 
     log.info(
         "API on http://%s:%d with %d workers of %d threads",
