@@ -7,8 +7,9 @@ COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-# Editable, so `trainserve db upgrade` finds migrations/ beside the code.
-RUN pip install --no-cache-dir -c constraints.txt -e . \
+# Editable, so `trainserve db upgrade` finds migrations/ beside the code; the onnx extra
+# lets the API export models as ONNX.
+RUN pip install --no-cache-dir -c constraints.txt -e '.[onnx]' \
     && useradd --create-home trainserve
 USER trainserve
 EXPOSE 8000
