@@ -205,6 +205,16 @@ def test_batch_predict_has_its_own_body_and_row_limits(limited):
     assert too_long.status_code == 400 and "limit of 1000 rows" in too_long.get_json()["detail"]
     too_big = post_csv(limited, feature_csv(2_000))
     assert too_big.status_code == 413 and too_big.content_type == "application/problem+json"
+    # Sent chunked (no Content-Length), the body is cut off where it passes the limit.
+    chunked = limited.post(
+        "/v1/models/iris/predict",
+        input_stream=io.BytesIO(feature_csv(2_000)),
+        content_type="text/csv",
+        headers=CSV,
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+        buffered=True,
+    )
+    assert chunked.status_code == 413 and chunked.content_type == "application/problem+json"
 
 
 def test_300_000_rows_stream_in_bounded_memory(tmp_path):
