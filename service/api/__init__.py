@@ -11,6 +11,7 @@ from service.api.models.resources import blp as models_blp
 from service.api.models.schemas import PredictRequestSchema
 from service.api.oip.resources import blp as oip_blp
 from service.api.oip.schemas import InferRequestSchema
+from service.api.progress.resources import blp as progress_blp
 
 
 def register(api: Api) -> None:
@@ -20,5 +21,13 @@ def register(api: Api) -> None:
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
     api.spec.components.schema("InferRequest", schema=InferRequestSchema)
-    for blueprint in (health_blp, datasets_blp, jobs_blp, models_blp, exports_blp, oip_blp):
+    for blueprint in (
+        health_blp,
+        datasets_blp,
+        jobs_blp,
+        progress_blp,
+        models_blp,
+        exports_blp,
+        oip_blp,
+    ):
         api.register_blueprint(blueprint)

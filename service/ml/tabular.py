@@ -255,7 +255,11 @@ def _normalise(column: pd.Series, name: str) -> tuple[pd.Series, str]:
         return _coerce(column, "boolean", name, "file"), "boolean"
     numbers = pd.to_numeric(values, errors="coerce")
     if len(values) and numbers.notna().all():
-        return _coerce(column, "numeric", name, "file"), "numeric"
+        # Parsed once: the present values' numbers, NaN where the cell is missing.
+        out = numbers.astype("float64").reindex(column.index)
+        infinite = pd.Series(np.isinf(out.to_numpy()), index=column.index)
+        _raise_on_bad(column, infinite, name, "file", "a finite number")
+        return out, "numeric"
     return column.astype("str"), "categorical"
 
 

@@ -61,7 +61,7 @@ def predict_csv(
     Raises the same errors as the JSON predict (an unknown model, column or bad cell)
     before any of the answer exists; the temporary file is removed on every error.
     """
-    found = models.get_version(db, tenant, name, version)
+    found = models.resolve_version(db, cache, tenant, name, version)
     bundle = models.loaded(db, cache, found)
     body = tempfile.TemporaryFile()
     try:

@@ -1,6 +1,7 @@
 """Views of /v1/models."""
 
-from flask import request
+import orjson
+from flask import Response, request
 from flask.views import MethodView
 
 from service.api.common import (
@@ -92,33 +93,56 @@ class PredictVersion(MethodView):
         return _predict(name, version)
 
 
-def _predict(name: str, version: int | None) -> dict:
+def _predict(name: str, version: int | None) -> Response:
     svc = services()
     limit = svc.settings.max_predict_rows
     if body_kind("application/json", "text/csv") == "text/csv":
-        frame = tabular.read_csv(
+        rows = tabular.read_csv(
             request.get_data(),
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,
         )
     else:
-        records = PredictRequestSchema().load(json_body())["records"]
-        if len(records) > limit:
+        rows = _records()
+        if len(rows) > limit:
             raise InvalidRequest(f"at most {limit} rows per request", "records")
-        frame = tabular.frame_from_records(
-            records,
-            max_rows=limit,
-            max_columns=svc.settings.max_columns,
-            max_cell_chars=svc.settings.max_cell_chars,
-        )
-    result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
+    result = models.predict(
+        svc.database,
+        svc.models,
+        tenant(),
+        name,
+        version,
+        rows,
+        max_columns=svc.settings.max_columns,
+        max_cell_chars=svc.settings.max_cell_chars,
+    )
+    return prediction_response(result)
+
+
+def _records() -> list:
+    """The rows of a JSON predict body. The common ``{"records": [...]}`` is parsed with
+    orjson and checked while it is encoded (service.ml.records); every other body goes
+    through PredictRequestSchema, which also reads MLflow's formats."""
+    try:
+        body = orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError:
+        body = None  # json_body() below says what is wrong, as everywhere else
+    if type(body) is dict and body.keys() == {"records"} and type(body["records"]) is list:
+        if body["records"]:
+            return body["records"]
+    return PredictRequestSchema().load(json_body())["records"]
+
+
+def prediction_response(result: models.Prediction) -> Response:
+    """PredictionSchema's JSON, encoded directly (the schema documents it)."""
     keys = [label_key(c) for c in result.classes]
-    return {
+    body = {
         "model": {"name": result.name, "version": result.version},
         "classes": result.classes,
         "predictions": [
-            {"label": label, "probabilities": dict(zip(keys, row.tolist(), strict=True))}
-            for label, row in zip(result.labels, result.probabilities, strict=True)
+            {"label": label, "probabilities": dict(zip(keys, row, strict=True))}
+            for label, row in zip(result.labels, result.probabilities.tolist(), strict=True)
         ],
     }
+    return Response(orjson.dumps(body), mimetype="application/json")
