@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +24,13 @@ import numpy as np
 import pandas as pd
 import requests
 
-from service.app import create_app
-from service.config import Settings
-from service.db.migrate import upgrade
-from service.usecases.training import run_training
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import BIN, Process, free_port, versions, wait_http  # noqa: E402
+from service.app import create_app  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.db.migrate import upgrade  # noqa: E402
+from service.usecases.training import run_training  # noqa: E402
 
 
 class _Publisher:
@@ -104,12 +105,6 @@ def worker_pid(master: int) -> int:
     raise RuntimeError("gunicorn started no worker")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(rows: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="trainserve-batch-"))
     url = f"sqlite:///{work / 'bench.db'}"
@@ -120,26 +115,16 @@ def main(rows: int) -> None:
     port = free_port()
     env = {**os.environ, "TRAINSERVE_DATABASE_URL": url, "TRAINSERVE_AUTH": "off"}
     env["TRAINSERVE_BROKER_URL"] = f"sqla+sqlite:///{work / 'broker.db'}"
-    bin_dir = Path(sys.executable).parent
-    api = subprocess.Popen(
-        [str(bin_dir / "trainserve"), "api", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=(work / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    argv = [str(BIN / "trainserve"), "api", "--port", str(port), "--workers", "1"]
+    api = Process(argv, env, work / "api.log")
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/healthz", timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
+        wait_http(f"{base}/healthz", process=api)
         predict = f"{base}/v1/models/bench/predict"
         headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
         warm = "x1,x2,colour,flag\n1,2,red,true\n"
         requests.post(predict, data=warm, headers=headers, timeout=60).raise_for_status()
-        worker = worker_pid(api.pid)
+        worker = worker_pid(api.popen.pid)
         before = memory_kib(worker)
         started = time.perf_counter()
         lines = size = 0
@@ -152,11 +137,11 @@ def main(rows: int) -> None:
         seconds = time.perf_counter() - started
         after = memory_kib(worker)
     finally:
-        api.terminate()
-        api.wait(timeout=30)
+        api.stop()
     print(
         json.dumps(
             {
+                "versions": versions(),
                 "rows": lines - 1,
                 "input_mb": round(path.stat().st_size / 1e6, 1),
                 "output_mb": round(size / 1e6, 1),

@@ -47,7 +47,7 @@ class Settings:
     max_predict_rows: int = 10_000
     # Batch predict (a text/csv body answered as text/csv, read a chunk at a time): its
     # own body and row limits, since its memory does not grow with the rows. 5M rows take
-    # about a minute on 2 cores, within gunicorn's 120 s worker timeout.
+    # under a minute on 2 cores; the limit bounds a request's time and its answer on disk.
     max_batch_predict_bytes: int = 1024 * 1024 * 1024
     max_batch_predict_rows: int = 5_000_000
     # Distinct values of one categorical feature (each is a network input), and

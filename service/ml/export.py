@@ -107,6 +107,8 @@ def to_onnx(bundle: ModelBundle) -> bytes:
     with warnings.catch_warnings():
         # torch's own exporter code warns about its internals' deprecations, and logs a
         # warning per torchvision operator it cannot register (none of which an MLP uses).
+        # Both settings are process-wide: under gthread workers another thread's warnings
+        # of these kinds are hidden for the export's second or two too.
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
         exporter_log.setLevel(logging.ERROR)
         try:
