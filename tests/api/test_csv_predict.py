@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from service.usecases import batch_predict
 from tests.data import mixed_table
 from tests.helpers import train_model
 
+ROOT = Path(__file__).resolve().parents[2]
 CSV = {"Accept": "text/csv"}
 FEATURES = ["x1", "x2", "colour", "flag"]
 
@@ -228,6 +230,7 @@ def test_300_000_rows_stream_in_bounded_memory(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            cwd=ROOT,
         )
         for mode in ("stream", "buffered")
     }
