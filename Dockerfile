@@ -8,8 +8,9 @@ COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
 # Editable, so `trainserve db upgrade` finds migrations/ beside the code; with Flower,
-# which the compose file's flower service runs from this image.
-RUN pip install --no-cache-dir -c constraints.txt -e '.[flower]' \
+# which the compose file's flower service runs from this image, and the onnx extra,
+# with which the API exports models as ONNX.
+RUN pip install --no-cache-dir -c constraints.txt -e '.[flower,onnx]' \
     && useradd --create-home trainserve
 USER trainserve
 EXPOSE 8000

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 import zipfile
 from typing import Any
@@ -101,18 +102,19 @@ def to_onnx(bundle: ModelBundle) -> bytes:
             "ONNX export needs the onnx extra: pip install 'trainserve[onnx]'"
         ) from None
     example = torch.zeros(2, bundle.arch.n_inputs)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
     with warnings.catch_warnings():
-        # torch's own exporter code warns about its internals' deprecations.
+        # torch's own exporter code warns about its internals' deprecations, and logs a
+        # warning per torchvision operator it cannot register (none of which an MLP uses).
+        # Both settings are process-wide: under gthread workers another thread's warnings
+        # of these kinds are hidden for the export's second or two too.
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
-        program = torch.onnx.export(
-            Probabilities(bundle.network).eval(),
-            (example,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("rows")},),
-            verbose=False,
-        )
+        exporter_log.setLevel(logging.ERROR)
+        try:
+            program = _export_onnx(bundle, example)
+        finally:
+            exporter_log.setLevel(level)
     model = program.model_proto
     onnx.helper.set_model_props(
         model,
@@ -124,6 +126,18 @@ def to_onnx(bundle: ModelBundle) -> bytes:
         },
     )
     return model.SerializeToString()
+
+
+def _export_onnx(bundle: ModelBundle, example: torch.Tensor) -> torch.onnx.ONNXProgram:
+    return torch.onnx.export(
+        Probabilities(bundle.network).eval(),
+        (example,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim("rows")},),
+        verbose=False,
+    )
 
 
 def to_torchscript(bundle: ModelBundle) -> bytes:

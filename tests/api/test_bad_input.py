@@ -63,6 +63,12 @@ def predict(body):
     return ("post", "/v1/models/iris/predict", {"json": body})
 
 
+def batch_predict(body: bytes):
+    """A CSV body answered in CSV: batch predict, over more rows than max_predict_rows."""
+    kwargs = {"data": body, "content_type": "text/csv", "headers": {"Accept": "text/csv"}}
+    return ("post", "/v1/models/iris/predict", kwargs)
+
+
 def one_class_csv(target_values: str) -> bytes:
     rows = "\n".join(f"{i},{v}" for i, v in enumerate(target_values.split(",")))
     return f"a,y\n{rows}\n".encode()
@@ -344,6 +350,27 @@ CATALOGUE = [
         "not valid JSON",
     ),
     ("JSON of the wrong shape", ("post", "/v1/jobs", {"json": [1, 2]}), 400, "body", "Invalid"),
+    (
+        "batch predict: a bad number on row 40 of 50",
+        batch_predict(b"x1,colour\n" + b"1.5,red\n" * 39 + b"tall,red\n" + b"2,blue\n" * 10),
+        400,
+        "records[39].x1",
+        "row 40 has 'tall'",
+    ),
+    (
+        "batch predict: an unknown column",
+        batch_predict(b"x1,petal\n1,2\n"),
+        400,
+        "records.petal",
+        "unknown column",
+    ),
+    (
+        "export: an unknown format",
+        ("get", "/v1/models/iris/versions/1/export?format=pickle", {}),
+        400,
+        "format",
+        "Must be one of",
+    ),
     (
         "a Last-Event-ID the stream never sent",
         ("get", "/v1/jobs/x/events", {"headers": {"Last-Event-ID": "soon"}}),

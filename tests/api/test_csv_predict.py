@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from service.usecases import batch_predict
 from tests.data import mixed_table
 from tests.helpers import train_model
 
+ROOT = Path(__file__).resolve().parents[2]
 CSV = {"Accept": "text/csv"}
 FEATURES = ["x1", "x2", "colour", "flag"]
 
@@ -205,6 +207,16 @@ def test_batch_predict_has_its_own_body_and_row_limits(limited):
     assert too_long.status_code == 400 and "limit of 1000 rows" in too_long.get_json()["detail"]
     too_big = post_csv(limited, feature_csv(2_000))
     assert too_big.status_code == 413 and too_big.content_type == "application/problem+json"
+    # Sent chunked (no Content-Length), the body is cut off where it passes the limit.
+    chunked = limited.post(
+        "/v1/models/iris/predict",
+        input_stream=io.BytesIO(feature_csv(2_000)),
+        content_type="text/csv",
+        headers=CSV,
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+        buffered=True,
+    )
+    assert chunked.status_code == 413 and chunked.content_type == "application/problem+json"
 
 
 def test_300_000_rows_stream_in_bounded_memory(tmp_path):
@@ -218,6 +230,7 @@ def test_300_000_rows_stream_in_bounded_memory(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            cwd=ROOT,
         )
         for mode in ("stream", "buffered")
     }

@@ -3,8 +3,8 @@
 A ``text/csv`` body goes to batch predict (``service.usecases.batch_predict``): read a
 chunk at a time, under its own limits (``TRAINSERVE_MAX_BATCH_PREDICT_BYTES`` instead of
 ``MAX_UPLOAD_BYTES``, ``TRAINSERVE_MAX_BATCH_PREDICT_ROWS`` instead of
-``MAX_PREDICT_ROWS``). A JSON body is read as by the JSON predict, with its limits, and
-answered in CSV.
+``MAX_PREDICT_ROWS``). A JSON body is read by the JSON predict, with its limits, and its
+result answered in CSV (:func:`csv_response`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from __future__ import annotations
 from flask import Response, request
 from werkzeug.wsgi import wrap_file
 
-from service.api.common import body_kind, json_body, services, tenant
-from service.api.models.schemas import PredictRequestSchema
-from service.ml import tabular
+from service.api.common import services, tenant
 from service.ml.batch import predictions_csv
 from service.usecases import batch_predict, models
-from service.usecases.errors import InvalidRequest
 
 CSV_MIMETYPE = "text/csv"
 
@@ -45,29 +42,14 @@ def wants_csv() -> bool:
     return best == CSV_MIMETYPE
 
 
-def predict_as_csv(name: str, version: int | None) -> Response:
-    """The CSV answer of a predict request, for a CSV or a JSON body."""
-    svc = services()
-    if body_kind("application/json", CSV_MIMETYPE) == CSV_MIMETYPE:
-        return _batch(name, version)
-    records = PredictRequestSchema().load(json_body())["records"]
-    limit = svc.settings.max_predict_rows
-    if len(records) > limit:
-        raise InvalidRequest(f"at most {limit} rows per request", "records")
-    frame = tabular.frame_from_records(
-        records,
-        max_rows=limit,
-        max_columns=svc.settings.max_columns,
-        max_cell_chars=svc.settings.max_cell_chars,
-    )
-    result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
-    response = Response(
-        predictions_csv(result.classes, result.probabilities), mimetype=CSV_MIMETYPE
-    )
-    return _with_model(response, result.name, result.version)
+def csv_response(result: models.Prediction) -> Response:
+    """A prediction already made, as CSV (a JSON body, read as the JSON predict reads it)."""
+    text = predictions_csv(result.classes, result.probabilities)
+    return _with_model(Response(text, mimetype=CSV_MIMETYPE), result.name, result.version)
 
 
-def _batch(name: str, version: int | None) -> Response:
+def batch_predict_response(name: str, version: int | None) -> Response:
+    """Batch predict of the CSV body: read and predicted in chunks, answered from a file."""
     svc = services()
     settings = svc.settings
     # This body is read a chunk at a time, so the JSON body limit does not apply.

@@ -13,7 +13,12 @@ from service.api.common import (
     services,
     tenant,
 )
-from service.api.models.csv_predict import CSV_ANSWER_DOC, predict_as_csv, wants_csv
+from service.api.models.csv_predict import (
+    CSV_ANSWER_DOC,
+    batch_predict_response,
+    csv_response,
+    wants_csv,
+)
 from service.api.models.schemas import (
     ModelSchema,
     ModelSummarySchema,
@@ -73,8 +78,6 @@ class PredictLatest(MethodView):
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name):
         """Predict class probabilities with the latest version"""
-        if wants_csv():
-            return predict_as_csv(name, None)
         return _predict(name, None)
 
 
@@ -88,8 +91,6 @@ class PredictVersion(MethodView):
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name, version):
         """Predict class probabilities with one version"""
-        if wants_csv():
-            return predict_as_csv(name, version)
         return _predict(name, version)
 
 
@@ -97,6 +98,8 @@ def _predict(name: str, version: int | None) -> Response:
     svc = services()
     limit = svc.settings.max_predict_rows
     if body_kind("application/json", "text/csv") == "text/csv":
+        if wants_csv():
+            return batch_predict_response(name, version)  # any length, read in chunks
         rows = tabular.read_csv(
             request.get_data(),
             max_rows=limit,
@@ -117,7 +120,7 @@ def _predict(name: str, version: int | None) -> Response:
         max_columns=svc.settings.max_columns,
         max_cell_chars=svc.settings.max_cell_chars,
     )
-    return prediction_response(result)
+    return csv_response(result) if wants_csv() else prediction_response(result)
 
 
 def _records() -> list:
