@@ -117,7 +117,10 @@ def resolve_version(
         if len(version_or_alias) > 9:
             raise NotFound(f"no version {version_or_alias} of model {name!r}")
         return int(version_or_alias)
-    return get_alias(db, tenant, name, version_or_alias).version
+    try:
+        return get_alias(db, tenant, name, version_or_alias).version
+    except NotFound:
+        raise NotFound(f"no version or alias {version_or_alias!r} of model {name!r}") from None
 
 
 def _query(tenant: str, name: str):

@@ -73,7 +73,7 @@ class RandomSearchSchema(BaseSchema):
     )
     parameters = fields.Dict(
         keys=fields.String(),
-        values=Distribution(
+        values=fields.Raw(
             metadata={
                 "type": "object",
                 "description": '{"uniform": [lo, hi]}, {"log_uniform": [lo, hi]}, '
@@ -94,7 +94,7 @@ class RandomSearchSchema(BaseSchema):
 class SearchSchema(BaseSchema):
     grid = fields.Dict(
         keys=fields.String(),
-        values=fields.List(fields.Raw(), validate=validate.Length(1, MAX_TRIALS)),
+        values=fields.List(fields.Raw()),
         validate=validate.Length(min=1),
         metadata={"description": "hyperparameter → values; every combination is a trial"},
     )
@@ -168,7 +168,7 @@ class SweepCreateSchema(BaseSchema):
     @post_load
     def _expand(self, data, **_kwargs):
         base = data["hyperparameters"]
-        loaded = _hyperparameters(base, lambda name: f"hyperparameters.{name}")
+        loaded = _hyperparameters(base, lambda path: path)
         search = data["search"]
         if "grid" in search:
             trials = _grid(base, search["grid"])
@@ -205,6 +205,9 @@ def _check_names(names, prefix: str) -> None:
 
 def _grid(base: dict, grid: dict) -> list[dict]:
     _check_names(grid, "search.grid")
+    for name, values in grid.items():
+        if not values:
+            raise ValidationError({f"search.grid.{name}": ["must list at least one value"]})
     if grid_size(grid) > MAX_TRIALS:
         raise ValidationError(
             {"search.grid": [f"makes {grid_size(grid)} trials; at most {MAX_TRIALS}"]}
@@ -219,6 +222,10 @@ def _random(base: dict, search: dict) -> list[dict]:
     prefix = "search.random.parameters"
     _check_names(search["parameters"], prefix)
     for name, spec in search["parameters"].items():
+        try:
+            spec = search["parameters"][name] = Distribution().deserialize(spec)
+        except ValidationError as exc:
+            raise ValidationError({f"{prefix}.{name}": exc.messages}) from None
         ((kind, args),) = spec.items()
         for i, value in enumerate(args):
             _hyperparameters(
