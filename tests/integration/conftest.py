@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from service.app import create_app
 from service.config import PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,18 @@ def private_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def service():
+    """An app (real Celery publisher) and its client for given settings; closed afterwards."""
+    apps = []
+
+    def make(settings):
+        app = create_app(settings)
+        apps.append(app)
+        return app.test_client(), app.extensions["trainserve"]
+
+    yield make
+    for app in apps:
+        app.extensions["trainserve"].close()

@@ -9,7 +9,6 @@ from datetime import datetime
 
 import pytest
 
-from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.usecases.sweeper import sweep as upkeep
@@ -28,20 +27,6 @@ def make_settings(database_url: str, broker_url: str, queue: str) -> Settings:
     return Settings.from_env(
         {}, database_url=database_url, broker_url=broker_url, queue=queue, auth="off", **FAST
     )
-
-
-@pytest.fixture
-def service():
-    apps = []
-
-    def make(settings):
-        app = create_app(settings)
-        apps.append(app)
-        return app.test_client(), app.extensions["trainserve"]
-
-    yield make
-    for app in apps:
-        app.extensions["trainserve"].close()
 
 
 def random_sweep(client, *, epochs: int, rows: int = 2000, max_parallel: int = 2) -> dict:
