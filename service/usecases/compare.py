@@ -73,6 +73,8 @@ def compare(db: Database, tenant: str, name: str, refs: list[str]) -> Comparison
         version = resolve_version(db, tenant, name, ref.strip())
         if version not in numbers:
             numbers.append(version)
+    if len(numbers) < 2:
+        raise InvalidRequest("name at least 2 different versions", "versions")
     versions = [get_version(db, tenant, name, number) for number in numbers]
     keys = sorted({k for v in versions for k in v.hyperparameters})
     differing = [k for k in keys if len({repr(v.hyperparameters.get(k)) for v in versions}) > 1]

@@ -168,6 +168,7 @@ def test_compare_versions_side_by_side(client, versions):
     assert accuracies[body["best"]["val_accuracy"]] == max(accuracies.values())
 
     assert client.get("/v1/models/iris/compare?versions=1").status_code == 400
+    assert client.get("/v1/models/iris/compare?versions=3,champion").status_code == 400
     assert client.get("/v1/models/iris/compare?versions=1,9").status_code == 404
     assert client.get("/v1/models/iris/compare?versions=1,gold").status_code == 404
     assert client.get("/v1/models/iris/compare").status_code == 400

@@ -243,3 +243,32 @@ def test_trials_wait_for_room_under_the_tenant_limit(settings, publisher, datase
 def test_another_tenants_sweep_is_404(client, dataset):
     assert client.get("/v1/sweeps/nope").status_code == 404
     assert client.post("/v1/sweeps/nope/cancel").status_code == 404
+
+
+def test_sweeps_and_aliases_belong_to_their_tenant(settings, publisher):
+    from service.usecases import keys
+    from tests.helpers import train_model
+
+    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
+    db = app.extensions["trainserve"].database
+    acme, globex = (
+        {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"} for name in ("acme", "globex")
+    )
+    client = app.test_client()
+    dataset, _ = train_model(app, csv=mixed_csv(60), name="flowers", headers=acme)
+    sweep = client.post("/v1/sweeps", json=sweep_body(dataset), headers=acme).get_json()
+    assert client.get(f"/v1/sweeps/{sweep['id']}", headers=globex).status_code == 404
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers=globex).status_code == 404
+    assert client.get("/v1/sweeps", headers=globex).get_json() == []
+    # Another tenant's dataset is as absent as a missing one.
+    refused = client.post("/v1/sweeps", json=sweep_body(dataset), headers=globex)
+    assert refused.status_code == 400 and "dataset_id" in refused.get_json()["errors"]
+    alias = "/v1/models/flowers/aliases/champion"
+    assert client.put(alias, json={"version": 1}, headers=globex).status_code == 404
+    assert client.put(alias, json={"version": 1}, headers=acme).status_code == 200
+    assert client.get(alias, headers=globex).status_code == 404
+    assert (
+        client.post(f"{alias}/predict", json={"records": [{}]}, headers=globex).status_code == 404
+    )
+    assert client.get("/v1/models/flowers/compare?versions=1,2", headers=globex).status_code == 404
+    app.extensions["trainserve"].close()
