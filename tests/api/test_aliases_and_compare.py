@@ -70,7 +70,7 @@ def test_predict_by_alias_on_v1_and_oip(client, versions):
     by_version = client.post("/v1/models/iris/versions/2/predict", json=RECORDS).get_json()
     assert by_alias == by_version and by_alias["model"]["version"] == 2
     assert client.post("/v1/models/iris/aliases/nope/predict", json=RECORDS).status_code == 404
-    assert client.post("/v1/models/iris/aliases/2/predict", json=RECORDS).status_code == 404
+    assert client.post("/v1/models/iris/aliases/2/predict", json=RECORDS).status_code == 400
 
     meta = client.get("/v2/models/iris/versions/champion").get_json()
     assert meta["versions"] == ["2"]

@@ -72,6 +72,7 @@ def test_a_grid_sweep_runs_every_combination_and_promotes_the_winner(
     ]
     # Trials are ordinary jobs.
     job = client.get(f"/v1/jobs/{publisher.published[0]}").get_json()
+    assert (job["sweep_id"], job["trial"], job["stopped_early"]) == (sweep["id"], 0, False)
     assert job["hyperparameters"]["learning_rate"] == 0.03
     assert job["hyperparameters"]["hidden_layers"] == [8]
 
@@ -155,6 +156,8 @@ def test_a_hopeless_trial_is_stopped_early_and_keeps_a_model(client, app, db, da
     assert bad["status"] == "succeeded" and bad["model_version"] == 2
     assert "median stopping rule" in bad["stop_reason"]
     assert done["counts"]["stopped_early"] == 1
+    job = client.get(f"/v1/jobs/{bad['job_id']}").get_json()
+    assert job["stopped_early"] and job["stop_reason"] == bad["stop_reason"]
     metrics = client.get(f"/v1/jobs/{bad['job_id']}/metrics").get_json()["epochs"]
     assert [e["epoch"] for e in metrics] == [1, 2]
 

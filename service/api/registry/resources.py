@@ -74,4 +74,5 @@ class PredictAlias(MethodView):
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name, alias):
         """Predict class probabilities with the version an alias points to"""
-        return _predict(name, aliases.get_alias(services().database, tenant(), name, alias).version)
+        aliases.check_alias(alias)
+        return _predict(name, aliases.resolve_version(services().database, tenant(), name, alias))
