@@ -162,6 +162,25 @@ def test_a_hopeless_trial_is_stopped_early_and_keeps_a_model(client, app, db, da
     assert [e["epoch"] for e in metrics] == [1, 2]
 
 
+def test_successive_halving_stops_a_trial_at_a_rung(client, app, dataset):
+    body = sweep_body(
+        dataset,
+        hyperparameters={**FAST, "epochs": 6},
+        search={"grid": {"learning_rate": [0.03, 0.02, 1e-6]}},
+        max_parallel=1,
+        early_stopping={"rule": "asha", "grace_epochs": 2, "min_trials": 2, "reduction_factor": 2},
+    )
+    sweep = client.post("/v1/sweeps", json=body).get_json()
+    run_queued(app)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").get_json()
+    by_trial = {t["trial"]: t for t in done["leaderboard"]}
+    assert not by_trial[0]["stopped_early"] and not by_trial[1]["stopped_early"]
+    hopeless = by_trial[2]
+    assert hopeless["stopped_early"] and hopeless["stopped_at_epoch"] == 2  # the first rung
+    assert "successive halving" in hopeless["stop_reason"]
+    assert done["leaderboard"][-1]["trial"] == 2
+
+
 def test_a_sweep_whose_trials_all_fail_ends_failed_with_the_reasons(client, app, db, dataset):
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset, max_parallel=3)).get_json()
 
