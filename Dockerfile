@@ -1,4 +1,4 @@
-# The trainserve image: one image for the api, worker, sweeper and migrate services.
+# The trainserve image: one image for the api, worker, sweeper, migrate and flower services.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -7,8 +7,9 @@ COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-# Editable, so `trainserve db upgrade` finds migrations/ beside the code.
-RUN pip install --no-cache-dir -c constraints.txt -e . \
+# Editable, so `trainserve db upgrade` finds migrations/ beside the code; with Flower,
+# which the compose file's flower service runs from this image.
+RUN pip install --no-cache-dir -c constraints.txt -e '.[flower]' \
     && useradd --create-home trainserve
 USER trainserve
 EXPOSE 8000

@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install browser run test lint bench bench-speed clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,20 +15,42 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Debian's headless Chromium, which the dashboard's browser test drives. Installed with
+## apt-get when missing and we are root; otherwise a clear error (the test never skips).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the dashboard test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make: $(CHROMIUM) is missing; the dashboard test needs it:" \
+	      "run 'apt-get install chromium' as root (or set CHROMIUM=/path/to/chromium)" >&2; \
+	    exit 1; \
+	  fi; }
+	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing after apt-get" >&2; exit 1; }
+
 ## Start the all-in-one service (API + worker + sweeper) on 127.0.0.1:8000.
 run: install
 	$(BIN)/trainserve up $(ARGS)
 
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
-test: install
+test: install browser
 	$(BIN)/ruff check service workers migrations tests bench
-	$(BIN)/pytest $(PYTEST_ARGS)
+	TRAINSERVE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Benchmarks (not part of the tests): default hyperparameters vs scikit-learn.
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/accuracy.py
+
+## Speed benchmarks (not part of the tests): training vs a raw torch loop, predict vs a
+## Flask floor (needs wrk, installed from Debian's packages when missing), PostgreSQL + Redis.
+bench-speed: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/predict.py
 
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench

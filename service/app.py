@@ -13,7 +13,10 @@ from service.config import Settings
 from service.db.session import Database
 from service.errors import register_error_handlers
 from service.usecases.jobs import Publisher
+from service.usecases.keys import KeyCache
 from service.usecases.models import ModelCache
+from service.web import init_web
+from service.web.docs import URL_PREFIX as DOCS_ASSETS
 
 
 def create_app(config: Settings | None = None, *, publisher: Publisher | None = None) -> Flask:
@@ -36,12 +39,13 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=f"{DOCS_ASSETS}/",
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Train PyTorch classifiers on tabular data and serve their "
                 "class probabilities. Errors are RFC 9457 application/problem+json. "
-                "Every endpoint but the health checks needs 'Authorization: Bearer <key>' "
+                "Every endpoint but the health checks and /metrics needs "
+                "'Authorization: Bearer <key>' "
                 "unless the server runs with TRAINSERVE_AUTH=off."
             },
             "security": [{"bearerAuth": []}],
@@ -57,11 +61,13 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         settings=settings,
         database=database,
         publisher=publisher,
-        models=ModelCache(settings.model_cache_size),
+        models=ModelCache(settings.model_cache_size, settings.model_resolve_ttl_seconds),
+        keys=KeyCache(settings.auth_cache_seconds),
     )
     init_auth(app)
     api = Api(app)
     register(api)
+    init_web(app, api)
     register_error_handlers(app)
     logging.getLogger("service").setLevel(settings.log_level)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="gunicorn worker processes (default: the number of cores, at least 2)",
     )
+    api.add_argument(
+        "--threads",
+        type=int,
+        default=8,
+        help="threads per worker process: requests (event streams included) served at "
+        "once by each (default 8)",
+    )
     api.set_defaults(run=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker for training jobs")
@@ -67,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         "--queues",
         default=None,
         help="comma-separated queues (default TRAINSERVE_QUEUE, 'training')",
+    )
+    worker.add_argument(
+        "--events",
+        action="store_true",
+        help="send task events and heartbeats, for Flower (docker-compose.yml does)",
     )
     worker.set_defaults(run=cmd_worker)
 
@@ -101,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     _home_option(listing)
     listing.set_defaults(run=cmd_keys_list)
+
+    from service.cli_client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -126,16 +143,14 @@ def _use_home(args) -> None:
 
 def _settings() -> Settings:
     settings = Settings.from_env()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from service.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 def cmd_db_upgrade(args) -> int:
@@ -203,24 +218,49 @@ def cmd_api(args) -> int:
     settings = _settings()
     _refuse_open_access(settings, args.host)
     workers = args.workers or max(2, os.cpu_count() or 1)
+    samples = _share_prometheus_samples(settings)
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
             # No --preload: each worker builds its own app (torch and connections after fork).
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
+            # Threads, so a long-lived /events stream holds one thread, not a whole
+            # process; streams close after TRAINSERVE_EVENT_STREAM_SECONDS.
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
             self.cfg.set("post_fork", _api_post_fork)
+            if settings.log_format == "json":
+                self.cfg.set("logger_class", _gunicorn_logger_via_root())
 
         def load(self):
+            import gc
+
             from service.app import create_app
 
-            return create_app(settings)
+            app = create_app(settings)
+            # Everything imported so far (torch, pandas, SQLAlchemy...) lives as long as
+            # the process: keep it out of the collector's full passes, which otherwise
+            # stall a request now and then for hundreds of ms (bench/README.md).
+            gc.collect()
+            gc.freeze()
+            return app
 
-    log.info("API on http://%s:%d with %d workers", args.host, args.port, workers)
-    _Gunicorn().run()
+    log.info(
+        "API on http://%s:%d with %d workers of %d threads",
+        args.host,
+        args.port,
+        workers,
+        args.threads,
+    )
+    try:
+        _Gunicorn().run()
+    finally:
+        if not settings.prometheus_dir:
+            shutil.rmtree(samples, ignore_errors=True)  # the temporary one
     return 0
 
 
@@ -228,6 +268,35 @@ def _api_post_fork(_server, _worker) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _gunicorn_logger_via_root():
+    """gunicorn's logger class, sending its error and access lines through trainserve's
+    handler on the root logger (one JSON object per line) instead of its own handlers."""
+    from gunicorn.glogging import Logger
+
+    class ViaRoot(Logger):
+        def setup(self, cfg):
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                logger.handlers.clear()
+                logger.propagate = True
+
+    return ViaRoot
+
+
+def _share_prometheus_samples(settings: Settings) -> Path:
+    """prometheus_client's multiprocess mode for the gunicorn workers (service/metrics.py):
+    an emptied directory in PROMETHEUS_MULTIPROC_DIR before any process imports the
+    client, so each worker writes its samples there and a scrape sums them."""
+    import tempfile
+
+    path = Path(settings.prometheus_dir or tempfile.mkdtemp(prefix="trainserve-prometheus-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def cmd_worker(args) -> int:
@@ -246,7 +315,9 @@ def cmd_worker(args) -> int:
             f"--hostname=trainserve-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            # Events and heartbeats are what Flower watches; off by default, they would be
+            # constant traffic on the embedded SQLite broker.
+            "--task-events" if args.events else "--without-heartbeat",
         ]
     )
     return 0
@@ -304,6 +375,7 @@ def cmd_up(args) -> int:
     os.environ.setdefault(f"{PREFIX}DATABASE_URL", database_url)
     os.environ.setdefault(f"{PREFIX}BROKER_URL", broker_url)
     os.environ.setdefault(f"{PREFIX}AUTH", "off")
+    os.environ.setdefault(f"{PREFIX}PROMETHEUS_DIR", str(home / "prometheus"))
     settings = _settings()
     _refuse_open_access(settings, args.host)
     upgrade(settings.database_url)

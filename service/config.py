@@ -45,6 +45,10 @@ class Settings:
     max_epochs: int = 1_000
     max_parameters: int = 20_000_000
     max_predict_rows: int = 10_000
+    # Batch predict (a text/csv body answered as text/csv, read a chunk at a time): its
+    # own body and row limits, since its memory does not grow with the rows.
+    max_batch_predict_bytes: int = 1024 * 1024 * 1024
+    max_batch_predict_rows: int = 10_000_000
     # Distinct values of one categorical feature (each is a network input), and
     # characters in one cell.
     max_categories: int = 1_000
@@ -68,7 +72,20 @@ class Settings:
     torch_threads: int = 0
     # Loaded models kept per API process.
     model_cache_size: int = 16
+    # How long an API process may keep serving the previous "latest" version after a new
+    # one is published (the name → version resolution is cached that long).
+    model_resolve_ttl_seconds: float = 1.0
+    # How long an API process may keep accepting a key after it is revoked.
+    auth_cache_seconds: float = 2.0
+    # The longest a /v1/jobs/{id}/events stream stays open; the client then reconnects
+    # with Last-Event-ID and loses nothing (a stream holds one API thread meanwhile).
+    event_stream_seconds: float = 300.0
     log_level: str = "INFO"
+    # "text" or "json" (one object per line; see service/logs.py).
+    log_format: str = "text"
+    # Where the API's processes share their Prometheus samples (multiprocess mode);
+    # empty: `trainserve api` makes a fresh temporary directory (see docs/operations.md).
+    prometheus_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -86,6 +103,10 @@ class Settings:
         settings = cls(**values)
         if settings.auth not in ("required", "off"):
             raise ValueError(f"{PREFIX}AUTH must be 'required' or 'off', not {settings.auth!r}")
+        if settings.log_format not in ("text", "json"):
+            raise ValueError(
+                f"{PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}"
+            )
         if not settings.database_url or not settings.broker_url:
             home = Path(environ.get(f"{PREFIX}HOME") or default_home())
             database_url, broker_url = sqlite_urls(home)

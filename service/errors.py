@@ -18,7 +18,7 @@ from sqlalchemy.exc import DataError as SQLDataError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from service.ml.errors import DataError
+from service.ml.errors import DataError, MissingDependency
 from service.usecases.errors import (
     Conflict,
     CorruptModel,
@@ -140,6 +140,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DataError)
     def _data(error: DataError):
         return _field_problem(error.message, error.field)
+
+    @app.errorhandler(MissingDependency)
+    def _not_installed(error: MissingDependency):
+        return problem(501, str(error))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

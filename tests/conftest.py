@@ -16,7 +16,7 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import Database
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.live_server"]
 
 
 class RecordingPublisher:

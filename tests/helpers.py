@@ -41,6 +41,22 @@ def train_model(
     return dataset, job
 
 
+def queued_job(db, settings, publisher, *, rows: int = 60, epochs: int = 3) -> str:
+    """Upload ``mixed_csv(rows)`` and submit a job through the use cases (tenant
+    ``default``, default hyperparameters but ``epochs``); returns the queued job's id."""
+    from service.api.jobs.schemas import HyperparametersSchema
+    from service.usecases import datasets, jobs
+
+    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(rows))
+    request = jobs.JobRequest(
+        target="species",
+        model_name="m",
+        hyperparameters=HyperparametersSchema().load({"epochs": epochs}),
+        dataset_id=dataset.id,
+    )
+    return jobs.submit_job(db, settings, publisher, "default", request).id
+
+
 def run_queued(app, before_each=None) -> list[str]:
     """Run every queued job in-process, one after another, as a worker would (including the
     sweep advance after each), until none is queued; ``before_each(job_id)`` runs first.

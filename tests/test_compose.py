@@ -1,6 +1,7 @@
 """docker-compose.yml cannot run here (no Docker engine): parse it and check what it names."""
 
 import shlex
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def compose() -> dict:
 
 def test_every_part_of_the_production_layout_is_there():
     services = compose()["services"]
-    assert {"postgres", "redis", "migrate", "api", "worker", "sweeper"} <= set(services)
+    assert {"postgres", "redis", "migrate", "api", "worker", "sweeper", "flower"} <= set(services)
     for name in ("postgres", "redis", "api"):
         assert "healthcheck" in services[name], name
     assert services["api"]["depends_on"]["migrate"]["condition"] == (
@@ -30,7 +31,7 @@ def test_every_trainserve_command_exists_and_parses():
     parser = _parser()
     seen = set()
     for name, service in compose()["services"].items():
-        if "build" not in service:
+        if "build" not in service or name == "flower":
             continue
         command = service["command"]
         command = shlex.split(command) if isinstance(command, str) else command
@@ -54,3 +55,25 @@ def test_the_environment_names_real_settings_and_the_image_builds_from_here():
     dockerfile = (ROOT / "Dockerfile").read_text()
     for path in ("service", "workers", "migrations", "constraints.txt"):
         assert path in dockerfile
+
+
+def test_flower_watches_the_workers_broker_from_the_image():
+    services = compose()["services"]
+    flower = services["flower"]
+    assert flower["build"] == services["worker"]["build"]
+    assert (
+        flower["environment"]["TRAINSERVE_BROKER_URL"]
+        == (services["worker"]["environment"]["TRAINSERVE_BROKER_URL"])
+    )
+    shell, flag, script = flower["command"]
+    assert (shell, flag) == ("sh", "-c")
+    # Compose turns $$ into $; the shell then reads the broker URL from the environment.
+    words = shlex.split(script.replace("$$", "$"))
+    assert words[:5] == ["exec", "celery", "--broker", "$TRAINSERVE_BROKER_URL", "flower"]
+    assert "--port=5555" in words
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # no login: this machine only
+    # The workers send the events Flower shows, and the image has Flower installed.
+    assert "--events" in services["worker"]["command"]
+    assert "-e '.[flower]'" in (ROOT / "Dockerfile").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("flower") for d in extras["optional-dependencies"]["flower"])

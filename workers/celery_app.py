@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_shutting_down
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_shutting_down
 
 from service.config import Settings
 from service.db.session import Database
@@ -61,6 +61,19 @@ def create_celery(
         settings, database or Database(settings.database_url), concurrency
     )
     return app
+
+
+@setup_logging.connect
+def _setup_logging(loglevel=None, **_kwargs) -> None:
+    """Celery leaves logging to us when this signal has a receiver: trainserve's handler
+    (text or JSON, with the job id and attempt on every line of a job) on the root logger."""
+    from celery import current_app
+
+    from service.logs import configure_logging
+
+    context: WorkerContext | None = getattr(current_app, "trainserve", None)
+    settings = context.settings if context is not None else Settings.from_env()
+    configure_logging(loglevel or settings.log_level, settings.log_format)
 
 
 @worker_init.connect

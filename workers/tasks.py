@@ -6,6 +6,7 @@ import os
 
 from celery import shared_task
 
+from service.logs import job_context
 from service.usecases.jobs import publish
 from service.usecases.sweeps import after_trial
 from service.usecases.training import run_training
@@ -18,12 +19,13 @@ def train_job(self, job_id: str) -> str:
     """Run one attempt of the job; a duplicate or stale message is dropped by the claim."""
     context = self.app.trainserve
     worker = f"{self.request.hostname}/{os.getpid()}"
-    outcome = run_training(context.database, context.settings, job_id, worker)
-    publisher = CeleryPublisher(self.app)
-    if outcome == "released":
-        # This worker is shutting down: give the job straight to another one.
-        publish(context.database, publisher, job_id)
-    elif outcome != "lease_lost":
-        # A trial that ended lets its sweep start the next one (the sweeper also does).
-        after_trial(context.database, context.settings, publisher, job_id)
+    with job_context(job_id):
+        outcome = run_training(context.database, context.settings, job_id, worker)
+        publisher = CeleryPublisher(self.app)
+        if outcome == "released":
+            # This worker is shutting down: give the job straight to another one.
+            publish(context.database, publisher, job_id)
+        elif outcome != "lease_lost":
+            # A trial that ended lets its sweep start the next one (the sweeper also does).
+            after_trial(context.database, context.settings, publisher, job_id)
     return outcome

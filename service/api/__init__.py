@@ -3,6 +3,7 @@
 from service.api.common import Api
 from service.api.datasets.resources import blp as datasets_blp
 from service.api.datasets.schemas import DatasetUploadSchema
+from service.api.exports.resources import blp as exports_blp
 from service.api.health.resources import blp as health_blp
 from service.api.jobs.resources import blp as jobs_blp
 from service.api.jobs.schemas import JobCreateSchema
@@ -10,6 +11,7 @@ from service.api.models.resources import blp as models_blp
 from service.api.models.schemas import PredictRequestSchema
 from service.api.oip.resources import blp as oip_blp
 from service.api.oip.schemas import InferRequestSchema
+from service.api.progress.resources import blp as progress_blp
 from service.api.registry.resources import blp as registry_blp
 from service.api.sweeps.resources import blp as sweeps_blp
 from service.api.sweeps.schemas import SweepCreateSchema
@@ -27,8 +29,10 @@ def register(api: Api) -> None:
         health_blp,
         datasets_blp,
         jobs_blp,
+        progress_blp,
         models_blp,
         registry_blp,
+        exports_blp,
         oip_blp,
         sweeps_blp,
     ):

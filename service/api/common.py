@@ -19,6 +19,7 @@ from service.db.session import Database
 from service.errors import PROBLEM_MIMETYPE, UnsupportedMediaType, handle_http_exception
 from service.usecases.errors import InvalidRequest
 from service.usecases.jobs import Publisher
+from service.usecases.keys import KeyCache
 from service.usecases.models import ModelCache
 
 MODEL_NAME = validate.Regexp(
@@ -35,6 +36,7 @@ class Services:
     database: Database
     publisher: Publisher
     models: ModelCache
+    keys: KeyCache
 
     def close(self) -> None:
         """Release connections (tests and clean shutdowns)."""

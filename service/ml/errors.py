@@ -21,3 +21,7 @@ class DataError(MLError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class MissingDependency(MLError):
+    """A feature needs an optional package that is not installed (e.g. the ``onnx`` extra)."""

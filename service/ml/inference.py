@@ -5,7 +5,7 @@ Nothing here unpickles: weights load with ``safetensors``, the rest is JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ from safetensors.torch import save as save_safetensors
 from service.ml.errors import DataError
 from service.ml.network import Architecture, build_mlp
 from service.ml.preprocessing import FeatureEncoder
-from service.ml.tabular import coerce_columns
+from service.ml.records import RecordEncoder
+from service.ml.tabular import coerce_columns, frame_from_records
 
 BUNDLE_FORMAT = 1
 
@@ -30,6 +31,10 @@ class ModelBundle:
     encoder: FeatureEncoder
     classes: tuple[Any, ...]
     network: torch.nn.Module
+    fast: RecordEncoder = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fast = RecordEncoder(self.encoder)
 
     @classmethod
     def from_state(
@@ -85,9 +90,31 @@ class ModelBundle:
                 f"{field}.{unknown[0]}",
             )
         typed = coerce_columns(frame, self.encoder.types, field=field)
-        x = torch.from_numpy(self.encoder.transform(typed))
+        return self._probabilities(self.encoder.transform(typed))
+
+    def predict_records(
+        self, records: Any, *, max_columns: int, max_cell_chars: int, where: str = "records"
+    ) -> np.ndarray:
+        """:meth:`predict_proba` of JSON records (a list of objects of scalars).
+
+        The common case is encoded straight from the records (:mod:`service.ml.records`);
+        anything else goes through a frame, which names the field that is wrong.
+        """
+        x = self.fast.encode(records, max_cell_chars=max_cell_chars)
+        if x is not None:
+            return self._probabilities(x)
+        frame = frame_from_records(
+            records,
+            max_rows=len(records) if isinstance(records, list) else 0,
+            max_columns=max_columns,
+            max_cell_chars=max_cell_chars,
+            field=where,
+        )
+        return self.predict_proba(frame, field=where)
+
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return torch.softmax(self.network(x).double(), dim=1).numpy()
+            return torch.softmax(self.network(torch.from_numpy(x)).double(), dim=1).numpy()
 
     def labels(self, probabilities: np.ndarray) -> list[Any]:
         """The most probable class of each row."""

@@ -26,6 +26,7 @@ import pandas as pd
 from service.ml.errors import DataError
 
 ENCODER_FORMAT = 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,11 @@ class LabelEncoder:
     def encode(self, target: pd.Series) -> np.ndarray:
         """Codes 0..n_classes-1 as int64; every value must be a known class."""
         lookup = {label: code for code, label in enumerate(self.classes)}
-        return np.fromiter((lookup[_json_label(v)] for v in target), dtype=np.int64)
+        index, distinct = pd.factorize(target)  # one lookup per distinct value, not per row
+        if (index < 0).any():
+            raise KeyError("a missing target value has no class code")
+        codes = np.array([lookup[_json_label(v)] for v in distinct], dtype=np.int64)
+        return codes[index]
 
 
 def stratified_split(
@@ -224,7 +229,9 @@ def _encode_into(out: np.ndarray, offset: int, column: ColumnEncoding, values: p
         x = values.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
         absent = np.isnan(x)
         if column.type == "numeric":
-            out[:, offset] = (np.where(absent, column.median, x) - column.mean) / column.std
+            with np.errstate(over="ignore"):  # beyond float64 → inf → clipped below
+                scaled = (np.where(absent, column.median, x) - column.mean) / column.std
+            out[:, offset] = np.clip(scaled, -FLOAT32_MAX, FLOAT32_MAX)  # no inf in float32
         else:
             out[:, offset] = np.where(absent, column.fill, x)
         if column.indicator:

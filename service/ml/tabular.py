@@ -52,16 +52,9 @@ def read_csv(
     -------
     A frame of pandas strings, one column per header name.
     """
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
-        ) from None
-    if not text.strip():
-        raise DataError("the file is empty", "file")
+    text = decode_text(content)
     header = next(csv.reader(io.StringIO(text)), [])
-    _check_header(header, max_columns)
+    check_header(header, max_columns)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -72,9 +65,22 @@ def read_csv(
             nrows=max_rows + 1,
         )
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"the CSV cannot be parsed: {_first_line(exc)}", "file") from None
-    _check_cells(frame, max_cell_chars, "file")
+        raise DataError(f"the CSV cannot be parsed: {first_line(exc)}", "file") from None
+    check_cells(frame, max_cell_chars, "file")
     return _check_rows(frame, max_rows)
+
+
+def decode_text(content: bytes) -> str:
+    """UTF-8 bytes (a byte-order mark is allowed) as text; empty or blank is an error."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
+        ) from None
+    if not text.strip():
+        raise DataError("the file is empty", "file")
+    return text
 
 
 def frame_from_records(
@@ -108,13 +114,13 @@ def frame_from_records(
             row[key] = _cell_text(value, f"{field}[{i}].{key}")
         rows.append(row)
     if columns:  # records of only {} are fine at predict time: every feature missing
-        _check_header(list(columns), max_columns)
+        check_header(list(columns), max_columns)
     frame = pd.DataFrame(
         {name: [row.get(name) for row in rows] for name in columns},
         index=pd.RangeIndex(len(rows)),
         dtype="str",
     )
-    _check_cells(frame, max_cell_chars, field)
+    check_cells(frame, max_cell_chars, field)
     return frame.mask(frame.isin(MISSING_MARKERS))
 
 
@@ -184,7 +190,8 @@ def from_parquet(data: bytes, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data), columns=columns)
 
 
-def _check_header(names: list[str], max_columns: int) -> None:
+def check_header(names: list[str], max_columns: int) -> None:
+    """Refuse an empty header, too many columns, and empty, unprintable or repeated names."""
     if not names:
         raise DataError("the file has no header row", "file")
     if len(names) > max_columns:
@@ -202,14 +209,17 @@ def _check_header(names: list[str], max_columns: int) -> None:
         seen.add(name)
 
 
-def _check_cells(frame: pd.DataFrame, max_chars: int, field: str) -> None:
+def check_cells(frame: pd.DataFrame, max_chars: int, field: str) -> None:
+    """Refuse a cell longer than ``max_chars``, naming its row by the frame's index
+    (0-based: row 1 is index 0; a chunk of a longer file keeps the file's numbering)."""
     for name in frame.columns:
         lengths = frame[name].str.len()
         if lengths.max(skipna=True) > max_chars:
-            row = int(np.flatnonzero((lengths > max_chars).to_numpy())[0])
+            position = int(np.flatnonzero((lengths > max_chars).to_numpy())[0])
+            row = int(frame.index[position])
             where = name if field == "file" else f"{field}[{row}].{name}"
             raise DataError(
-                f"column {name!r} row {row + 1} has a value of {int(lengths.iloc[row])} "
+                f"column {name!r} row {row + 1} has a value of {int(lengths.iloc[position])} "
                 f"characters, more than the limit of {max_chars}",
                 where,
             )
@@ -245,7 +255,11 @@ def _normalise(column: pd.Series, name: str) -> tuple[pd.Series, str]:
         return _coerce(column, "boolean", name, "file"), "boolean"
     numbers = pd.to_numeric(values, errors="coerce")
     if len(values) and numbers.notna().all():
-        return _coerce(column, "numeric", name, "file"), "numeric"
+        # Parsed once: the present values' numbers, NaN where the cell is missing.
+        out = numbers.astype("float64").reindex(column.index)
+        infinite = pd.Series(np.isinf(out.to_numpy()), index=column.index)
+        _raise_on_bad(column, infinite, name, "file", "a finite number")
+        return out, "numeric"
     return column.astype("str"), "categorical"
 
 
@@ -268,12 +282,15 @@ def _coerce(column: pd.Series, kind: str, name: str, field: str) -> pd.Series:
 
 def _raise_on_bad(column: pd.Series, bad: pd.Series, name: str, field: str, expected: str) -> None:
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        row = int(column.index[position])  # the frame's own numbering, as in check_cells
         where = name if field == "file" else f"{field}[{row}].{name}"
         raise DataError(
-            f"column {name!r} must be {expected}; row {row + 1} has {column.iloc[row]!r}", where
+            f"column {name!r} must be {expected}; row {row + 1} has {column.iloc[position]!r}",
+            where,
         )
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (pandas' parser errors run on)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 
 from sqlalchemy import or_, select
 
@@ -66,3 +67,31 @@ def authenticate(db: Database, key: str) -> str | None:
     if found is None or found.revoked_at is not None:
         return None
     return found.tenant
+
+
+class KeyCache:
+    """Recent successful authentications of this process, for ``ttl`` seconds.
+
+    A revoked key therefore stops working within ``ttl`` seconds in every API process
+    (``TRAINSERVE_AUTH_CACHE_SECONDS``; 0 turns the cache off). Failures are never cached,
+    so a new key works at once. Only the key's SHA-256 is kept, as in the database.
+    """
+
+    SIZE = 4096
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._tenants: dict[str, tuple[str, float]] = {}
+
+    def authenticate(self, db: Database, key: str) -> str | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._tenants.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        tenant = authenticate(db, key)
+        if tenant is not None and self.ttl > 0:
+            if len(self._tenants) >= self.SIZE:
+                self._tenants.clear()
+            self._tenants[digest] = (tenant, now + self.ttl)
+        return tenant

@@ -1,9 +1,17 @@
-"""Model versions: list, read, and predict with a per-process cache of loaded models."""
+"""Model versions: list, read, and predict with a per-process cache of loaded models.
+
+The predict path touches the database only on a cache miss: loaded models are kept per
+process by their immutable version id, and the resolution of a name to a version is kept
+too — for an explicit version number until evicted (a version never changes), for "the
+latest version" for at most ``resolve_ttl`` seconds (``TRAINSERVE_MODEL_RESOLVE_TTL_SECONDS``,
+default 1): a newly published version is served by every API process within that bound.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +21,7 @@ from sqlalchemy import func, select
 
 from service.db.models import ModelVersion
 from service.db.session import Database
+from service.metrics import CACHE_HITS, CACHE_MISSES
 from service.ml.inference import ModelBundle
 from service.storage import DatabaseStorage
 from service.usecases.errors import CorruptModel, NotFound
@@ -38,23 +47,44 @@ class Prediction:
 
 
 class ModelCache:
-    """A bounded LRU of loaded models, keyed by the immutable version id."""
+    """A bounded LRU of loaded models, keyed by the immutable version id, and the recent
+    resolutions of (tenant, name, version or latest) to a version row."""
 
-    def __init__(self, size: int):
+    RESOLUTIONS = 4096  # entries kept before the resolution map starts over
+
+    def __init__(self, size: int, resolve_ttl: float = 1.0):
         self.size = max(1, size)
+        self.resolve_ttl = resolve_ttl
         self._items: OrderedDict[str, ModelBundle] = OrderedDict()
+        self._resolved: dict[tuple, tuple[ModelVersion, float]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def resolve(self, key: tuple, lookup, *, immutable: bool) -> ModelVersion:
+        """The version row for ``key``: cached, else ``lookup()`` (whose errors pass through)."""
+        now = time.monotonic()
+        cached = self._resolved.get(key)
+        if cached is not None and (immutable or cached[1] > now):
+            return cached[0]
+        found = lookup()
+        if immutable or self.resolve_ttl > 0:
+            with self._lock:
+                if len(self._resolved) >= self.RESOLUTIONS:
+                    self._resolved.clear()
+                self._resolved[key] = (found, now + self.resolve_ttl)
+        return found
 
     def get(self, key: str) -> ModelBundle | None:
         with self._lock:
             bundle = self._items.get(key)
             if bundle is None:
                 self.misses += 1
+                CACHE_MISSES.inc()
                 return None
             self._items.move_to_end(key)
             self.hits += 1
+            CACHE_HITS.inc()
             return bundle
 
     def put(self, key: str, bundle: ModelBundle) -> None:
@@ -112,21 +142,37 @@ def get_version(db: Database, tenant: str, name: str, version: int | None = None
     return found
 
 
+def resolve_version(
+    db: Database, cache: ModelCache, tenant: str, name: str, version: int | None
+) -> ModelVersion:
+    """:func:`get_version` through the cache (see the module's docstring for the bound)."""
+    return cache.resolve(
+        (tenant, name, version),
+        lambda: get_version(db, tenant, name, version),
+        immutable=version is not None,
+    )
+
+
 def predict(
     db: Database,
     cache: ModelCache,
     tenant: str,
     name: str,
     version: int | None,
-    frame: pd.DataFrame,
+    rows: pd.DataFrame | list,
+    *,
+    max_columns: int = 1_000,
+    max_cell_chars: int = 10_000,
 ) -> Prediction:
-    """Class probabilities for each row of ``frame`` (cells as text)."""
-    found = get_version(db, tenant, name, version)
-    bundle = cache.get(found.id)
-    if bundle is None:
-        bundle = _load(db, found)
-        cache.put(found.id, bundle)
-    probabilities = bundle.predict_proba(frame)
+    """Class probabilities for each row: a frame of cells as text, or JSON records."""
+    found = resolve_version(db, cache, tenant, name, version)
+    bundle = loaded(db, cache, found)
+    if isinstance(rows, pd.DataFrame):
+        probabilities = bundle.predict_proba(rows)
+    else:
+        probabilities = bundle.predict_records(
+            rows, max_columns=max_columns, max_cell_chars=max_cell_chars
+        )
     return Prediction(
         name=found.name,
         version=found.version,
@@ -136,7 +182,8 @@ def predict(
     )
 
 
-def _load(db: Database, found: ModelVersion) -> ModelBundle:
+def stored_weights(db: Database, found: ModelVersion) -> bytes:
+    """The version's safetensors bytes, checked against their SHA-256."""
     with db.transaction() as session:
         weights = DatabaseStorage(session).get(found.weights_key)
     digest = hashlib.sha256(weights).hexdigest()
@@ -145,6 +192,20 @@ def _load(db: Database, found: ModelVersion) -> ModelBundle:
             f"the stored weights of {found.name} version {found.version} do not match their "
             "SHA-256; they were not loaded"
         )
+    return weights
+
+
+def loaded(db: Database, cache: ModelCache, found: ModelVersion) -> ModelBundle:
+    """The version's model from the cache, loaded (and cached) on a miss."""
+    bundle = cache.get(found.id)
+    if bundle is None:
+        bundle = _load(db, found)
+        cache.put(found.id, bundle)
+    return bundle
+
+
+def _load(db: Database, found: ModelVersion) -> ModelBundle:
+    weights = stored_weights(db, found)
     try:
         return ModelBundle.load(found.description, weights)
     except Exception as exc:  # safetensors refuses anything that is not safetensors

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from service.config import Settings
 from service.db.models import Checkpoint, Dataset, EpochMetric, Job, ModelVersion, new_id, utcnow
 from service.db.session import Database
+from service.logs import bind_attempt
 from service.ml import MLError, tabular
 from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
@@ -70,6 +71,7 @@ def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> 
     attempt = claim(db, settings, job_id, worker)
     if attempt is None:
         return "dropped"
+    bind_attempt(attempt.number)
     if attempt.resume_epoch:
         log.info(
             "job %s: attempt %d on %s resumed from checkpoint at epoch %d",

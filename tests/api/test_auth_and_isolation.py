@@ -1,6 +1,7 @@
 """API keys and tenant isolation: another tenant's resources are 404, never 403."""
 
 import dataclasses
+import time
 
 import pytest
 
@@ -44,13 +45,43 @@ def test_health_and_docs_are_public(secured):
     assert spec["paths"]["/healthz"]["get"]["security"] == []
 
 
-def test_a_revoked_key_stops_working(secured):
-    db = secured.extensions["trainserve"].database
-    key, plain = keys.create_key(db, "acme")
-    client = secured.test_client()
-    headers = {"Authorization": f"Bearer {plain}"}
+@pytest.fixture
+def key_with_cache(settings, publisher):
+    """(client, headers, revoke) for an app whose auth cache lasts the given seconds."""
+    apps = []
+
+    def make(seconds: float):
+        app = create_app(
+            dataclasses.replace(settings, auth="required", auth_cache_seconds=seconds),
+            publisher=publisher,
+        )
+        apps.append(app)
+        db = app.extensions["trainserve"].database
+        key, plain = keys.create_key(db, "acme")
+        return app.test_client(), {"Authorization": f"Bearer {plain}"}, (
+            lambda: keys.revoke_key(db, key.prefix)
+        )
+
+    yield make
+    for app in apps:
+        app.extensions["trainserve"].close()
+
+
+def test_a_revoked_key_stops_working_within_the_auth_cache_bound(key_with_cache):
+    """Each API process keeps a good key's tenant for TRAINSERVE_AUTH_CACHE_SECONDS."""
+    client, headers, revoke = key_with_cache(0.5)
     assert client.get("/v1/datasets", headers=headers).status_code == 200
-    keys.revoke_key(db, key.prefix)
+    revoke()
+    revoked_at = time.monotonic()
+    assert client.get("/v1/datasets", headers=headers).status_code == 200  # cached
+    time.sleep(max(0.0, revoked_at + 0.55 - time.monotonic()))
+    assert client.get("/v1/datasets", headers=headers).status_code == 401
+
+
+def test_with_the_auth_cache_off_a_revoked_key_stops_at_once(key_with_cache):
+    client, headers, revoke = key_with_cache(0)
+    assert client.get("/v1/datasets", headers=headers).status_code == 200
+    revoke()
     assert client.get("/v1/datasets", headers=headers).status_code == 401
 
 

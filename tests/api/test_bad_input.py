@@ -486,6 +486,21 @@ CATALOGUE = [
         "order_by",
         "must be one of",
     ),
+    (
+        "a Last-Event-ID the stream never sent",
+        ("get", "/v1/jobs/x/events", {"headers": {"Last-Event-ID": "soon"}}),
+        400,
+        "Last-Event-ID",
+        "event id",
+    ),
+    (
+        "an unknown status in last_event_id",
+        ("get", "/v1/jobs/x/events?last_event_id=3:done", {}),
+        400,
+        "last_event_id",
+        "event id",
+    ),
+    ("an unknown plot format", ("get", "/v1/jobs/x/plot?format=gif", {}), 400, "format", "png"),
 ]
 
 

@@ -151,3 +151,36 @@ def test_mlflow_scoring_formats_give_the_same_answer_as_records(client, trained,
 def test_malformed_mlflow_bodies_are_400(client, trained, body, field):
     response = client.post("/v1/models/iris/predict", json=body)
     assert response.status_code == 400 and field in response.get_json()["errors"]
+
+
+def test_latest_is_cached_for_the_resolve_ttl_and_versions_are_not_stale(
+    settings, publisher, monkeypatch
+):
+    """A new version reaches `predict latest` within TRAINSERVE_MODEL_RESOLVE_TTL_SECONDS;
+    explicit versions never change, and a missing version is not remembered."""
+    import dataclasses
+    import time
+
+    from service.app import create_app
+    from service.usecases import models
+
+    app = create_app(
+        dataclasses.replace(settings, model_resolve_ttl_seconds=60), publisher=publisher
+    )
+    client = app.test_client()
+    rows = {"records": [{"x1": 1.0, "x2": 0.5, "colour": "red", "flag": True}]}
+
+    def version(path):
+        response = client.post(path, json=rows)
+        return response.get_json()["model"]["version"] if response.status_code == 200 else 404
+
+    dataset, _ = train_model(app, csv=mixed_csv())
+    assert version("/v1/models/iris/predict") == 1
+    assert version("/v1/models/iris/versions/2/predict") == 404
+    train_model(app, dataset_id=dataset["id"])
+    assert version("/v1/models/iris/predict") == 1  # within the bound: the cached resolution
+    assert version("/v1/models/iris/versions/2/predict") == 2  # 404s are not cached
+    now = time.monotonic()
+    monkeypatch.setattr(models.time, "monotonic", lambda: now + 61)
+    assert version("/v1/models/iris/predict") == 2
+    app.extensions["trainserve"].close()

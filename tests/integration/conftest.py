@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -36,11 +40,11 @@ def settings_env(settings) -> dict[str, str]:
 class Worker:
     """A `trainserve worker` child process with its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1", *args],
             env=env,
             cwd=ROOT,
             stdout=self.log,
@@ -81,9 +85,9 @@ class Worker:
 def start_worker(tmp_path):
     workers: list[Worker] = []
 
-    def start(settings, wait: bool = True) -> Worker:
+    def start(settings, wait: bool = True, args: tuple[str, ...] = ()) -> Worker:
         env = {**os.environ, **settings_env(settings), "TRAINSERVE_TORCH_THREADS": "1"}
-        worker = Worker(env, tmp_path / f"worker-{len(workers)}.log")
+        worker = Worker(env, tmp_path / f"worker-{len(workers)}.log", args)
         workers.append(worker)
         if wait:
             worker.wait_ready()
@@ -151,8 +155,65 @@ def private_redis(tmp_path):
     server.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_service(
+    home: Path, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`trainserve up` on a free port with its home in ``home``, stopped with Ctrl-C after."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "up"]
+            + ["--home", str(home), "--port", str(port)],
+            env={**environ, **(env or {})},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not _ready(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = log_path.read_text()[-3000:]
+                raise AssertionError(f"trainserve up did not start:\n{output}")
+            time.sleep(0.5)
+        yield port, process
+    finally:
+        if process.poll() is None:
+            # Ctrl-C: `up` stops its API and worker (they run in sessions of their own).
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 @pytest.fixture
-def service():
+def service(tmp_path):
+    """`trainserve up` on a free port with its home in tmp_path: (port, process, log path)."""
+    log_path = tmp_path / "up.log"
+    with running_service(tmp_path / "home", log_path) as (port, process):
+        yield port, process, log_path
+
+
+@pytest.fixture
+def api_service():
     """An app (real Celery publisher) and its client for given settings; closed afterwards."""
     apps = []
 

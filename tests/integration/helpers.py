@@ -37,3 +37,27 @@ def wait_epoch(client, job_id: str, epoch: int, timeout: float = 60) -> dict:
         timeout,
         f"job {job_id} to reach epoch {epoch}",
     )
+
+
+def train_on_worker(settings, model_name: str, epochs: int) -> dict:
+    """Upload 100 rows of ``mixed_csv`` through an app of ``settings``, submit a job, and
+    wait for a real worker on the same broker to finish it; the finished job."""
+    from service.app import create_app
+    from tests.data import mixed_csv
+
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv")
+        job_id = client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": dataset.get_json()["id"],
+                "target": "species",
+                "model_name": model_name,
+                "hyperparameters": {"epochs": epochs},
+            },
+        ).get_json()["id"]
+        return wait_finished(client, job_id)
+    finally:
+        app.extensions["trainserve"].close()

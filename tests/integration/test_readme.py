@@ -7,9 +7,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -20,57 +18,11 @@ from tests.integration.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def readme_session() -> str:
     text = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- curl-session.*?```bash\n(.*?)```\s*<!-- /curl-session -->", text, re.S)
     assert block, "README.md has no curl-session block"
     return block.group(1)
-
-
-@pytest.fixture
-def service(tmp_path):
-    """`trainserve up` on a free port with its home in tmp_path."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
-    log_path = tmp_path / "up.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "up",
-                "--home",
-                str(tmp_path / "home"),
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-                if reply.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"trainserve up did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield port, process, log_path
-    if process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 def test_the_readme_curl_session_works_as_printed(service, tmp_path):

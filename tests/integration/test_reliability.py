@@ -58,6 +58,12 @@ def any_backend(request, tmp_path, queue_name):
     return request.getfixturevalue("pg_redis")
 
 
+@pytest.fixture
+def service(api_service):
+    """An app and its client for given settings (here, not conftest's `trainserve up`)."""
+    return api_service
+
+
 def submit(client, hyperparameters, rows=600, model_name="m"):
     dataset = client.post("/v1/datasets", data=mixed_csv(rows), content_type="text/csv")
     response = client.post(

@@ -83,9 +83,11 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     return most
 
 
-def test_a_random_sweep_on_two_workers(postgres_url, redis_url, queue_name, start_worker, service):
+def test_a_random_sweep_on_two_workers(
+    postgres_url, redis_url, queue_name, start_worker, api_service
+):
     settings = make_settings(postgres_url, redis_url, queue_name)
-    client, _ = service(settings)
+    client, _ = api_service(settings)
     workers = [start_worker(settings), start_worker(settings)]
     started = time.monotonic()
     sweep = random_sweep(client, epochs=12)
@@ -142,13 +144,13 @@ def test_a_random_sweep_on_two_workers(postgres_url, redis_url, queue_name, star
     )
 
 
-def test_a_sweep_survives_a_killed_worker(tmp_path, queue_name, start_worker, service):
+def test_a_sweep_survives_a_killed_worker(tmp_path, queue_name, start_worker, api_service):
     settings = make_settings(
         f"sqlite:///{tmp_path / 'trainserve.db'}",
         f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         queue_name,
     )
-    client, svc = service(settings)
+    client, svc = api_service(settings)
     first = start_worker(settings)
     sweep = random_sweep(client, epochs=8, rows=600, max_parallel=1)
 

@@ -6,24 +6,14 @@ import pytest
 from sqlalchemy import update
 
 from service.db.models import Job, utcnow
-from service.usecases import datasets, jobs
 from service.usecases.sweeper import sweep
 from service.usecases.training import claim
-from tests.data import mixed_csv
+from tests.helpers import queued_job
 
 
 @pytest.fixture
 def job_id(db, settings, publisher):
-    from service.api.jobs.schemas import HyperparametersSchema
-
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(50))
-    request = jobs.JobRequest(
-        target="species",
-        model_name="m",
-        hyperparameters=HyperparametersSchema().load({"epochs": 2}),
-        dataset_id=dataset.id,
-    )
-    return jobs.submit_job(db, settings, publisher, "default", request).id
+    return queued_job(db, settings, publisher, rows=50, epochs=2)
 
 
 def get(db, job_id) -> Job:
@@ -33,11 +23,7 @@ def get(db, job_id) -> Job:
 
 def test_a_job_the_broker_never_took_is_published_on_the_next_pass(db, settings, publisher):
     publisher.down = True
-    from service.api.jobs.schemas import HyperparametersSchema
-
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(50))
-    request = jobs.JobRequest("species", "m", HyperparametersSchema().load({}), dataset.id)
-    job_id = jobs.submit_job(db, settings, publisher, "default", request).id
+    job_id = queued_job(db, settings, publisher, rows=50, epochs=100)
     assert publisher.published == []
     assert sweep(db, settings, publisher).published == []  # still down: nothing, no error
     publisher.down = False

@@ -1,6 +1,7 @@
 """Views of /v1/models."""
 
-from flask import request
+import orjson
+from flask import Response, request
 from flask.views import MethodView
 
 from service.api.common import (
@@ -12,6 +13,7 @@ from service.api.common import (
     services,
     tenant,
 )
+from service.api.models.csv_predict import CSV_ANSWER_DOC, predict_as_csv, wants_csv
 from service.api.models.schemas import (
     ModelSchema,
     ModelSummarySchema,
@@ -67,54 +69,83 @@ _PREDICT_DOC = request_body_doc(
 @blp.route("/<string:name>/predict")
 class PredictLatest(MethodView):
     @blp.doc(**_PREDICT_DOC)
+    @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name):
         """Predict class probabilities with the latest version"""
+        if wants_csv():
+            return predict_as_csv(name, None)
         return _predict(name, None)
 
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>/predict")
 class PredictVersion(MethodView):
     @blp.doc(**_PREDICT_DOC)
+    @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model version"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, name, version):
         """Predict class probabilities with one version"""
+        if wants_csv():
+            return predict_as_csv(name, version)
         return _predict(name, version)
 
 
-def _predict(name: str, version: int | None) -> dict:
+def _predict(name: str, version: int | None) -> Response:
     svc = services()
     limit = svc.settings.max_predict_rows
     if body_kind("application/json", "text/csv") == "text/csv":
-        frame = tabular.read_csv(
+        rows = tabular.read_csv(
             request.get_data(),
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,
         )
     else:
-        records = PredictRequestSchema().load(json_body())["records"]
-        if len(records) > limit:
+        rows = _records()
+        if len(rows) > limit:
             raise InvalidRequest(f"at most {limit} rows per request", "records")
-        frame = tabular.frame_from_records(
-            records,
-            max_rows=limit,
-            max_columns=svc.settings.max_columns,
-            max_cell_chars=svc.settings.max_cell_chars,
-        )
-    result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
+    result = models.predict(
+        svc.database,
+        svc.models,
+        tenant(),
+        name,
+        version,
+        rows,
+        max_columns=svc.settings.max_columns,
+        max_cell_chars=svc.settings.max_cell_chars,
+    )
+    return prediction_response(result)
+
+
+def _records() -> list:
+    """The rows of a JSON predict body. The common ``{"records": [...]}`` is parsed with
+    orjson and checked while it is encoded (service.ml.records); every other body goes
+    through PredictRequestSchema, which also reads MLflow's formats."""
+    try:
+        body = orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError:
+        body = None  # json_body() below says what is wrong, as everywhere else
+    if type(body) is dict and body.keys() == {"records"} and type(body["records"]) is list:
+        if body["records"]:
+            return body["records"]
+    return PredictRequestSchema().load(json_body())["records"]
+
+
+def prediction_response(result: models.Prediction) -> Response:
+    """PredictionSchema's JSON, encoded directly (the schema documents it)."""
     keys = [label_key(c) for c in result.classes]
-    return {
+    body = {
         "model": {"name": result.name, "version": result.version},
         "classes": result.classes,
         "predictions": [
-            {"label": label, "probabilities": dict(zip(keys, row.tolist(), strict=True))}
-            for label, row in zip(result.labels, result.probabilities, strict=True)
+            {"label": label, "probabilities": dict(zip(keys, row, strict=True))}
+            for label, row in zip(result.labels, result.probabilities.tolist(), strict=True)
         ],
     }
+    return Response(orjson.dumps(body), mimetype="application/json")

@@ -117,7 +117,9 @@ def _infer(name: str, version: str | None) -> dict:
     svc = services()
     body_kind("application/json")
     request = schemas.InferRequestSchema().load(json_body())
-    found = models.get_version(svc.database, tenant(), name, _version(name, version))
+    found = models.resolve_version(
+        svc.database, svc.models, tenant(), name, _version(name, version)
+    )
     types = {c["name"]: c["type"] for c in found.input_schema}
     records = records_from_inputs(request["inputs"], list(found.features), types)
     if len(records) > svc.settings.max_predict_rows:

@@ -3,6 +3,7 @@
 from flask.views import MethodView
 
 from service.api.common import Blueprint, problem_doc, services, tenant
+from service.api.models.csv_predict import CSV_ANSWER_DOC, predict_as_csv, wants_csv
 from service.api.models.resources import _PREDICT_DOC, _predict
 from service.api.models.schemas import ModelVersionSchema, PredictionSchema
 from service.api.registry.schemas import (
@@ -68,6 +69,7 @@ class AliasView(MethodView):
 @blp.route("/<string:name>/aliases/<string:alias>/predict")
 class PredictAlias(MethodView):
     @blp.doc(**_PREDICT_DOC)
+    @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model or alias"))
@@ -75,4 +77,7 @@ class PredictAlias(MethodView):
     def post(self, name, alias):
         """Predict class probabilities with the version an alias points to"""
         aliases.check_alias(alias)
-        return _predict(name, aliases.resolve_version(services().database, tenant(), name, alias))
+        version = aliases.resolve_version(services().database, tenant(), name, alias)
+        if wants_csv():
+            return predict_as_csv(name, version)
+        return _predict(name, version)

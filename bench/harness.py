@@ -1,0 +1,188 @@
+"""What the speed benchmarks share: a scratch PostgreSQL database, processes, wrk.
+
+Not part of the service; the benchmarks import it from the repository root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get(
+    "TRAINSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TRAINSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.contextmanager
+def scratch_database():
+    """A fresh PostgreSQL database, dropped afterwards; yields its URL."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"trainserve_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._file = log.open("wb")
+        self.popen = subprocess.Popen(
+            argv, env=env, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def pids(self) -> list[int]:
+        """This process and its children (gunicorn workers, Celery pool)."""
+        out = subprocess.run(
+            ["pgrep", "-g", str(self.popen.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._file.close()
+
+
+def wait_http(url: str, timeout: float = 60, process: Process | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited; see {process.log}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def wrk(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    duration: float,
+    connections: int,
+    workdir: Path,
+) -> dict[str, float]:
+    """POST ``body`` for ``duration`` seconds with wrk; req/s and latency percentiles (ms)."""
+    body_file = workdir / f"body-{uuid.uuid4().hex[:8]}.json"
+    body_file.write_bytes(body)
+    script = workdir / f"post-{uuid.uuid4().hex[:8]}.lua"
+    lines = [
+        'wrk.method = "POST"',
+        f'local f = io.open("{body_file}", "rb")',
+        "wrk.body = f:read('*a')",
+        "f:close()",
+    ]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return parse_wrk(result.stdout)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s, p50/p90/p99 in ms, and the count of non-2xx answers, from ``wrk --latency``."""
+    found: dict[str, float] = {}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    found["rps"] = float(rps.group(1))
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        found[f"p{pct}"] = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    found["non2xx"] = float(errors.group(1)) if errors else 0.0
+    sockets = re.search(r"Socket errors:.*", output)
+    found["socket_errors"] = 1.0 if sockets else 0.0
+    return found
+
+
+def versions() -> str:
+    import numpy
+    import torch
+
+    return (
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"{os.cpu_count()} cores"
+    )
+
+
+def top_frames(speedscope: Path, limit: int = 15) -> list[tuple[float, float, str]]:
+    """(inclusive %, self %, function) of a py-spy speedscope profile, most inclusive first."""
+    import json
+
+    data = json.loads(speedscope.read_text())
+    frames = data["shared"]["frames"]
+    inclusive: dict[int, float] = {}
+    own: dict[int, float] = {}
+    total = 0.0
+    for profile in data["profiles"]:
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            total += weight
+            for index in set(stack):
+                inclusive[index] = inclusive.get(index, 0.0) + weight
+            if stack:
+                own[stack[-1]] = own.get(stack[-1], 0.0) + weight
+
+    def label(i: int) -> str:
+        frame = frames[i]
+        where = Path(frame.get("file") or "?")
+        return f"{frame['name']} ({'/'.join(where.parts[-2:])}:{frame.get('line', '?')})"
+
+    rows = sorted(inclusive, key=inclusive.get, reverse=True)[:limit]
+    return [(100 * inclusive[i] / total, 100 * own.get(i, 0.0) / total, label(i)) for i in rows]

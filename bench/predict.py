@@ -1,0 +1,275 @@
+"""Predict latency and throughput: trainserve against the Flask floor, side by side.
+
+Trains the reference model (20 numeric features, 3 classes, MLP 64-64) into a scratch
+PostgreSQL database, then starts two servers on the same cores:
+
+- floor: ``bench/floor_app.py`` under gunicorn, 2 sync workers, one torch thread each;
+- trainserve: ``trainserve api --workers 2`` with API keys on (PostgreSQL, Redis broker),
+  the production configuration.
+
+wrk (one thread, N connections) loads them alternately with the same request: one row
+and 1,000 rows of JSON, ROUNDS rounds each. Prints req/s, rows/s, p50/p99 and the ratios
+trainserve / floor (median of the rounds).
+
+Usage: python bench/predict.py [--duration S] [--connections N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (  # noqa: E402
+    BIN,
+    REDIS_URL,
+    ROOT,
+    Process,
+    free_port,
+    scratch_database,
+    versions,
+    wait_http,
+    wrk,
+)
+
+N_FEATURES = 20
+FEATURES = [f"f{i}" for i in range(N_FEATURES)]
+
+
+def reference_table(rows: int, seed: int = 0) -> bytes:
+    """20 numeric features, 3 classes decided by two linear scores."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, N_FEATURES)).round(4)
+    score = x[:, :5].sum(axis=1) - x[:, 5:10].sum(axis=1)
+    y = np.where(score > 1, "high", np.where(score < -1, "low", "mid"))
+    lines = [",".join([*FEATURES, "y"])]
+    lines += [",".join([*map(str, row), label]) for row, label in zip(x.tolist(), y, strict=True)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def train_reference(env: dict[str, str], workdir: Path) -> dict:
+    """Train the reference model in-process; write the floor's spec; return it."""
+    os.environ.update(env)
+    from service.app import create_app
+    from service.config import Settings
+    from service.db.migrate import upgrade
+    from service.usecases import models
+    from service.usecases.training import run_training
+
+    settings = Settings.from_env(auth="off")
+    upgrade(settings.database_url)
+
+    class NoBroker:
+        def publish(self, job_id: str) -> None:
+            pass
+
+    app = create_app(settings, publisher=NoBroker())
+    client = app.test_client()
+    dataset = client.post(
+        "/v1/datasets?name=reference", data=reference_table(3000), content_type="text/csv"
+    ).get_json()
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "y",
+            "model_name": "reference",
+            "hyperparameters": {"hidden_layers": [64, 64], "epochs": 5},
+        },
+    ).get_json()
+    svc = app.extensions["trainserve"]
+    assert run_training(svc.database, settings, job["id"], "bench") == "succeeded"
+    found = models.get_version(svc.database, "default", "reference", None)
+    bundle = models._load(svc.database, found)
+    from safetensors.torch import save_file
+
+    weights = workdir / "floor.safetensors"
+    save_file({k: v.contiguous() for k, v in bundle.network.state_dict().items()}, weights)
+    columns = {c.name: c for c in bundle.encoder.columns}
+    spec = {
+        "weights": str(weights),
+        "features": FEATURES,
+        "mean": [columns[f].mean for f in FEATURES],
+        "std": [columns[f].std for f in FEATURES],
+        "classes": [str(c) for c in bundle.classes],
+        "architecture": bundle.arch.to_json(),
+    }
+    (workdir / "floor.json").write_text(json.dumps(spec))
+    svc.database.engine.dispose()
+    return spec
+
+
+def body(rows: int, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, N_FEATURES)).round(4).tolist()
+    return json.dumps({"records": [dict(zip(FEATURES, r, strict=True)) for r in x]}).encode()
+
+
+def create_key(env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [str(BIN / "trainserve"), "keys", "create", "--tenant", "default", "--name", "bench"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write py-spy profiles (speedscope JSON and top functions) of one trainserve "
+        "worker during the first round to this folder",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ts-bench-") as tmp, scratch_database() as db_url:
+        workdir = Path(tmp)
+        env = {
+            **os.environ,
+            "TRAINSERVE_DATABASE_URL": db_url,
+            "TRAINSERVE_BROKER_URL": REDIS_URL,
+            "TRAINSERVE_AUTH": "required",
+            "TRAINSERVE_LOG_LEVEL": "WARNING",
+            "FLOOR_SPEC": str(workdir / "floor.json"),
+            "PYTHONPATH": str(ROOT),
+        }
+        print("training the reference model ...", flush=True)
+        train_reference(env, workdir)
+        key = create_key(env)
+
+        floor_port, ts_port = free_port(), free_port()
+        floor = Process(
+            [
+                str(BIN / "gunicorn"),
+                "-w",
+                str(args.workers),
+                "-b",
+                f"127.0.0.1:{floor_port}",
+                "--chdir",
+                str(ROOT / "bench"),
+                "floor_app:app",
+            ],
+            env,
+            workdir / "floor.log",
+        )
+        trainserve = Process(
+            [
+                str(BIN / "trainserve"),
+                "api",
+                "--port",
+                str(ts_port),
+                "--workers",
+                str(args.workers),
+            ],
+            env,
+            workdir / "trainserve.log",
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{floor_port}/", process=floor)
+            wait_http(f"http://127.0.0.1:{ts_port}/healthz", process=trainserve)
+            targets = {
+                "floor": (f"http://127.0.0.1:{floor_port}/predict", {}),
+                "trainserve": (
+                    f"http://127.0.0.1:{ts_port}/v1/models/reference/predict",
+                    {"Authorization": f"Bearer {key}"},
+                ),
+            }
+            results = run(targets, args, workdir, trainserve)
+        finally:
+            floor.stop()
+            trainserve.stop()
+    report(results, args)
+    return 0
+
+
+def run(targets, args, workdir: Path, trainserve: Process) -> dict:
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for rows in (1, 1000):
+        payload = body(rows)
+        for url, headers in targets.values():  # warm both: first requests load models
+            wrk(url, payload, {"Content-Type": "application/json", **headers},
+                duration=2, connections=args.connections, workdir=workdir)
+        for round_ in range(args.rounds):
+            for name, (url, headers) in targets.items():
+                spy = None
+                if args.profile and name == "trainserve" and round_ == 0:
+                    spy = profile(trainserve, args.profile / f"trainserve-{rows}row", args)
+                found = wrk(
+                    url,
+                    payload,
+                    {"Content-Type": "application/json", **headers},
+                    duration=args.duration,
+                    connections=args.connections,
+                    workdir=workdir,
+                )
+                if spy is not None:
+                    spy.wait()
+                if found["non2xx"] or found["socket_errors"]:
+                    raise RuntimeError(f"{name} answered errors: {found}")
+                results.setdefault((name, rows), []).append(found)
+                print(
+                    f"round {round_ + 1} {name:10s} {rows:5d} rows: {found['rps']:8.0f} req/s "
+                    f"p50 {found['p50']:6.2f} ms p99 {found['p99']:6.2f} ms",
+                    flush=True,
+                )
+                time.sleep(0.5)
+    return results
+
+
+def profile(server: Process, stem: Path, args) -> subprocess.Popen:
+    """py-spy on the first gunicorn worker (the master is the first pid) while wrk runs."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    worker = server.pids()[-1]
+    return subprocess.Popen(
+        [
+            str(BIN / "py-spy"), "record", "--pid", str(worker), "--duration",
+            str(max(1, round(args.duration) - 1)), "--format", "speedscope",
+            "--output", f"{stem}.speedscope.json", "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def report(results, args) -> None:
+    def med(name, rows, key):
+        return statistics.median(r[key] for r in results[(name, rows)])
+
+    print()
+    print(f"{time.strftime('%Y-%m-%d')}; {versions()}; wrk -t1 -c{args.connections}, "
+          f"{args.duration:.0f} s x {args.rounds} rounds alternating, medians")
+    print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for rows in (1, 1000):
+        for name in ("floor", "trainserve"):
+            rps = med(name, rows, "rps")
+            print(f"| {rows} | {name} | {rps:,.0f} | {rps * rows:,.0f} | "
+                  f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} |")
+    for rows in (1, 1000):
+        ratio = med("trainserve", rows, "rps") / med("floor", rows, "rps")
+        p99 = med("trainserve", rows, "p99") / med("floor", rows, "p99")
+        print(f"{rows} row(s): throughput trainserve/floor = {ratio:.2f}; "
+              f"p99 trainserve/floor = {p99:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Predict with ``Accept: text/csv``: a CSV answer, ``label,p_<class>,...`` per row.
+
+A ``text/csv`` body goes to batch predict (``service.usecases.batch_predict``): read a
+chunk at a time, under its own limits (``TRAINSERVE_MAX_BATCH_PREDICT_BYTES`` instead of
+``MAX_UPLOAD_BYTES``, ``TRAINSERVE_MAX_BATCH_PREDICT_ROWS`` instead of
+``MAX_PREDICT_ROWS``). A JSON body is read as by the JSON predict, with its limits, and
+answered in CSV.
+"""
+
+from __future__ import annotations
+
+from flask import Response, request
+from werkzeug.wsgi import wrap_file
+
+from service.api.common import body_kind, json_body, services, tenant
+from service.api.models.schemas import PredictRequestSchema
+from service.ml import tabular
+from service.ml.batch import predictions_csv
+from service.usecases import batch_predict, models
+from service.usecases.errors import InvalidRequest
+
+CSV_MIMETYPE = "text/csv"
+
+CSV_ANSWER_DOC = {
+    "responses": {
+        200: {
+            "content": {
+                CSV_MIMETYPE: {
+                    "schema": {
+                        "type": "string",
+                        "description": "With Accept: text/csv: a header label,p_<class>,... "
+                        "(classes in the model's order), then one line per input row, in "
+                        "input order",
+                    }
+                }
+            }
+        }
+    }
+}
+
+
+def wants_csv() -> bool:
+    """Whether the client prefers ``text/csv`` to JSON (no Accept, or ``*/*``: JSON)."""
+    best = request.accept_mimetypes.best_match(("application/json", CSV_MIMETYPE))
+    return best == CSV_MIMETYPE
+
+
+def predict_as_csv(name: str, version: int | None) -> Response:
+    """The CSV answer of a predict request, for a CSV or a JSON body."""
+    svc = services()
+    if body_kind("application/json", CSV_MIMETYPE) == CSV_MIMETYPE:
+        return _batch(name, version)
+    records = PredictRequestSchema().load(json_body())["records"]
+    limit = svc.settings.max_predict_rows
+    if len(records) > limit:
+        raise InvalidRequest(f"at most {limit} rows per request", "records")
+    frame = tabular.frame_from_records(
+        records,
+        max_rows=limit,
+        max_columns=svc.settings.max_columns,
+        max_cell_chars=svc.settings.max_cell_chars,
+    )
+    result = models.predict(svc.database, svc.models, tenant(), name, version, frame)
+    response = Response(
+        predictions_csv(result.classes, result.probabilities), mimetype=CSV_MIMETYPE
+    )
+    return _with_model(response, result.name, result.version)
+
+
+def _batch(name: str, version: int | None) -> Response:
+    svc = services()
+    settings = svc.settings
+    # This body is read a chunk at a time, so the JSON body limit does not apply.
+    request.max_content_length = settings.max_batch_predict_bytes
+    result = batch_predict.predict_csv(
+        svc.database,
+        svc.models,
+        tenant(),
+        name,
+        version,
+        request.stream,
+        batch_predict.CsvLimits(
+            max_rows=settings.max_batch_predict_rows,
+            max_columns=settings.max_columns,
+            max_cell_chars=settings.max_cell_chars,
+        ),
+    )
+    response = Response(
+        wrap_file(request.environ, result.body, 1 << 16),
+        mimetype=CSV_MIMETYPE,
+        direct_passthrough=True,
+    )
+    response.content_length = result.size
+    return _with_model(response, result.name, result.version)
+
+
+def _with_model(response: Response, name: str, version: int) -> Response:
+    """The version that answered, which the CSV itself cannot say."""
+    response.headers["X-Model-Name"] = name
+    response.headers["X-Model-Version"] = str(version)
+    return response

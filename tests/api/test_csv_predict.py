@@ -1,0 +1,232 @@
+"""Predict with Accept: text/csv: batch predict of a CSV body, and JSON bodies answered in CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from service.app import create_app
+from service.usecases import batch_predict
+from tests.data import mixed_table
+from tests.helpers import train_model
+
+CSV = {"Accept": "text/csv"}
+FEATURES = ["x1", "x2", "colour", "flag"]
+
+
+@pytest.fixture
+def trained(app):
+    train_model(app, hyperparameters={"epochs": 3, "seed": 0})
+
+
+def feature_csv(n: int, seed: int = 1) -> bytes:
+    frame = mixed_table(n, seed).drop(columns="species").astype(object)
+    frame["flag"] = frame["flag"].map({True: "true", False: "false"})
+    return frame.to_csv(index=False, na_rep="NA").encode()
+
+
+def post_csv(client, body, path="/v1/models/iris/predict", **kwargs):
+    """A CSV body with Accept: text/csv; buffered, so the answer's file is closed."""
+    kwargs.setdefault("content_type", "text/csv")
+    return client.post(path, data=body, headers=CSV, buffered=True, **kwargs)
+
+
+def read_answer(response) -> list[list[str]]:
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "text/csv"
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+
+def json_predictions(client, body: bytes, path="/v1/models/iris/predict") -> dict:
+    response = client.post(path, data=body, content_type="text/csv")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_csv_answer_matches_the_json_predict_row_for_row(client, trained):
+    body = feature_csv(500)
+    expected = json_predictions(client, body)
+    rows = read_answer(post_csv(client, body))
+    classes = expected["classes"]
+    assert rows[0] == ["label"] + [f"p_{c}" for c in classes]
+    assert len(rows) == 1 + 500
+    for row, want in zip(rows[1:], expected["predictions"], strict=True):
+        assert row[0] == want["label"]
+        got = [float(v) for v in row[1:]]
+        assert got == pytest.approx(
+            [want["probabilities"][c] for c in classes], rel=1e-6, abs=1e-12
+        )
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """64 rows a chunk, so a few hundred rows cross many chunk boundaries."""
+    monkeypatch.setattr(batch_predict, "CHUNK_ROWS", 64)
+
+
+def test_rows_keep_their_order_across_chunks_and_versions(client, trained, small_chunks):
+    body = feature_csv(500, seed=2)
+    path = "/v1/models/iris/versions/1/predict"
+    expected = json_predictions(client, body, path)
+    response = post_csv(client, body, path)
+    rows = read_answer(response)
+    assert [r[0] for r in rows[1:]] == [p["label"] for p in expected["predictions"]]
+    first = [float(v) for v in rows[1][1:]]
+    assert first == pytest.approx(list(expected["predictions"][0]["probabilities"].values()))
+    assert response.headers["X-Model-Name"] == "iris"
+    assert response.headers["X-Model-Version"] == "1"
+    assert int(response.headers["Content-Length"]) == len(response.data)
+
+
+def test_quoted_commas_and_newlines_are_one_cell(client, trained):
+    body = b'x1,x2,colour,flag\n1.5,"2,5",red,true\n0.5,1,"bl\nue",false\n-1,,"r,ed",\n'
+    records = [
+        {"x1": 1.5, "x2": None, "colour": "red", "flag": True},
+        {"x1": 0.5, "x2": 1, "colour": "bl\nue", "flag": False},
+        {"x1": -1, "colour": "r,ed"},
+    ]
+    # "2,5" is not a number: the first try names it; the rows without it are answered
+    bad = post_csv(client, body)
+    assert bad.status_code == 400 and "records[0].x2" in bad.get_json()["errors"]
+    body = body.replace(b'"2,5"', b"")
+    expected = client.post("/v1/models/iris/predict", json={"records": records}).get_json()
+    rows = read_answer(post_csv(client, body))
+    assert len(rows) == 4
+    for row, want in zip(rows[1:], expected["predictions"], strict=True):
+        assert [float(v) for v in row[1:]] == pytest.approx(
+            list(want["probabilities"].values()), rel=1e-6
+        )
+
+
+def test_a_json_body_can_be_answered_in_csv(client, trained):
+    records = [{"x1": 2.0, "colour": "red"}, {"x1": -2.0, "flag": False}]
+    expected = client.post("/v1/models/iris/predict", json={"records": records}).get_json()
+    response = client.post("/v1/models/iris/predict", json={"records": records}, headers=CSV)
+    rows = read_answer(response)
+    assert rows[0] == ["label", "p_setosa", "p_versicolor", "p_virginica"]
+    assert [r[0] for r in rows[1:]] == [p["label"] for p in expected["predictions"]]
+    assert response.headers["X-Model-Version"] == "1"
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json, text/csv"])
+def test_without_a_preference_for_csv_the_answer_is_json(client, trained, accept):
+    headers = {"Accept": accept} if accept else {}
+    response = client.post(
+        "/v1/models/iris/predict", data=feature_csv(3), content_type="text/csv", headers=headers
+    )
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert len(response.get_json()["predictions"]) == 3
+
+
+def late(row: int, cell: bytes) -> bytes:
+    """500 good rows with ``cell`` as row ``row``'s line (1 = the first data row)."""
+    lines = feature_csv(500).splitlines(keepends=True)
+    lines[row] = cell
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        (b"x1,petal\n1,2\n", "records.petal", "unknown column"),
+        (b"x1,x1\n1,2\n", "file", "more than once"),
+        (b"", "file", "empty"),
+        (b"x1,x2\n", "file", "no data rows"),
+        (b"x1,x2\n\xff\xfe,1\n", "file", "not UTF-8"),
+        (late(450, b"tall,1,red,true\n"), "records[449].x1", "row 450 has 'tall'"),
+        (late(451, b"1,1,red,maybe\n"), "records[450].flag", "true or false"),
+        (late(452, b"1,1,red,true,9\n"), "file", "line 453"),
+        (late(453, b"1,1,r\xe9d,true\n"), "file", "not UTF-8"),
+        (late(454, b"1,1," + b"r" * 20_000 + b",true\n"), "colour", "row 454"),
+    ],
+    ids=[
+        "unknown-column",
+        "duplicate-column",
+        "empty",
+        "header-only",
+        "non-utf8-header",
+        "late-number",
+        "late-boolean",
+        "late-ragged",
+        "late-non-utf8",
+        "late-long-cell",
+    ],
+)
+def test_every_bad_row_is_a_400_before_any_answer(
+    client, trained, small_chunks, body, field, words
+):
+    """The body is read to its end before the answer starts, so an error on row 450 of a
+    stream that already predicted seven chunks is still a 400 problem, not half a CSV."""
+    response = post_csv(client, body)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.content_type == "application/problem+json"
+    problem = response.get_json()
+    assert field in problem["errors"], problem
+    assert words.lower() in problem["detail"].lower(), problem
+
+
+def test_unknown_model_is_404_problem(client, trained):
+    response = post_csv(client, feature_csv(3), "/v1/models/nope/predict")
+    assert response.status_code == 404 and response.content_type == "application/problem+json"
+
+
+@pytest.fixture
+def limited(settings, publisher):
+    app = create_app(
+        dataclasses.replace(
+            settings,
+            max_upload_bytes=5_000,
+            max_batch_predict_bytes=40_000,
+            max_batch_predict_rows=1_000,
+            max_predict_rows=10,
+        ),
+        publisher=publisher,
+    )
+    train_model(app, hyperparameters={"epochs": 1})
+    yield app.test_client()
+    app.extensions["trainserve"].close()
+
+
+def test_batch_predict_has_its_own_body_and_row_limits(limited):
+    body = feature_csv(600)  # about 15 kB and 600 rows: over the JSON limits, under these
+    assert 5_000 < len(body) < 40_000
+    assert (
+        limited.post("/v1/models/iris/predict", data=body, content_type="text/csv").status_code
+        == 413
+    )
+    assert len(read_answer(post_csv(limited, body))) == 601
+    too_long = post_csv(limited, feature_csv(1_001))
+    assert too_long.status_code == 400 and "limit of 1000 rows" in too_long.get_json()["detail"]
+    too_big = post_csv(limited, feature_csv(2_000))
+    assert too_big.status_code == 413 and too_big.content_type == "application/problem+json"
+
+
+def test_300_000_rows_stream_in_bounded_memory(tmp_path):
+    """300,000 rows through the app in a fresh process: peak memory rises by a bounded
+    amount, far less than what holding the same rows at once costs (tests/batch_memory.py)."""
+    for mode in ("stream", "buffered"):
+        (tmp_path / mode).mkdir()
+    runs = {
+        mode: subprocess.Popen(
+            [sys.executable, "-m", "tests.batch_memory", mode, "300000", str(tmp_path / mode)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for mode in ("stream", "buffered")
+    }
+    results = {}
+    for mode, run in runs.items():
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, out
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+    assert results["stream"]["rows"] == results["buffered"]["rows"] == 300_000
+    stream, held = results["stream"]["growth_mib"], results["buffered"]["growth_mib"]
+    assert stream < 96, results
+    assert held > 2 * stream, results

@@ -1,0 +1,138 @@
+"""The dashboard's files, /docs served offline, and /metrics (in one process; the
+multiprocess sum is tests/integration/test_dashboard.py's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from service.app import create_app
+from service.db.session import Database
+from tests.helpers import train_model
+
+
+def fetch(client, url: str, **kwargs):
+    """GET ``url`` and close the response (a served file stays open until then)."""
+    response = client.get(url, **kwargs)
+    response.get_data()
+    response.close()
+    return response
+
+
+def references(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+@pytest.fixture
+def keyed_app(settings, publisher):
+    """The app with API keys required."""
+    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
+    yield app
+    app.extensions["trainserve"].close()
+
+
+def test_the_root_leads_to_the_dashboard_whose_files_are_all_local(client):
+    assert client.get("/").headers["Location"] == "/ui"
+    page = fetch(client, "/ui")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    html = page.get_data(as_text=True)
+    assert "<title>trainserve dashboard</title>" in html
+    assets = [url for url in references(html) if url.startswith("/ui/")]
+    assert sorted(assets) == ["/ui/dashboard.css", "/ui/dashboard.js"]
+    for url in references(html):
+        assert not urlsplit(url).netloc, url  # no CDN, no other host
+    script = fetch(client, "/ui/dashboard.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert "/v1/jobs" in script.get_data(as_text=True)
+    assert fetch(client, "/ui/dashboard.css").mimetype == "text/css"
+    assert client.get("/ui/secrets.txt").status_code == 404
+
+
+def test_docs_reference_no_other_host_and_every_asset_answers(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "cdn" not in html.lower()
+    urls = references(html)
+    assert {u.rsplit("/", 1)[-1] for u in urls} == {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+    }
+    for url in urls:
+        assert not urlsplit(url).netloc and url.startswith("/docs/assets/"), url
+        asset = fetch(client, url)
+        assert asset.status_code == 200 and len(asset.data) > 1000, url
+    assert '"/openapi.json"' in html
+    assert client.get("/docs/assets/index.html").status_code == 404  # only the three files
+
+
+def test_pages_and_metrics_need_no_key_but_the_api_still_does(keyed_app):
+    client = keyed_app.test_client()
+    for url in ("/", "/ui", "/ui/dashboard.js", "/docs", "/docs/assets/swagger-ui.css", "/metrics"):
+        assert fetch(client, url).status_code in (200, 302), url
+    assert client.get("/v1/jobs").status_code == 401
+    assert client.get("/v1/models").status_code == 401
+
+
+def samples(client) -> dict[str, float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = response.get_data(as_text=True)
+    return {
+        name: float(value)
+        for name, value in re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)
+    }
+
+
+def test_metrics_count_jobs_epochs_predictions_and_cache_use(app, client):
+    # The instruments are this process's: measure what the requests below add.
+    before = samples(client)
+    assert before["trainserve_database_up"] == 1
+    assert before['trainserve_jobs{status="queued"}'] == 0
+    assert before["trainserve_epoch_duration_seconds_count"] == 0
+
+    train_model(app, hyperparameters={"epochs": 3})
+    record = {"x1": 1.0, "x2": 0.5, "colour": "red", "flag": True}
+    for _ in range(3):
+        assert client.post("/v1/models/iris/predict", json={"records": [record]}).status_code == 200
+    assert (
+        client.post("/v1/models/iris/versions/1/predict", json={"records": []}).status_code == 400
+    )
+    after = samples(client)
+
+    def added(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    assert after['trainserve_jobs{status="succeeded"}'] == 1
+    assert after["trainserve_queue_depth"] == after['trainserve_jobs{status="queued"}']
+    assert after["trainserve_epoch_duration_seconds_count"] == 3
+    assert after['trainserve_epoch_duration_seconds_bucket{le="+Inf"}'] == 3
+    assert after["trainserve_epoch_duration_seconds_sum"] > 0
+    assert added('trainserve_predict_duration_seconds_count{endpoint="predict"}') == 3
+    assert added('trainserve_predict_duration_seconds_count{endpoint="predict_version"}') == 1
+    assert added("trainserve_model_cache_misses_total") == 1  # loaded once
+    assert added("trainserve_model_cache_hits_total") == 2
+    buckets = [
+        value
+        for name, value in after.items()
+        if name.startswith('trainserve_predict_duration_seconds_bucket{endpoint="predict",')
+    ]
+    assert buckets == sorted(buckets)  # cumulative
+
+
+def test_metrics_still_answer_when_the_database_does_not(settings, publisher, tmp_path):
+    app = create_app(settings, publisher=publisher)
+    try:
+        app.extensions["trainserve"].database.close()
+        app.extensions["trainserve"].database = Database(f"sqlite:///{tmp_path}/no/such/dir.db")
+        down = samples(app.test_client())
+    finally:
+        app.extensions["trainserve"].close()
+    assert down["trainserve_database_up"] == 0
+    assert "trainserve_jobs" not in " ".join(down)

@@ -1,0 +1,128 @@
+"""Debian's headless Chromium for the dashboard tests: once from the command line
+(``--dump-dom``, ``--screenshot``), or driven over the DevTools protocol on a pipe
+(``--remote-debugging-pipe``: JSON messages ending in NUL on file descriptors 3 and 4),
+so a test can type and click. No driver or package beyond the browser itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+
+CHROMIUM = os.environ.get("TRAINSERVE_CHROMIUM", "/usr/bin/chromium")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # Chromium's own background traffic is refused on a closed network.
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1300",
+)
+
+
+def require_chromium() -> None:
+    assert Path(CHROMIUM).is_file(), (
+        f"{CHROMIUM} is missing: `make browser` installs Debian's chromium package "
+        "(the dashboard tests need a real browser and are never skipped)"
+    )
+
+
+def run_chromium(url: str, profile: Path, *args: str) -> str:
+    """Chromium on ``url`` once, with ``args`` (``--dump-dom``, ``--screenshot=...``),
+    after the page's timers and fetches have run for 8 s of its own clock; its stdout."""
+    require_chromium()
+    result = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=8000", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+class Page:
+    """One tab of a Chromium driven over the DevTools pipe."""
+
+    def __init__(self, profile: Path):
+        require_chromium()
+        to_browser, self._commands = os.pipe()
+        self._replies, from_browser = os.pipe()
+        # The browser reads commands on fd 3 and writes replies on fd 4.
+        self.process = subprocess.Popen(
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser}', CHROMIUM]
+            + [*FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
+            pass_fds=(to_browser, from_browser),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer = b""
+        self._next_id = 0
+        target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self._session = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+
+    def _send(self, method: str, params: dict, session: str | None = None) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + 60
+        while True:
+            while b"\0" not in self._buffer:
+                ready, _, _ = select.select([self._replies], [], [], deadline - time.monotonic())
+                chunk = os.read(self._replies, 1 << 16) if ready else b""
+                assert chunk, f"Chromium did not answer {method}"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._next_id:  # anything else is an event
+                assert "error" not in reply, (method, reply["error"])
+                return reply["result"]
+
+    def goto(self, url: str) -> None:
+        self._send("Page.navigate", {"url": url}, self._session)
+
+    def js(self, expression: str):
+        """The value of a JavaScript expression in the page (promises are awaited)."""
+        result = self._send(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            self._session,
+        )
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait_for(self, condition: str, timeout: float = 30):
+        """Poll a JavaScript expression until it is truthy; its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(
+                f"(() => {{ try {{ return {condition}; }} catch (e) {{ return null; }} }})()"
+            )
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {condition}")
+
+    def close(self) -> None:
+        os.close(self._commands)
+        os.close(self._replies)
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
