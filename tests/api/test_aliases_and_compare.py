@@ -72,6 +72,18 @@ def test_predict_by_alias_on_v1_and_oip(client, versions):
     assert client.post("/v1/models/iris/aliases/nope/predict", json=RECORDS).status_code == 404
     assert client.post("/v1/models/iris/aliases/2/predict", json=RECORDS).status_code == 400
 
+    as_csv = client.post(
+        "/v1/models/iris/aliases/champion/predict",
+        data="x1,x2,colour,flag\n1.5,0.2,red,true\n",
+        content_type="text/csv",
+        headers={"Accept": "text/csv"},
+        buffered=True,
+    )
+    assert as_csv.status_code == 200 and as_csv.mimetype == "text/csv"
+    header, row = as_csv.get_data(as_text=True).splitlines()
+    assert header == "label," + ",".join(f"p_{c}" for c in by_alias["classes"])
+    assert row.split(",")[0] == by_alias["predictions"][0]["label"]
+
     meta = client.get("/v2/models/iris/versions/champion").get_json()
     assert meta["versions"] == ["2"]
     assert client.get("/v2/models/iris/versions/champion/ready").status_code == 200
