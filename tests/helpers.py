@@ -55,3 +55,31 @@ def queued_job(db, settings, publisher, *, rows: int = 60, epochs: int = 3) -> s
         dataset_id=dataset.id,
     )
     return jobs.submit_job(db, settings, publisher, "default", request).id
+
+
+def run_queued(app, before_each=None) -> list[str]:
+    """Run every queued job in-process, one after another, as a worker would (including the
+    sweep advance after each), until none is queued; ``before_each(job_id)`` runs first.
+    Returns the job ids in the order they ran."""
+    from sqlalchemy import select
+
+    from service.db.models import Job
+    from service.usecases.sweeps import after_trial
+
+    svc = app.extensions["trainserve"]
+    ran: list[str] = []
+    while True:
+        with svc.database.transaction() as session:
+            queued = list(
+                session.scalars(
+                    select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.trial)
+                )
+            )
+        if not queued:
+            return ran
+        for job_id in queued:
+            if before_each is not None:
+                before_each(job_id)
+            run_training(svc.database, svc.settings, job_id, "test")
+            after_trial(svc.database, svc.settings, svc.publisher, job_id)
+            ran.append(job_id)

@@ -8,6 +8,7 @@ from celery import shared_task
 
 from service.logs import job_context
 from service.usecases.jobs import publish
+from service.usecases.sweeps import after_trial
 from service.usecases.training import run_training
 from workers.celery_app import TRAIN_TASK
 from workers.publisher import CeleryPublisher
@@ -20,7 +21,11 @@ def train_job(self, job_id: str) -> str:
     worker = f"{self.request.hostname}/{os.getpid()}"
     with job_context(job_id):
         outcome = run_training(context.database, context.settings, job_id, worker)
+        publisher = CeleryPublisher(self.app)
         if outcome == "released":
             # This worker is shutting down: give the job straight to another one.
-            publish(context.database, CeleryPublisher(self.app), job_id)
+            publish(context.database, publisher, job_id)
+        elif outcome != "lease_lost":
+            # A trial that ended lets its sweep start the next one (the sweeper also does).
+            after_trial(context.database, context.settings, publisher, job_id)
     return outcome

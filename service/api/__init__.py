@@ -12,6 +12,9 @@ from service.api.models.schemas import PredictRequestSchema
 from service.api.oip.resources import blp as oip_blp
 from service.api.oip.schemas import InferRequestSchema
 from service.api.progress.resources import blp as progress_blp
+from service.api.registry.resources import blp as registry_blp
+from service.api.sweeps.resources import blp as sweeps_blp
+from service.api.sweeps.schemas import SweepCreateSchema
 
 
 def register(api: Api) -> None:
@@ -21,13 +24,16 @@ def register(api: Api) -> None:
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
     api.spec.components.schema("InferRequest", schema=InferRequestSchema)
+    api.spec.components.schema("SweepCreate", schema=SweepCreateSchema)
     for blueprint in (
         health_blp,
         datasets_blp,
         jobs_blp,
         progress_blp,
         models_blp,
+        registry_blp,
         exports_blp,
         oip_blp,
+        sweeps_blp,
     ):
         api.register_blueprint(blueprint)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+SWEEP_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -137,6 +138,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # A trial of a sweep: which sweep, and its trial number (0-based).
+    sweep_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    trial: Mapped[int | None] = mapped_column(Integer)
+    # Ended by the sweep's early-termination rule (the job still succeeds, with a model).
+    stopped_early: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EpochMetric(Base):
@@ -200,3 +207,52 @@ class ModelVersion(Base):
     weights_sha256: Mapped[str] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A hyperparameter sweep: every trial's hyperparameters, fixed at submit; the trials
+    themselves are jobs (``Job.sweep_id``), created lazily, ``max_parallel`` at a time."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT)
+    dataset_id: Mapped[str | None] = mapped_column(String(36))
+    target: Mapped[str] = mapped_column(String(255))
+    features: Mapped[list[Any] | None]
+    column_types: Mapped[dict[str, Any] | None]
+    model_name: Mapped[str] = mapped_column(String(128))
+    hyperparameters: Mapped[dict[str, Any]]
+    search: Mapped[dict[str, Any]]
+    # One entry per trial: the searched hyperparameters' values.
+    trials: Mapped[list[Any]]
+    metric: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(8))
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    early_stopping: Mapped[dict[str, Any]]
+    promote_to: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How many trial jobs exist so far (the next trial number).
+    created_trials: Mapped[int] = mapped_column(Integer, default=0)
+    winner_job_id: Mapped[str | None] = mapped_column(String(36))
+    winner_version: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+
+
+class ModelAlias(Base):
+    """A movable name for one version of a model (MLflow's ``@alias``)."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", "alias", name="uq_model_aliases_tenant_name_alias"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
+    name: Mapped[str] = mapped_column(String(128))
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -151,13 +151,18 @@ def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
         job = find_job(session, tenant, job_id)
         if job.status in FINISHED_STATUSES:
             raise Conflict(f"job {job_id!r} has already finished ({job.status})")
-        if job.status == "queued":
-            job.status = "cancelled"
-            job.finished_at = utcnow()
-            # A job handed back by a stopping worker may have a checkpoint.
-            session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
-        job.cancel_requested = True
+        request_cancel(session, job)
         return job
+
+
+def request_cancel(session: Session, job: Job) -> None:
+    """Cancel an unfinished job in ``session``: a queued one at once, a running one by flag."""
+    if job.status == "queued":
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+        # A job handed back by a stopping worker may have a checkpoint.
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+    job.cancel_requested = True
 
 
 def _find_by_key(db: Database, key: str) -> Job | None:
@@ -165,12 +170,17 @@ def _find_by_key(db: Database, key: str) -> Job | None:
         return session.scalar(select(Job).where(Job.idempotency_key == key))
 
 
-def _check_active_jobs(session: Session, settings: Settings, tenant: str) -> None:
-    active = session.scalar(
+def active_jobs(session: Session, tenant: str) -> int:
+    """How many of the tenant's jobs are queued or running (the per-tenant limit counts them)."""
+    return session.scalar(
         select(func.count())
         .select_from(Job)
         .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
     )
+
+
+def _check_active_jobs(session: Session, settings: Settings, tenant: str) -> None:
+    active = active_jobs(session, tenant)
     if active >= settings.max_active_jobs_per_tenant:
         raise TooManyJobs(
             f"{active} jobs are already queued or running, the limit per tenant is "
@@ -185,6 +195,70 @@ def _new_job(
     request: JobRequest,
     idempotency_key: str | None,
 ) -> Job:
+    plan = plan_job(session, settings, tenant, request)
+    config = plan.check(settings, request.hyperparameters)
+    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key)
+
+
+@dataclass
+class JobPlan:
+    """A submission checked against its dataset: what every job made from it shares.
+
+    A sweep checks one plan once, then each trial's hyperparameters with :meth:`check`.
+    """
+
+    request: JobRequest
+    dataset_id: str
+    features: list[str]
+    feature_types: dict[str, str]
+    columns: dict[str, dict]
+    target_values: Any  # the target column (pandas Series)
+
+    def check(self, settings: Settings, hyperparameters: dict[str, Any]) -> TrainingConfig:
+        """The validated config of a job with these (schema-checked) hyperparameters, its
+        seed drawn if unset; InvalidRequest names the hyperparameter at fault."""
+        hyperparameters = dict(hyperparameters)
+        if hyperparameters.get("seed") is None:
+            hyperparameters["seed"] = random.randrange(2**31)
+        config = TrainingConfig.from_json(hyperparameters)
+        _check_class_weight(self.target_values, self.request.target, config)
+        _check_size(settings, config, self.feature_types, self.columns, self.request.target)
+        return config
+
+    def add_job(
+        self,
+        session: Session,
+        tenant: str,
+        config: TrainingConfig,
+        *,
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> Job:
+        """Store a queued job of this plan (``extra``: more columns, e.g. a sweep's)."""
+        job = Job(
+            tenant=tenant,
+            dataset_id=self.dataset_id,
+            target=self.request.target,
+            features=self.features,
+            feature_types=self.feature_types,
+            model_name=self.request.model_name,
+            hyperparameters=config.to_json(),
+            epochs=config.epochs,
+            idempotency_key=idempotency_key,
+            status="queued",
+            cancel_requested=False,
+            epoch=0,
+            attempt=0,
+            publish_count=0,
+            **extra,
+        )
+        session.add(job)
+        session.flush()
+        return job
+
+
+def plan_job(session: Session, settings: Settings, tenant: str, request: JobRequest) -> JobPlan:
+    """Check the dataset, target, features and column types of a submission."""
     if request.dataset_id is None:
         raise InvalidRequest("a dataset_id or an uploaded file is required", "dataset_id")
     try:
@@ -205,31 +279,8 @@ def _new_job(
     frame = tabular.from_parquet(data, columns=[request.target, *changed])
     _check_overrides(frame, changed, feature_types)
     _check_categories(settings, features, feature_types, columns)
-    hyperparameters = dict(request.hyperparameters)
-    if hyperparameters.get("seed") is None:
-        hyperparameters["seed"] = random.randrange(2**31)
-    config = TrainingConfig.from_json(hyperparameters)
-    _check_target(settings, frame[request.target], request.target, config)
-    _check_size(settings, config, feature_types, columns, request.target)
-    job = Job(
-        tenant=tenant,
-        dataset_id=dataset.id,
-        target=request.target,
-        features=features,
-        feature_types=feature_types,
-        model_name=request.model_name,
-        hyperparameters=config.to_json(),
-        epochs=config.epochs,
-        idempotency_key=idempotency_key,
-        status="queued",
-        cancel_requested=False,
-        epoch=0,
-        attempt=0,
-        publish_count=0,
-    )
-    session.add(job)
-    session.flush()
-    return job
+    _check_target(settings, frame[request.target], request.target)
+    return JobPlan(request, dataset.id, features, feature_types, columns, frame[request.target])
 
 
 def _feature_types(request: JobRequest, features: list[str], columns: dict[str, dict]) -> dict:
@@ -283,7 +334,7 @@ def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:
     return features
 
 
-def _check_target(settings: Settings, values, target: str, config: TrainingConfig) -> None:
+def _check_target(settings: Settings, values, target: str) -> None:
     counts = values.value_counts(dropna=True)
     if len(counts) < 2:
         raise InvalidRequest(
@@ -304,6 +355,9 @@ def _check_target(settings: Settings, values, target: str, config: TrainingConfi
             "validation split needs at least two rows of every class",
             "target",
         )
+
+
+def _check_class_weight(values, target: str, config: TrainingConfig) -> None:
     if isinstance(config.class_weight, dict):
         classes = {label_key(c) for c in LabelEncoder.fit(values).classes}
         for key in config.class_weight:

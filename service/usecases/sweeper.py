@@ -4,7 +4,9 @@ One pass (:func:`sweep`):
 
 1. a running job whose lease expired lost its worker: it goes back to ``queued``
    (or ends ``failed`` once it has used ``max_attempts``);
-2. a queued job that was never published, or whose last publish is older than
+2. every running hyperparameter sweep creates its next trials, or ends, if a trial
+   ended without the worker advancing it (see ``sweeps.advance``);
+3. a queued job that was never published, or whose last publish is older than
    ``republish_after_seconds`` × 2^(publishes − 1) (capped at 10 minutes), is
    published again. A duplicate message is harmless: the claim drops it.
 
@@ -23,6 +25,7 @@ from service.config import Settings
 from service.db.models import Checkpoint, Job, utcnow
 from service.db.session import Database
 from service.usecases.jobs import Publisher, publish
+from service.usecases.sweeps import advance_all
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    trials_created: list[str] = field(default_factory=list)
 
 
 def sweep(
@@ -43,6 +47,7 @@ def sweep(
     now = now or utcnow()
     report = SweepReport()
     _recover_expired(db, settings, now, report)
+    report.trials_created = advance_all(db, settings, publisher)
     _republish(db, settings, publisher, now, report)
     return report
 

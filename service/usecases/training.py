@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -35,6 +36,7 @@ from service.ml.network import count_parameters
 from service.ml.pipeline import prepare
 from service.ml.training import EpochRecord, TrainingConfig
 from service.storage import DatabaseStorage
+from service.usecases.sweeps import trial_stop_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +55,9 @@ class Attempt:
     cancel_requested: bool = False
     release_requested: bool = False
     resume_epoch: int = 0
+    sweep_id: str | None = None
+    # Set when the sweep's early-termination rule ends this trial (see usecases.sweeps).
+    stop_reason: str | None = None
 
 
 def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> str:
@@ -130,7 +135,7 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
                 release_requested=False,
                 started_at=func.coalesce(Job.started_at, now),
             )
-            .returning(Job.attempt, Job.cancel_requested)
+            .returning(Job.attempt, Job.cancel_requested, Job.sweep_id)
         ).first()
         if row is None:
             log.info("job %s: not claimable (finished, missing or leased); message dropped", job_id)
@@ -147,7 +152,9 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
             .where(Job.id == job_id)
             .values(epoch=resume, latest=_metrics_of(latest) if latest else None)
         )
-        return Attempt(job_id, row.attempt, row.cancel_requested, resume_epoch=resume)
+        return Attempt(
+            job_id, row.attempt, row.cancel_requested, resume_epoch=resume, sweep_id=row.sweep_id
+        )
 
 
 def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
@@ -189,6 +196,13 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         _record_epoch(db, settings, attempt, record, saved)
         if attempt.cancel_requested or attempt.release_requested:
             break
+        if attempt.sweep_id and not record.stop and record.epoch < config.epochs:
+            attempt.stop_reason = _retrying(
+                settings, partial(trial_stop_reason, db, attempt.job_id, record.epoch)
+            )
+            if attempt.stop_reason:
+                log.info("job %s: stopped early: %s", attempt.job_id, attempt.stop_reason)
+                break
     if attempt.cancel_requested:
         return _finish(db, settings, attempt, "cancelled")
     if attempt.release_requested:
@@ -294,6 +308,8 @@ def _store_model(
                 attempt,
                 status="succeeded",
                 model_version=version,
+                stopped_early=attempt.stop_reason is not None,
+                stop_reason=attempt.stop_reason,
                 finished_at=utcnow(),
                 lease_until=None,
             )

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.db.models import Blob, Dataset, Job, ModelVersion
+from service.db.models import Blob, Dataset, Job, ModelAlias, ModelVersion, Sweep
 from tests.data import mixed_csv
 from tests.helpers import train_model
 
@@ -53,6 +53,27 @@ def job(world_key="dataset", **overrides):
         return ("post", "/v1/jobs", {"json": body})
 
     return build
+
+
+def sweep(search=None, **overrides):
+    def build(world):
+        body = {
+            "dataset_id": world["dataset"],
+            "target": "species",
+            "model_name": "m",
+            "hyperparameters": {"epochs": 2},
+            "search": search or {"grid": {"learning_rate": [0.01, 0.1]}},
+        }
+        body.update(overrides)
+        return ("post", "/v1/sweeps", {"json": body})
+
+    return build
+
+
+def log_uniform_learning_rate(low, high):
+    return {
+        "random": {"n_trials": 3, "parameters": {"learning_rate": {"log_uniform": [low, high]}}}
+    }
 
 
 def raw_job(text: str):
@@ -372,6 +393,127 @@ CATALOGUE = [
         "Must be one of",
     ),
     (
+        "sweep: a bad grid value",
+        sweep({"grid": {"learning_rate": [0.01, -1]}}),
+        400,
+        "search.grid.learning_rate[1]",
+        "greater than 0",
+    ),
+    (
+        "sweep: a grid value over a limit checked against the dataset",
+        sweep({"grid": {"epochs": [3, 101]}}),
+        400,
+        "search.grid.epochs[1]",
+        "at most 100",
+    ),
+    (
+        "sweep: a random choice over the parameter limit",
+        sweep(
+            {
+                "random": {
+                    "n_trials": 4,
+                    "parameters": {"hidden_layers": {"choice": [[4], [512, 512]]}},
+                }
+            }
+        ),
+        400,
+        "search.random.parameters.hidden_layers",
+        "parameters",
+    ),
+    (
+        "sweep: an unknown hyperparameter in the grid",
+        sweep({"grid": {"neurons": [1, 2]}}),
+        400,
+        "search.grid.neurons",
+        "not a hyperparameter",
+    ),
+    (
+        "sweep: an empty grid list",
+        sweep({"grid": {"learning_rate": []}}),
+        400,
+        "search.grid.learning_rate",
+        "at least one value",
+    ),
+    (
+        "sweep: a grid too large",
+        sweep({"grid": {"seed": list(range(40)), "batch_size": list(range(1, 41))}}),
+        400,
+        "search.grid",
+        "at most 1000",
+    ),
+    (
+        "sweep: both grid and random",
+        sweep(
+            {
+                "grid": {"seed": [1]},
+                "random": {"n_trials": 1, "parameters": {"seed": {"int": [1, 2]}}},
+            }
+        ),
+        400,
+        "search",
+        "exactly one",
+    ),
+    (
+        "sweep: log_uniform from zero",
+        sweep(log_uniform_learning_rate(0, 0.1)),
+        400,
+        "search.random.parameters.learning_rate",
+        "greater than 0",
+    ),
+    (
+        "sweep: a range upside down",
+        sweep(log_uniform_learning_rate(0.1, 0.001)),
+        400,
+        "search.random.parameters.learning_rate",
+        "low must not be greater",
+    ),
+    (
+        "sweep: an unknown distribution",
+        sweep({"random": {"n_trials": 2, "parameters": {"dropout": {"normal": [0, 1]}}}}),
+        400,
+        "search.random.parameters.dropout",
+        "not a distribution",
+    ),
+    (
+        "sweep: a bad base hyperparameter",
+        sweep(hyperparameters={"epochs": 0}),
+        400,
+        "hyperparameters.epochs",
+        "greater than or equal to 1",
+    ),
+    ("sweep: an unknown metric", sweep(metric="f2"), 400, "metric", "Must be one of"),
+    ("sweep: an alias of digits", sweep(promote_to="123"), 400, "promote_to", "not all digits"),
+    ("sweep: an unknown target", sweep(target="nope"), 400, "target", "no column"),
+    ("sweep: max_parallel of 0", sweep(max_parallel=0), 400, "max_parallel", "greater than"),
+    (
+        "alias: all digits",
+        ("put", "/v1/models/iris/aliases/7", {"json": {"version": 1}}),
+        400,
+        "alias",
+        "not all digits",
+    ),
+    (
+        "alias: a version that does not exist",
+        ("put", "/v1/models/iris/aliases/champion", {"json": {"version": 5}}),
+        404,
+        None,
+        "no version 5",
+    ),
+    (
+        "compare: a single version",
+        ("get", "/v1/models/iris/compare?versions=1", {}),
+        400,
+        "versions",
+        "2 to 20",
+    ),
+    (
+        "versions: an unknown order_by",
+        ("get", "/v1/models/iris/versions?order_by=-colour", {}),
+        400,
+        "order_by",
+        "must be one of",
+    ),
+    (
         "a Last-Event-ID the stream never sent",
         ("get", "/v1/jobs/x/events", {"headers": {"Last-Event-ID": "soon"}}),
         400,
@@ -393,7 +535,7 @@ def counts(app) -> tuple[int, ...]:
     with app.extensions["trainserve"].database.transaction() as session:
         return tuple(
             session.scalar(select(func.count()).select_from(table))
-            for table in (Dataset, Job, ModelVersion, Blob)
+            for table in (Dataset, Job, ModelVersion, Blob, Sweep, ModelAlias)
         )
 
 

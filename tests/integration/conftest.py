@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from service.app import create_app
 from service.config import PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,3 +210,18 @@ def service(tmp_path):
     log_path = tmp_path / "up.log"
     with running_service(tmp_path / "home", log_path) as (port, process):
         yield port, process, log_path
+
+
+@pytest.fixture
+def api_service():
+    """An app (real Celery publisher) and its client for given settings; closed afterwards."""
+    apps = []
+
+    def make(settings):
+        app = create_app(settings)
+        apps.append(app)
+        return app.test_client(), app.extensions["trainserve"]
+
+    yield make
+    for app in apps:
+        app.extensions["trainserve"].close()

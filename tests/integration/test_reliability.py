@@ -13,7 +13,6 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.models import EpochMetric, Job
@@ -60,18 +59,9 @@ def any_backend(request, tmp_path, queue_name):
 
 
 @pytest.fixture
-def service():
-    """An app (real Celery publisher) and its client for given settings; closed afterwards."""
-    apps = []
-
-    def make(settings):
-        app = create_app(settings)
-        apps.append(app)
-        return app.test_client(), app.extensions["trainserve"]
-
-    yield make
-    for app in apps:
-        app.extensions["trainserve"].close()
+def service(api_service):
+    """An app and its client for given settings (here, not conftest's `trainserve up`)."""
+    return api_service
 
 
 def submit(client, hyperparameters, rows=600, model_name="m"):

@@ -181,6 +181,12 @@ class JobSchema(BaseSchema):
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
+    sweep_id = fields.String(allow_none=True, metadata={"description": "Set on a sweep's trials"})
+    trial = fields.Integer(allow_none=True)
+    stopped_early = fields.Boolean(
+        metadata={"description": "Ended by its sweep's early-termination rule (see stop_reason)"}
+    )
+    stop_reason = fields.String(allow_none=True)
 
     def _model(self, job):
         if job.model_version is None:

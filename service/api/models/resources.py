@@ -28,7 +28,7 @@ from service.api.models.schemas import (
 )
 from service.ml import tabular
 from service.ml.preprocessing import label_key
-from service.usecases import models
+from service.usecases import aliases, models
 from service.usecases.errors import InvalidRequest
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models and predictions")
@@ -47,8 +47,11 @@ class ModelByName(MethodView):
     @blp.response(200, ModelSchema)
     @blp.alt_response(404, **problem_doc("No such model"))
     def get(self, name):
-        """Get a model and its versions, newest first"""
-        return {"name": name, "versions": models.list_versions(services().database, tenant(), name)}
+        """Get a model, its versions (newest first) and its aliases"""
+        db = services().database
+        versions = models.list_versions(db, tenant(), name)
+        named = aliases.list_aliases(db, tenant(), name)
+        return {"name": name, "versions": versions, "aliases": named}
 
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>")

@@ -36,6 +36,9 @@ class ModelVersionSchema(BaseSchema):
 class ModelSchema(BaseSchema):
     name = fields.String()
     versions = fields.List(fields.Nested(ModelVersionSchema))
+    aliases = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "alias → version"}
+    )
 
 
 class DataframeSplitSchema(BaseSchema):

@@ -12,7 +12,7 @@ from service.api.oip import schemas
 from service.api.oip.tensors import TensorError, metadata_inputs, outputs, records_from_inputs
 from service.errors import UnsupportedMediaType, flatten_messages
 from service.ml import DataError, tabular
-from service.usecases import models
+from service.usecases import aliases, models
 from service.usecases.errors import CorruptModel, InvalidRequest, NotFound
 
 blp = Blueprint(
@@ -89,17 +89,14 @@ class Ready(MethodView):
         return {"ready": True}
 
 
-def _version(version: str | None) -> int | None:
-    if version is None:
-        return None
-    if not version.isdigit() or len(version) > 9:
-        raise NotFound(f"no version {version!r}")
-    return int(version)
+def _version(name: str, version: str | None) -> int | None:
+    """A version number, or the one an alias points to (resolved once per request)."""
+    return aliases.resolve_version(services().database, tenant(), name, version)
 
 
 def _metadata(name: str, version: str | None) -> dict:
     db = services().database
-    found = models.get_version(db, tenant(), name, _version(version))
+    found = models.get_version(db, tenant(), name, _version(name, version))
     if version is None:
         versions = [str(v.version) for v in models.list_versions(db, tenant(), name)]
     else:
@@ -120,7 +117,9 @@ def _infer(name: str, version: str | None) -> dict:
     svc = services()
     body_kind("application/json")
     request = schemas.InferRequestSchema().load(json_body())
-    found = models.resolve_version(svc.database, svc.models, tenant(), name, _version(version))
+    found = models.resolve_version(
+        svc.database, svc.models, tenant(), name, _version(name, version)
+    )
     types = {c["name"]: c["type"] for c in found.input_schema}
     records = records_from_inputs(request["inputs"], list(found.features), types)
     if len(records) > svc.settings.max_predict_rows:
@@ -184,7 +183,7 @@ class VersionReady(MethodView):
     @blp.alt_response(404, **_ERROR)
     def get(self, name, version):
         """OIP readiness of one version"""
-        found = models.get_version(services().database, tenant(), name, _version(version))
+        found = models.get_version(services().database, tenant(), name, _version(name, version))
         return {"name": found.name, "ready": True}
 
 

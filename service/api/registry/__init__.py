@@ -1,0 +1,1 @@
+"""Model aliases and version comparison under /v1/models/{name}."""
