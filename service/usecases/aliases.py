@@ -105,12 +105,21 @@ def list_aliases(db: Database, tenant: str, name: str) -> dict[str, int]:
 
 
 def resolve_version(
-    db: Database, tenant: str, name: str, version_or_alias: int | str | None
+    db: Database, tenant: str, name: str, version_or_alias: int | str | None, cache=None
 ) -> int | None:
     """A version number from a number, a numeric string or an alias (``None``: latest).
 
-    The one place aliases are resolved (a cache may wrap it); an unknown alias is a 404.
+    The one place aliases are resolved; an unknown alias is a 404. With ``cache`` (the
+    API process's ``ModelCache``) an alias is looked up at most once per
+    ``TRAINSERVE_MODEL_RESOLVE_TTL_SECONDS``, as "latest" is: a moved alias reaches every
+    API process within that bound.
     """
+    if cache is not None and isinstance(version_or_alias, str) and not version_or_alias.isdigit():
+        return cache.resolve(
+            (tenant, name, "alias", version_or_alias),
+            lambda: resolve_version(db, tenant, name, version_or_alias),
+            immutable=False,
+        )
     if version_or_alias is None or isinstance(version_or_alias, int):
         return version_or_alias
     if version_or_alias.isdigit():

@@ -184,3 +184,24 @@ def test_compare_versions_side_by_side(client, versions):
     assert client.get("/v1/models/iris/compare?versions=1,9").status_code == 404
     assert client.get("/v1/models/iris/compare?versions=1,gold").status_code == 404
     assert client.get("/v1/models/iris/compare").status_code == 400
+
+
+def test_a_moved_alias_reaches_predict_within_the_resolve_ttl(app, client, versions, monkeypatch):
+    """Each API process keeps an alias's version for TRAINSERVE_MODEL_RESOLVE_TTL_SECONDS
+    (1 s by default); the move itself is one atomic statement."""
+    import time
+
+    from service.usecases import models
+
+    def served():
+        response = client.post("/v1/models/iris/aliases/champion/predict", json=RECORDS)
+        return response.get_json()["model"]["version"]
+
+    assert client.put("/v1/models/iris/aliases/champion", json={"version": 1}).status_code == 200
+    assert served() == 1
+    assert client.put("/v1/models/iris/aliases/champion", json={"version": 2}).status_code == 200
+    assert client.get("/v1/models/iris/aliases/champion").get_json()["version"] == 2
+    assert served() == 1  # this process's resolution, younger than the bound
+    now = time.monotonic()
+    monkeypatch.setattr(models.time, "monotonic", lambda: now + 1.01)
+    assert served() == 2

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 
 from service.api.common import Blueprint, problem_doc, services, tenant
-from service.api.models.csv_predict import CSV_ANSWER_DOC, predict_as_csv, wants_csv
+from service.api.models.csv_predict import CSV_ANSWER_DOC
 from service.api.models.resources import _PREDICT_DOC, _predict
 from service.api.models.schemas import ModelVersionSchema, PredictionSchema
 from service.api.registry.schemas import (
@@ -77,7 +77,7 @@ class PredictAlias(MethodView):
     def post(self, name, alias):
         """Predict class probabilities with the version an alias points to"""
         aliases.check_alias(alias)
-        version = aliases.resolve_version(services().database, tenant(), name, alias)
-        if wants_csv():
-            return predict_as_csv(name, version)
+        version = aliases.resolve_version(
+            services().database, tenant(), name, alias, services().models
+        )
         return _predict(name, version)
