@@ -1,7 +1,8 @@
 """The Celery app, built from :class:`~service.config.Settings` by :func:`create_celery`.
 
 Settings for long, idempotent training tasks (see docs/architecture.md): late acks,
-reject on worker lost, prefetch 1, one task per child process, and no result backend
+reject on worker lost, prefetch 1, a pool process replaced once it has grown past
+TRAINSERVE_WORKER_MAX_MEMORY_MB, and no result backend
 (the job row in the database is the result).
 """
 
@@ -47,7 +48,10 @@ def create_celery(
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
-        worker_max_tasks_per_child=1,
+        # A pool process serves job after job, and is replaced after a job that left it
+        # above this resident size (docs/architecture.md: a fresh process per job made
+        # every job wait 1-4 s before it started).
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
         # The lease, not the broker, guards against a second attempt: keep training
         # through a broker blip instead of cancelling (see docs/architecture.md).
         worker_cancel_long_running_tasks_on_connection_loss=False,
