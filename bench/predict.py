@@ -1,11 +1,12 @@
 """Predict latency and throughput: trainserve against the Flask floor, side by side.
 
 Trains the reference model (20 numeric features, 3 classes, MLP 64-64) into a scratch
-PostgreSQL database, then starts two servers on the same cores:
+PostgreSQL database, then starts three servers on the same cores:
 
 - floor: ``bench/floor_app.py`` under gunicorn, 2 sync workers, one torch thread each;
 - trainserve: ``trainserve api --workers 2`` with API keys on (PostgreSQL, Redis broker),
-  the production configuration.
+  the production configuration, with its default gthread workers (8 threads each) and
+  with ``--worker-class sync``.
 
 wrk (one thread, N connections) loads them alternately with the same request: one row
 and 1,000 rows of JSON, ROUNDS rounds each. Prints req/s, rows/s, p50/p99 and the ratios
@@ -43,6 +44,8 @@ from bench.harness import (  # noqa: E402
 )
 
 N_FEATURES = 20
+# trainserve as `trainserve api` runs it by default, and with sync workers (no threads).
+SERVERS = {"trainserve": "gthread", "trainserve sync": "sync"}
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 
 
@@ -133,6 +136,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--rows", default="1,1000", help="rows per request, comma-separated (default 1,1000)"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -140,6 +146,7 @@ def main() -> int:
         "worker during the first round to this folder",
     )
     args = parser.parse_args()
+    args.sizes = [int(n) for n in args.rows.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="ts-bench-") as tmp, scratch_database() as db_url:
         workdir = Path(tmp)
@@ -156,7 +163,7 @@ def main() -> int:
         train_reference(env, workdir)
         key = create_key(env)
 
-        floor_port, ts_port = free_port(), free_port()
+        floor_port = free_port()
         floor = Process(
             [
                 str(BIN / "gunicorn"),
@@ -171,39 +178,35 @@ def main() -> int:
             env,
             workdir / "floor.log",
         )
-        trainserve = Process(
-            [
-                str(BIN / "trainserve"),
-                "api",
-                "--port",
-                str(ts_port),
-                "--workers",
-                str(args.workers),
-            ],
-            env,
-            workdir / "trainserve.log",
-        )
+        servers = {"floor": (floor, floor_port)}
+        for name, worker_class in SERVERS.items():
+            port = free_port()
+            argv = [str(BIN / "trainserve"), "api", "--port", str(port)]
+            argv += ["--workers", str(args.workers), "--worker-class", worker_class]
+            servers[name] = (Process(argv, env, workdir / f"{worker_class}.log"), port)
         try:
-            wait_http(f"http://127.0.0.1:{floor_port}/", process=floor)
-            wait_http(f"http://127.0.0.1:{ts_port}/healthz", process=trainserve)
-            targets = {
-                "floor": (f"http://127.0.0.1:{floor_port}/predict", {}),
-                "trainserve": (
-                    f"http://127.0.0.1:{ts_port}/v1/models/reference/predict",
-                    {"Authorization": f"Bearer {key}"},
-                ),
-            }
-            results = run(targets, args, workdir, trainserve)
+            targets = {}
+            for name, (process, port) in servers.items():
+                if name == "floor":
+                    wait_http(f"http://127.0.0.1:{port}/", process=process)
+                    targets[name] = (f"http://127.0.0.1:{port}/predict", {})
+                else:
+                    wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
+                    targets[name] = (
+                        f"http://127.0.0.1:{port}/v1/models/reference/predict",
+                        {"Authorization": f"Bearer {key}"},
+                    )
+            results = run(targets, args, workdir, servers["trainserve"][0])
         finally:
-            floor.stop()
-            trainserve.stop()
+            for process, _ in servers.values():
+                process.stop()
     report(results, args)
     return 0
 
 
 def run(targets, args, workdir: Path, trainserve: Process) -> dict:
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
-    for rows in (1, 1000):
+    for rows in args.sizes:
         payload = body(rows)
         for url, headers in targets.values():  # warm both: first requests load models
             wrk(url, payload, {"Content-Type": "application/json", **headers},
@@ -227,7 +230,7 @@ def run(targets, args, workdir: Path, trainserve: Process) -> dict:
                     raise RuntimeError(f"{name} answered errors: {found}")
                 results.setdefault((name, rows), []).append(found)
                 print(
-                    f"round {round_ + 1} {name:10s} {rows:5d} rows: {found['rps']:8.0f} req/s "
+                    f"round {round_ + 1} {name:15s} {rows:5d} rows: {found['rps']:8.0f} req/s "
                     f"p50 {found['p50']:6.2f} ms p99 {found['p99']:6.2f} ms",
                     flush=True,
                 )
@@ -259,16 +262,17 @@ def report(results, args) -> None:
           f"{args.duration:.0f} s x {args.rounds} rounds alternating, medians")
     print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for rows in (1, 1000):
-        for name in ("floor", "trainserve"):
+    for rows in args.sizes:
+        for name in ("floor", *SERVERS):
             rps = med(name, rows, "rps")
             print(f"| {rows} | {name} | {rps:,.0f} | {rps * rows:,.0f} | "
                   f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} |")
-    for rows in (1, 1000):
-        ratio = med("trainserve", rows, "rps") / med("floor", rows, "rps")
-        p99 = med("trainserve", rows, "p99") / med("floor", rows, "p99")
-        print(f"{rows} row(s): throughput trainserve/floor = {ratio:.2f}; "
-              f"p99 trainserve/floor = {p99:.2f}")
+    for rows in args.sizes:
+        for name in SERVERS:
+            ratio = med(name, rows, "rps") / med("floor", rows, "rps")
+            p99 = med(name, rows, "p99") / med("floor", rows, "p99")
+            print(f"{rows} row(s), {name}: throughput / floor = {ratio:.2f}; "
+                  f"p99 / floor = {p99:.2f}")
 
 
 if __name__ == "__main__":

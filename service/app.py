@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 from flask import Flask
@@ -19,6 +20,21 @@ from service.web import init_web
 from service.web.docs import URL_PREFIX as DOCS_ASSETS
 
 
+class _Flask(Flask):
+    """Flask, remembering which views and hooks are coroutines: Flask asks
+    ``inspect.iscoroutinefunction`` for every hook and view on every request, about a
+    tenth of a one-row predict's time (bench/README.md); there are no async views here."""
+
+    _coroutine: dict = {}
+
+    def ensure_sync(self, func):
+        key = getattr(func, "__func__", func)
+        coroutine = self._coroutine.get(key)
+        if coroutine is None:
+            coroutine = self._coroutine[key] = inspect.iscoroutinefunction(func)
+        return self.async_to_sync(func) if coroutine else func
+
+
 def create_app(config: Settings | None = None, *, publisher: Publisher | None = None) -> Flask:
     """Build the Flask app.
 
@@ -30,7 +46,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
         Where submitted jobs are sent; default: the Celery broker of ``config``.
     """
     settings = config or Settings.from_env()
-    app = Flask("trainserve")
+    app = _Flask("trainserve")
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         API_TITLE="trainserve",

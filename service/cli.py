@@ -63,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=8,
         help="threads per worker process: requests (event streams included) served at "
-        "once by each (default 8)",
+        "once by each (default 8; gthread workers only)",
+    )
+    api.add_argument(
+        "--worker-class",
+        choices=("gthread", "sync"),
+        default="gthread",
+        help="gthread (default): threads, so event streams do not hold whole processes; "
+        "sync: one request per process, the lowest predict tail latency, for a deployment "
+        "that serves predictions and no event streams (bench/README.md)",
     )
     api.set_defaults(run=cmd_api)
 
@@ -227,8 +235,9 @@ def cmd_api(args) -> int:
             self.cfg.set("workers", workers)
             # Threads, so a long-lived /events stream holds one thread, not a whole
             # process; streams close after TRAINSERVE_EVENT_STREAM_SECONDS.
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", args.worker_class)
+            if args.worker_class == "gthread":
+                self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
@@ -250,11 +259,12 @@ def cmd_api(args) -> int:
             return app
 
     log.info(
-        "API on http://%s:%d with %d workers of %d threads",
+        "API on http://%s:%d with %d %s workers%s",
         args.host,
         args.port,
         workers,
-        args.threads,
+        args.worker_class,
+        f" of {args.threads} threads" if args.worker_class == "gthread" else "",
     )
     try:
         _Gunicorn().run()

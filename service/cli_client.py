@@ -1,5 +1,6 @@
 """The `trainserve` commands that talk to a running server: train, predict, jobs, models,
-metrics. They use ``service.client`` only (no Flask, no torch), so they start fast."""
+metrics (and, from service.cli_sweeps, sweep, sweeps, alias). They use ``service.client``
+only (no Flask, no torch), so they start fast."""
 
 from __future__ import annotations
 
@@ -87,6 +88,10 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     metrics = sub.add_parser("metrics", parents=[server], help="a job's metrics, one row per epoch")
     metrics.add_argument("job", help="the job's id")
     metrics.set_defaults(run=_guarded(cmd_metrics))
+
+    from service.cli_sweeps import add_sweep_commands
+
+    add_sweep_commands(sub, server)
 
 
 def _guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:

@@ -392,6 +392,83 @@ class Client:
                 count += 1
             return count
 
+    # -- sweeps and aliases ----------------------------------------------------------
+
+    def sweep(
+        self,
+        data: Any = None,
+        *,
+        target: str,
+        search: dict[str, Any],
+        dataset_id: str | None = None,
+        model_name: str | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> dict:
+        """Submit a hyperparameter sweep (docs/sweeps.md) and return it.
+
+        ``search`` is ``{"grid": {name: [values]}}`` or ``{"random": {"n_trials": N,
+        "parameters": {name: {"log_uniform": [lo, hi]}}}}``; ``options`` are the other
+        fields of ``POST /v1/sweeps``: metric, mode, max_parallel, early_stopping,
+        promote_to, features, column_types. ``data`` is uploaded first, as for ``train``.
+        """
+        if data is not None:
+            if model_name is None and isinstance(data, (str, Path)):
+                model_name = Path(data).stem
+            dataset_id = self.upload(data)["id"]
+        if dataset_id is None or model_name is None:
+            raise ValueError("give the data (or a dataset_id) and a model_name")
+        body = {
+            "dataset_id": dataset_id,
+            "target": target,
+            "model_name": model_name,
+            "hyperparameters": hyperparameters or {},
+            "search": search,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        return self._request("POST", "/v1/sweeps", json=body)
+
+    def sweeps(self, **filters: Any) -> list[dict]:
+        """Sweeps, newest first; filters: status, limit, offset."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._request("GET", "/v1/sweeps", params=params)
+
+    def get_sweep(self, sweep_id: str) -> dict:
+        """The sweep with its counts, leader, winner and leaderboard (best first)."""
+        return self._request("GET", f"/v1/sweeps/{sweep_id}")
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        return self._request("POST", f"/v1/sweeps/{sweep_id}/cancel")
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        on_update: Callable[[dict], None] | None = None,
+        *,
+        poll_seconds: float = 1.0,
+        timeout: float | None = None,
+    ) -> dict:
+        """Poll the sweep until it ends; ``on_update`` gets every state seen."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if on_update is not None:
+                on_update(sweep)
+            if sweep["status"] not in ("queued", "running"):
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} did not finish in {timeout} s")
+            time.sleep(poll_seconds)
+
+    def set_alias(self, model: str, alias: str, version: int) -> dict:
+        """Point ``model@alias`` at ``version`` (created or moved atomically)."""
+        return self._request(
+            "PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version}
+        )
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self._send("DELETE", f"/v1/models/{model}/aliases/{alias}").close()
+
     # -- plumbing --------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:

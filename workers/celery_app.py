@@ -107,6 +107,12 @@ def _init_child(**_kwargs) -> None:
         1, (os.cpu_count() or 1) // max(1, context.concurrency)
     )
     torch.set_num_threads(threads)
+    # What the process has loaded (torch, Celery, pandas...) stays for its life: keep it
+    # out of the collector's full passes, which the epoch loop's allocations trigger.
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 @worker_shutting_down.connect

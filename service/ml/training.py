@@ -8,6 +8,7 @@ with each record (write a database row) and may ask the loop to stop through
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -255,17 +256,29 @@ def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    # torch's fused kernels update every parameter in one call instead of a Python loop
+    # over tensors: the same update, about a third more samples/s for a small MLP on CPU
+    # (bench/README.md).
+    params = list(model.parameters())
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params,
-        lr=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+        make = functools.partial(
+            torch.optim.Adam, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    elif config.optimizer == "adamw":
+        make = functools.partial(
+            torch.optim.AdamW, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    else:
+        make = functools.partial(
+            torch.optim.SGD,
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    try:
+        return make(params, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or dtype
+        return make(params)
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, steps: int):

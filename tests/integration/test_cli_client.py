@@ -63,3 +63,39 @@ def test_train_wait_then_predict_then_stream_and_plot(service, tmp_path):  # noq
     failed = trainserve("metrics", "no-such-job", "--url", url)
     assert failed.returncode == 1
     assert failed.stderr == "trainserve: 404 Not Found: no job with id 'no-such-job'\n"
+
+
+def test_sweep_wait_promotes_the_winner_and_alias_moves_it(service, tmp_path):  # noqa: F811
+    port, _, log_path = service
+    url = f"http://127.0.0.1:{port}"
+    sweep = trainserve(
+        "sweep", "examples/flowers.csv", "--target", "species",
+        "--grid", "learning_rate=1e-3,3e-2", "--grid", "hidden_layers=16,16x2",
+        "--set", "epochs=4", "--max-parallel", "2", "--promote-to", "champion",
+        "--wait", "--url", url,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr + log_path.read_text()[-3000:]
+    lines = sweep.stdout.splitlines()
+    assert lines[0].split()[:3] == ["TRIAL", "STATUS", "VAL_LOSS"]
+    board = [line.split() for line in lines[1:5]]
+    assert sorted(int(row[0]) for row in board) == [0, 1, 2, 3]
+    losses = [float(row[2]) for row in board]
+    assert losses == sorted(losses)  # best first
+    winner = lines[-1]
+    assert winner.startswith("winner: model flowers version ")
+    assert winner.endswith("(now flowers@champion)")
+    version = int(winner.split()[4])
+    finished = [line for line in sweep.stderr.splitlines() if line.startswith("trial ")]
+    assert len(finished) == 4 and "wall time" in sweep.stderr
+
+    champion = requests.get(f"{url}/v1/models/flowers/aliases/champion", timeout=10).json()
+    assert champion["version"] == version
+    moved = trainserve("alias", "flowers", "champion", "1", "--url", url)
+    assert moved.returncode == 0 and moved.stdout == "flowers@champion -> version 1\n"
+    assert requests.get(f"{url}/v1/models/flowers/aliases/champion", timeout=10).json()[
+        "version"
+    ] == 1
+    listed = trainserve("sweeps", "--url", url)
+    assert listed.returncode == 0 and "succeeded" in listed.stdout.splitlines()[1]
+    gone = trainserve("alias", "flowers", "nope", "--delete", "--url", url)
+    assert gone.returncode == 1 and gone.stderr.startswith("trainserve: 404 Not Found")
