@@ -25,7 +25,9 @@ class _Flask(Flask):
     ``inspect.iscoroutinefunction`` for every hook and view on every request, about a
     tenth of a one-row predict's time (bench/README.md); there are no async views here."""
 
-    _coroutine: dict = {}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._coroutine: dict = {}
 
     def ensure_sync(self, func):
         key = getattr(func, "__func__", func)

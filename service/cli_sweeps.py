@@ -147,9 +147,9 @@ def cmd_sweep(args: argparse.Namespace, client: Client) -> int:
         print(f"trainserve: {exc}", file=sys.stderr)
         return 2
     early = None
-    if args.early_stopping or args.grace_epochs:
+    if args.early_stopping or args.grace_epochs is not None:
         early = {"rule": args.early_stopping or "median"}
-        if args.grace_epochs:
+        if args.grace_epochs is not None:
             early["grace_epochs"] = args.grace_epochs
     sweep = client.sweep(
         args.data,

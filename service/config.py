@@ -71,7 +71,7 @@ class Settings:
     db_retry_seconds: float = 60.0
     # Torch threads per training process (0: cores / worker concurrency).
     torch_threads: int = 0
-    # A worker's pool process that a job left above this resident size is replaced.
+    # A worker's pool process whose peak resident size passed this is replaced after its job.
     worker_max_memory_mb: int = 2048
     # Loaded models kept per API process.
     model_cache_size: int = 16

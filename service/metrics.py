@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -62,16 +65,31 @@ _INSTRUMENTS = (PREDICT_SECONDS, CACHE_HITS, CACHE_MISSES)
 class DatabaseCollector:
     """Jobs by status, queue depth and epoch durations, read from the database per scrape."""
 
+    # The queries run at most this often per process, however often /metrics (public)
+    # is asked: a loop of requests cannot turn into a loop of table scans.
+    REFRESH_SECONDS = 5.0
+    _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Database → reading
+    _lock = threading.Lock()
+
     def __init__(self, database: Database):
         self.database = database
+
+    def _read(self):
+        with self._lock:
+            now = time.monotonic()
+            cached = self._cache.get(self.database)
+            if cached is None or now - cached[0] >= self.REFRESH_SECONDS:
+                counts = stats.jobs_by_status(self.database)
+                durations = stats.epoch_durations(self.database, EPOCH_BUCKETS)
+                self._cache[self.database] = cached = (now, counts, durations)
+            return cached[1], cached[2]
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "trainserve_database_up", "1 if the database answered this scrape's queries"
         )
         try:
-            counts = stats.jobs_by_status(self.database)
-            durations = stats.epoch_durations(self.database, EPOCH_BUCKETS)
+            counts, durations = self._read()
         except Exception:  # noqa: BLE001 - the process metrics are still worth a scrape
             log.exception("metrics: the database did not answer")
             up.add_metric([], 0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import warnings
 import zipfile
 from typing import Any
@@ -35,6 +36,7 @@ from service.ml.preprocessing import ColumnEncoding, label_key
 FORMATS = ("safetensors", "onnx", "torchscript")
 INPUT_NAME = "features"
 OUTPUT_NAME = "probabilities"
+_EXPORT_LOCK = threading.Lock()
 NETWORK_FILES = {
     "safetensors": "weights.safetensors",
     "onnx": "model.onnx",
@@ -103,8 +105,10 @@ def to_onnx(bundle: ModelBundle) -> bytes:
         ) from None
     example = torch.zeros(2, bundle.arch.n_inputs)
     exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    with warnings.catch_warnings():
+    # One export at a time per process: the warning filters and the logger level below
+    # are process-wide, and two exports interleaving could leave them changed.
+    with _EXPORT_LOCK, warnings.catch_warnings():
+        level = exporter_log.level
         # torch's own exporter code warns about its internals' deprecations, and logs a
         # warning per torchvision operator it cannot register (none of which an MLP uses).
         # Both settings are process-wide: under gthread workers another thread's warnings

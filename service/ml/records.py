@@ -71,7 +71,9 @@ class RecordEncoder:
     """The fast path of one fitted :class:`FeatureEncoder`, prepared once per model."""
 
     def __init__(self, encoder: FeatureEncoder):
-        self.known = frozenset(encoder.types)
+        # Dropped columns are not read, so a record that has one takes the general path,
+        # which still checks its cells.
+        self.known = frozenset(n for n, kind in encoder.types.items() if kind != "dropped")
         self.n_inputs = encoder.n_inputs
         self.fast = True
         numeric: tuple[list, list[int]] = ([], [])

@@ -114,7 +114,7 @@ def resolve_version(
     ``TRAINSERVE_MODEL_RESOLVE_TTL_SECONDS``, as "latest" is: a moved alias reaches every
     API process within that bound.
     """
-    if cache is not None and isinstance(version_or_alias, str) and not version_or_alias.isdigit():
+    if cache is not None and isinstance(version_or_alias, str) and not _digits(version_or_alias):
         return cache.resolve(
             (tenant, name, "alias", version_or_alias),
             lambda: resolve_version(db, tenant, name, version_or_alias),
@@ -122,7 +122,7 @@ def resolve_version(
         )
     if version_or_alias is None or isinstance(version_or_alias, int):
         return version_or_alias
-    if version_or_alias.isdigit():
+    if _digits(version_or_alias):
         if len(version_or_alias) > 9:
             raise NotFound(f"no version {version_or_alias} of model {name!r}")
         return int(version_or_alias)
@@ -130,6 +130,11 @@ def resolve_version(
         return get_alias(db, tenant, name, version_or_alias).version
     except NotFound:
         raise NotFound(f"no version or alias {version_or_alias!r} of model {name!r}") from None
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true, but ``int("²")`` fails."""
+    return text.isascii() and text.isdigit()
 
 
 def _query(tenant: str, name: str):

@@ -18,13 +18,15 @@ class Export:
 
 
 def export_version(
-    db: Database, cache: models.ModelCache, tenant: str, name: str, version: int, fmt: str
+    db: Database, tenant: str, name: str, version: int, fmt: str
 ) -> Export:
     """The version's zip in ``fmt``; stored weights that fail their checks are refused
     (``CorruptModel``) as by predict."""
     found = models.get_version(db, tenant, name, version)
-    bundle = models.loaded(db, cache, found)
     weights = models.stored_weights(db, found)
+    # A private copy, never the cached model that predictions share: the ONNX exporter
+    # swaps a module's parameters for fake tensors while it traces.
+    bundle = models.load_bundle(found, weights)
     title = f"{found.name} version {found.version}"
     data = export.export_zip(bundle, found.description, weights, fmt, title)
     return Export(f"{found.name}-v{found.version}-{fmt}.zip", data)

@@ -205,7 +205,11 @@ def loaded(db: Database, cache: ModelCache, found: ModelVersion) -> ModelBundle:
 
 
 def _load(db: Database, found: ModelVersion) -> ModelBundle:
-    weights = stored_weights(db, found)
+    return load_bundle(found, stored_weights(db, found))
+
+
+def load_bundle(found: ModelVersion, weights: bytes) -> ModelBundle:
+    """The version's model from its checked weights (a new object, not the cache's)."""
     try:
         return ModelBundle.load(found.description, weights)
     except Exception as exc:  # safetensors refuses anything that is not safetensors

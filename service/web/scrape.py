@@ -16,6 +16,7 @@ blp = Blueprint("metrics", __name__, description="Operations")
 PREDICT_ENDPOINTS = {
     "models.PredictLatest": "predict",
     "models.PredictVersion": "predict_version",
+    "registry.PredictAlias": "predict_alias",
     "oip.Infer": "oip_infer",
     "oip.VersionInfer": "oip_infer_version",
 }

@@ -197,11 +197,14 @@ def test_a_moved_alias_reaches_predict_within_the_resolve_ttl(app, client, versi
         response = client.post("/v1/models/iris/aliases/champion/predict", json=RECORDS)
         return response.get_json()["model"]["version"]
 
+    cache = app.extensions["trainserve"].models
+    assert cache.resolve_ttl == 1.0  # the default bound
+    monkeypatch.setattr(cache, "resolve_ttl", 60.0)  # so that a slow machine keeps the entry
     assert client.put("/v1/models/iris/aliases/champion", json={"version": 1}).status_code == 200
     assert served() == 1
     assert client.put("/v1/models/iris/aliases/champion", json={"version": 2}).status_code == 200
     assert client.get("/v1/models/iris/aliases/champion").get_json()["version"] == 2
     assert served() == 1  # this process's resolution, younger than the bound
     now = time.monotonic()
-    monkeypatch.setattr(models.time, "monotonic", lambda: now + 1.01)
+    monkeypatch.setattr(models.time, "monotonic", lambda: now + 60.01)
     assert served() == 2

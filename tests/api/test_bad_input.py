@@ -507,6 +507,20 @@ CATALOGUE = [
         "2 to 20",
     ),
     (
+        "compare: a superscript digit is not a version number",
+        ("get", "/v1/models/iris/compare?versions=1,%C2%B2", {}),
+        404,
+        None,
+        "no version or alias",
+    ),
+    (
+        "sweep: a range bound beyond any float",
+        sweep({"random": {"n_trials": 2, "parameters": {"dropout": {"uniform": [0, 10**400]}}}}),
+        400,
+        "search.random.parameters.dropout",
+        "finite numbers",
+    ),
+    (
         "versions: an unknown order_by",
         ("get", "/v1/models/iris/versions?order_by=-colour", {}),
         400,

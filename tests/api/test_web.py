@@ -90,7 +90,10 @@ def samples(client) -> dict[str, float]:
     }
 
 
-def test_metrics_count_jobs_epochs_predictions_and_cache_use(app, client):
+def test_metrics_count_jobs_epochs_predictions_and_cache_use(app, client, monkeypatch):
+    from service.metrics import DatabaseCollector
+
+    monkeypatch.setattr(DatabaseCollector, "REFRESH_SECONDS", 0.0)
     # The instruments are this process's: measure what the requests below add.
     before = samples(client)
     assert before["trainserve_database_up"] == 1
@@ -124,6 +127,18 @@ def test_metrics_count_jobs_epochs_predictions_and_cache_use(app, client):
         if name.startswith('trainserve_predict_duration_seconds_bucket{endpoint="predict",')
     ]
     assert buckets == sorted(buckets)  # cumulative
+
+
+def test_metrics_read_the_database_at_most_once_per_refresh_interval(app, client, monkeypatch):
+    """/metrics is public: asking it in a loop must not become a loop of table scans."""
+    from service.metrics import DatabaseCollector
+
+    monkeypatch.setattr(DatabaseCollector, "REFRESH_SECONDS", 60.0)
+    assert samples(client)['trainserve_jobs{status="succeeded"}'] == 0
+    train_model(app, hyperparameters={"epochs": 1})
+    assert samples(client)['trainserve_jobs{status="succeeded"}'] == 0  # the reading is kept
+    monkeypatch.setattr(DatabaseCollector, "REFRESH_SECONDS", 0.0)
+    assert samples(client)['trainserve_jobs{status="succeeded"}'] == 1
 
 
 def test_metrics_still_answer_when_the_database_does_not(settings, publisher, tmp_path):

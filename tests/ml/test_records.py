@@ -86,3 +86,14 @@ def test_integer_coded_categories_take_the_general_path():
     encoder = FeatureEncoder.fit(frame, {"code": "categorical"})
     assert encoder.columns[0].numeric_codes
     assert RecordEncoder(encoder).encode([{"code": 3}], max_cell_chars=100) is None
+
+
+def test_a_dropped_column_takes_the_general_path_which_checks_its_cells():
+    frame, _ = infer_columns(
+        read_csv(b"x,same,y\n1,k,a\n2,k,b\n3,k,a\n", max_rows=10, max_columns=5)
+    )
+    encoder = FeatureEncoder.fit(frame, {"x": "numeric", "same": "categorical"})
+    assert encoder.types["same"] == "dropped"
+    fast = RecordEncoder(encoder)
+    assert fast.encode([{"x": 1.0}], max_cell_chars=100) is not None
+    assert fast.encode([{"x": 1.0, "same": "k"}], max_cell_chars=100) is None

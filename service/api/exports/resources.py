@@ -28,9 +28,7 @@ class ExportVersion(MethodView):
     def get(self, args, name, version):
         """Download a model version as safetensors, ONNX or TorchScript, with its preprocessing"""
         svc = services()
-        result = exports.export_version(
-            svc.database, svc.models, tenant(), name, version, args["format"]
-        )
+        result = exports.export_version(svc.database, tenant(), name, version, args["format"])
         return Response(
             result.data,
             mimetype="application/zip",

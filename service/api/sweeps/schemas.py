@@ -31,6 +31,14 @@ from service.usecases.sweeps import METRICS
 _RANGE_DOC = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 
 
+def _finite(number: int | float) -> bool:
+    """A finite float, or an int a float can hold (``math.isfinite`` raises beyond that)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 class Distribution(fields.Field):
     """``{"uniform" | "log_uniform" | "int": [low, high]}`` or ``{"choice": [values]}``."""
 
@@ -51,7 +59,7 @@ class Distribution(fields.Field):
             not isinstance(args, list)
             or len(args) != 2
             or any(isinstance(a, bool) or not isinstance(a, number) for a in args)
-            or any(not math.isfinite(a) for a in args)
+            or any(not _finite(a) for a in args)
         ):
             what = "integers" if kind == "int" else "finite numbers"
             raise ValidationError(f"{kind} must be [low, high], two {what}")
