@@ -251,6 +251,8 @@ def cmd_api(args) -> int:
             from service.app import create_app
 
             app = create_app(settings)
+            if args.worker_class == "gthread":
+                app.wsgi_app = _OneRequestAtATime(app.wsgi_app)
             # Everything imported so far (torch, pandas, SQLAlchemy...) lives as long as
             # the process: keep it out of the collector's full passes, which otherwise
             # stall a request now and then for hundreds of ms (bench/README.md).
@@ -272,6 +274,24 @@ def cmd_api(args) -> int:
         if not settings.prometheus_dir:
             shutil.rmtree(samples, ignore_errors=True)  # the temporary one
     return 0
+
+
+class _OneRequestAtATime:
+    """Under gthread workers, one request runs at a time per process, but event streams,
+    which mostly sleep between database polls, run beside them. CPU-bound requests in
+    threads of one process only contend for the GIL: this keeps a predict's latency as
+    under sync workers while streams still hold a thread, not a process
+    (bench/README.md)."""
+
+    def __init__(self, wsgi):
+        self.wsgi = wsgi
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").endswith("/events"):
+            return self.wsgi(environ, start_response)
+        with self.lock:
+            return self.wsgi(environ, start_response)
 
 
 def _api_post_fork(_server, _worker) -> None:
