@@ -49,8 +49,8 @@ def create_celery(
         accept_content=["json"],
         worker_prefetch_multiplier=1,
         # A pool process serves job after job, and is replaced after a job once its peak
-        # resident size (ru_maxrss) has passed this (docs/architecture.md: a fresh process per job made
-        # every job wait 1-4 s before it started).
+        # resident size (ru_maxrss) has passed this (docs/architecture.md: a fresh
+        # process per job made every job wait 1-4 s before it started).
         worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
         # The lease, not the broker, guards against a second attempt: keep training
         # through a broker blip instead of cancelling (see docs/architecture.md).
