@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from tests.integration.conftest import ROOT
-from tests.integration.test_readme import service  # noqa: F401 - the `trainserve up` fixture
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,7 @@ def trainserve(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_wait_then_predict_then_stream_and_plot(service, tmp_path):  # noqa: F811
+def test_train_wait_then_predict_then_stream_and_plot(service, tmp_path):
     port, _, log_path = service
     url = f"http://127.0.0.1:{port}"
     train = trainserve(
@@ -65,7 +64,7 @@ def test_train_wait_then_predict_then_stream_and_plot(service, tmp_path):  # noq
     assert failed.stderr == "trainserve: 404 Not Found: no job with id 'no-such-job'\n"
 
 
-def test_sweep_wait_promotes_the_winner_and_alias_moves_it(service, tmp_path):  # noqa: F811
+def test_sweep_wait_promotes_the_winner_and_alias_moves_it(service, tmp_path):
     port, _, log_path = service
     url = f"http://127.0.0.1:{port}"
     sweep = trainserve(
