@@ -161,7 +161,9 @@ def test_a_sweep_survives_a_killed_worker(tmp_path, queue_name, start_worker, ap
     )
     client, svc = api_service(settings)
     first = start_worker(settings)
-    sweep = random_sweep(client, epochs=8, rows=600, max_parallel=1)
+    # Long enough trials (the first runs all its epochs: nothing to compare it with yet)
+    # that the kill lands inside one; a pool process now starts the next trial at once.
+    sweep = random_sweep(client, epochs=60, rows=2000, max_parallel=1)
 
     def a_running_trial_past_epoch_2():
         board = client.get(f"/v1/sweeps/{sweep['id']}").get_json()["leaderboard"]
