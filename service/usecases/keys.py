@@ -60,10 +60,10 @@ def revoke_key(db: Database, key_id_or_prefix: str) -> ApiKey:
         return found[0]
 
 
-def authenticate(db: Database, key: str) -> str | None:
-    """The tenant of a valid, unrevoked key; ``None`` otherwise."""
+def _tenant_of(db: Database, key_hash: str) -> str | None:
+    """The tenant of a valid, unrevoked key, by the key's SHA-256; ``None`` otherwise."""
     with db.transaction() as session:
-        found = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+        found = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     if found is None or found.revoked_at is not None:
         return None
     return found.tenant
@@ -84,12 +84,13 @@ class KeyCache:
         self._tenants: dict[str, tuple[str, float]] = {}
 
     def authenticate(self, db: Database, key: str) -> str | None:
+        """The tenant of a valid, unrevoked key; ``None`` otherwise."""
         digest = hash_key(key)
         now = time.monotonic()
         cached = self._tenants.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        tenant = authenticate(db, key)
+        tenant = _tenant_of(db, digest)
         if tenant is not None and self.ttl > 0:
             if len(self._tenants) >= self.SIZE:
                 self._tenants.clear()
