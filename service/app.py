@@ -50,7 +50,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
     settings = config or Settings.from_env()
     app = _Flask("trainserve")
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
         API_TITLE="trainserve",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -69,7 +69,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
             "security": [{"bearerAuth": []}],
         },
     )
-    database = Database(settings.database_url)
+    database = Database.of(settings)
     if publisher is None:
         from workers.celery_app import create_celery
         from workers.publisher import CeleryPublisher

@@ -177,7 +177,7 @@ def _keys_database():
 
     settings = _settings()
     upgrade(settings.database_url)
-    return Database(settings.database_url)
+    return Database.of(settings)
 
 
 def cmd_keys_create(args) -> int:
@@ -376,7 +376,7 @@ class _Sweeper:
         from workers.publisher import CeleryPublisher
 
         self.settings = settings
-        self.database = Database(settings.database_url)
+        self.database = Database.of(settings)
         self.publisher = CeleryPublisher(create_celery(settings, database=self.database))
 
     def run_once(self) -> None:

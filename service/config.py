@@ -37,9 +37,22 @@ class Settings:
     # "required": every request needs an API key (Authorization: Bearer ...);
     # "off": everyone is the default tenant (trainserve up, loopback only).
     auth: str = "required"
-    # Limits, enforced before any work starts.
-    max_upload_bytes: int = 64 * 1024 * 1024
-    max_rows: int = 1_000_000
+    # Where blobs' parts live: empty (the database), file:///dir or s3://bucket/prefix;
+    # storage_endpoint: an S3-compatible store's http(s)://host:port (AWS_* variables
+    # give credentials and region).
+    storage_url: str = ""
+    storage_endpoint: str = ""
+    # The worker's local cache of datasets and encoded float32 matrices (memory-mapped):
+    # its directory (empty: <home>/cache) and the bytes it may hold (least recently used
+    # entries are removed first).
+    cache_dir: str = ""
+    cache_bytes: int = 20 * 1024**3
+    # Limits, enforced before any work starts. An upload streams to storage and
+    # training reads the table a chunk at a time, so these bound disk, not memory.
+    max_upload_bytes: int = 50 * 1024**3
+    # Any other request body (JSON, read whole): bounds what one request holds in memory.
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_rows: int = 1_000_000_000
     max_columns: int = 1_000
     max_classes: int = 1_000
     max_epochs: int = 1_000

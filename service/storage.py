@@ -1,19 +1,56 @@
-"""Blobs (dataset Parquet files, model weights) behind ``put`` / ``get`` / ``delete``.
+"""Blobs (dataset Parquet files, model weights) in parts, behind a small interface.
+
+A blob is a row in ``blobs`` (size, SHA-256, number of parts, state) and its parts, of
+at most ``part_size`` bytes each (32 MiB), each with its own size and SHA-256 in
+``blob_parts``. Where a part's bytes live is the backend's business:
+
+- :class:`DatabaseParts` (the default): in ``blob_parts.data``, so the database stays
+  the only shared state;
+- :class:`ObjectParts`: in an object store named by ``TRAINSERVE_STORAGE_URL``
+  (``file:///dir`` or ``s3://bucket/prefix``, through obstore), one object per part.
+
+Two ways to write:
+
+- :meth:`Storage.put` writes a small blob inside the caller's transaction (model
+  weights; a JSON-records dataset);
+- :class:`BlobUpload` streams a blob of any size, each part in its own short
+  transaction, so an upload holds no lock while the body arrives. The blob stays
+  ``writing`` until :meth:`BlobUpload.commit` marks it ``ready`` in the transaction
+  that stores the row pointing to it; :meth:`BlobUpload.abort` (any failure) deletes
+  every part and the row, and :func:`remove_abandoned` deletes what a killed process
+  left (``writing`` blobs untouched for an hour).
+
+Every read checks each part's SHA-256 before handing out its bytes, and a whole read
+the blob's SHA-256 at its end.
 
 Exceptions::
 
     StorageError
-    └── BlobNotFound
+    ├── BlobNotFound
+    └── BlobCorrupt
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Blob
+from service.db.models import Blob, BlobPart, utcnow
+from service.db.session import Database
+
+log = logging.getLogger(__name__)
+
+PART_SIZE = 32 * 1024 * 1024
+ABANDONED_AFTER = timedelta(hours=1)
 
 
 class StorageError(Exception):
@@ -24,37 +61,352 @@ class BlobNotFound(StorageError):
     """No blob is stored under the key."""
 
 
-class Storage(Protocol):
-    """Where bytes live. Writes join the caller's transaction where the backend can."""
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def get(self, key: str) -> bytes: ...
-
-    def delete(self, key: str) -> None: ...
+class BlobCorrupt(StorageError):
+    """A blob's bytes do not match the SHA-256 stored with them."""
 
 
-class DatabaseStorage:
-    """Blobs in the ``blobs`` table, inside the session's transaction.
+class PartBackend(Protocol):
+    """Where parts' bytes live. ``session`` is the transaction the part's row is in."""
 
-    A failed request therefore never leaves a blob without its row, or a row without
-    its blob.
+    def write(self, session: Session, key: str, index: int, data: bytes) -> bytes | None:
+        """Store a part; returns what goes in ``blob_parts.data`` (``None``: elsewhere)."""
+        ...
+
+    def read(self, session: Session, key: str, index: int) -> bytes: ...
+
+    def remove(self, key: str, indices: list[int]) -> None:
+        """Delete the parts' bytes kept outside the database (nothing for the database)."""
+        ...
+
+
+class DatabaseParts:
+    """Parts in ``blob_parts.data``."""
+
+    def write(self, session: Session, key: str, index: int, data: bytes) -> bytes | None:
+        return data
+
+    def read(self, session: Session, key: str, index: int) -> bytes:
+        data = session.scalar(
+            select(BlobPart.data).where(BlobPart.blob_key == key, BlobPart.index == index)
+        )
+        if data is None:
+            raise BlobNotFound(f"{key} part {index}")
+        return bytes(data)
+
+    def remove(self, key: str, indices: list[int]) -> None:
+        pass
+
+
+class ObjectParts:
+    """Parts as objects ``<prefix>/<key>/<index>`` in an object store (obstore).
+
+    Parameters
+    ----------
+    url:
+        ``file:///absolute/dir`` or ``s3://bucket[/prefix]``.
+    endpoint:
+        For ``s3://``: the endpoint of an S3-compatible store (``http://host:port``);
+        credentials and region come from the usual ``AWS_*`` variables.
     """
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, url: str, endpoint: str = ""):
+        import obstore.store
 
-    def put(self, key: str, data: bytes) -> None:
-        self.session.add(Blob(key=key, data=data, size=len(data)))
+        self.url = url
+        scheme = urlsplit(url).scheme
+        if scheme == "file":
+            self.store = obstore.store.LocalStore(urlsplit(url).path, mkdir=True)
+        elif scheme == "s3":
+            options = {}
+            if endpoint:
+                options["endpoint"] = endpoint
+            client = {"allow_http": True} if endpoint.startswith("http://") else None
+            self.store = obstore.store.from_url(url, client_options=client, **options)
+        else:
+            raise ValueError(f"TRAINSERVE_STORAGE_URL must be file:// or s3://, not {url!r}")
+
+    @staticmethod
+    def _path(key: str, index: int) -> str:
+        return f"{key}/{index:06d}"
+
+    def write(self, session: Session, key: str, index: int, data: bytes) -> bytes | None:
+        import obstore
+
+        obstore.put(self.store, self._path(key, index), data)
+        return None
+
+    def read(self, session: Session, key: str, index: int) -> bytes:
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.store, self._path(key, index)).bytes())
+        except FileNotFoundError:
+            raise BlobNotFound(f"{key} part {index}") from None
+
+    def remove(self, key: str, indices: list[int]) -> None:
+        import obstore
+
+        paths = [self._path(key, index) for index in indices]
+        for start in range(0, len(paths), 1000):
+            try:
+                obstore.delete(self.store, paths[start : start + 1000])
+            except FileNotFoundError:
+                for path in paths[start : start + 1000]:
+                    try:
+                        obstore.delete(self.store, path)
+                    except FileNotFoundError:
+                        pass
+
+    def listing(self) -> list[str]:
+        """Every object's path (tests: nothing left behind)."""
+        import obstore
+
+        return [meta["path"] for batch in obstore.list(self.store) for meta in batch]
+
+
+@functools.lru_cache(maxsize=8)
+def make_backend(url: str = "", endpoint: str = "") -> PartBackend:
+    """The backend ``TRAINSERVE_STORAGE_URL`` names (empty or ``database``: the database)."""
+    if url in ("", "database"):
+        return DatabaseParts()
+    return ObjectParts(url, endpoint)
+
+
+def backend_for(db: Database) -> PartBackend:
+    """Where the blobs of ``db`` keep their parts' bytes."""
+    return make_backend(db.storage_url, db.storage_endpoint)
+
+
+def storage(session: Session, db: Database) -> Storage:
+    """A :class:`Storage` in ``session`` for the blobs of ``db``."""
+    return Storage(session, backend_for(db))
+
+
+class Storage:
+    """Blobs read and written inside one session's transaction.
+
+    ``put`` suits blobs of a few parts (model weights); large blobs stream in through
+    :class:`BlobUpload` and out through :func:`read_parts`.
+    """
+
+    def __init__(self, session: Session, backend: PartBackend | None = None):
+        self.session = session
+        self.backend = backend or DatabaseParts()
+
+    def put(self, key: str, data: bytes, *, part_size: int = PART_SIZE) -> None:
+        """Store ``data`` under ``key`` in this transaction."""
+        now = utcnow()
+        view = memoryview(data)
+        count = 0
+        for index, start in enumerate(range(0, len(view), part_size)):
+            chunk = bytes(view[start : start + part_size])
+            _add_part(self.session, self.backend, key, index, chunk)
+            count = index + 1
+        self.session.add(
+            Blob(
+                key=key,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                parts=count,
+                state="ready",
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
     def get(self, key: str) -> bytes:
-        blob = self.session.get(Blob, key)
-        if blob is None:
-            raise BlobNotFound(key)
-        return blob.data
+        """The whole blob, checked against its hashes."""
+        return b"".join(self.iter_parts(key))
+
+    def iter_parts(self, key: str) -> Iterator[bytes]:
+        """The blob's parts in order, each checked, all read in this session."""
+        blob = _ready_blob(self.session, key)
+        whole = hashlib.sha256()
+        for part in _part_rows(self.session, key):
+            data = _checked(self.backend.read(self.session, key, part.index), part, key)
+            whole.update(data)
+            yield data
+        _check_whole(blob, whole, key)
 
     def delete(self, key: str) -> None:
+        """Remove the blob and every part (missing is fine)."""
+        indices = list(
+            self.session.scalars(select(BlobPart.index).where(BlobPart.blob_key == key))
+        )
+        self.session.execute(delete(BlobPart).where(BlobPart.blob_key == key))
         self.session.execute(delete(Blob).where(Blob.key == key))
+        self.backend.remove(key, indices)
+
+
+def _add_part(session: Session, backend: PartBackend, key: str, index: int, data: bytes) -> None:
+    stored = backend.write(session, key, index, data)
+    session.add(
+        BlobPart(
+            blob_key=key,
+            index=index,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=stored,
+        )
+    )
+
+
+def _ready_blob(session: Session, key: str) -> Blob:
+    blob = session.get(Blob, key)
+    if blob is None or blob.state != "ready":
+        raise BlobNotFound(key)
+    return blob
+
+
+def _part_rows(session: Session, key: str) -> list:
+    return list(
+        session.execute(
+            select(BlobPart.index, BlobPart.size, BlobPart.sha256)
+            .where(BlobPart.blob_key == key)
+            .order_by(BlobPart.index)
+        )
+    )
+
+
+def _checked(data: bytes, part, key: str) -> bytes:
+    if len(data) != part.size or hashlib.sha256(data).hexdigest() != part.sha256:
+        raise BlobCorrupt(f"blob {key!r} part {part.index} does not match its SHA-256")
+    return data
+
+
+def _check_whole(blob: Blob, whole, key: str) -> None:
+    if blob.sha256 is not None and whole.hexdigest() != blob.sha256:
+        raise BlobCorrupt(f"blob {key!r} does not match its SHA-256")
+
+
+def read_parts(db: Database, backend: PartBackend, key: str) -> Iterator[bytes]:
+    """Stream a blob's parts, each read in its own short transaction and checked."""
+    with db.transaction() as session:
+        blob = _ready_blob(session, key)
+        parts = _part_rows(session, key)
+    whole = hashlib.sha256()
+    for part in parts:
+        with db.transaction() as session:
+            data = _checked(backend.read(session, key, part.index), part, key)
+        whole.update(data)
+        yield data
+    _check_whole(blob, whole, key)
+
+
+def blob_size(db: Database, key: str) -> int:
+    """The stored size of a ready blob."""
+    with db.transaction() as session:
+        return _ready_blob(session, key).size
+
+
+class BlobUpload(io.RawIOBase):
+    """A blob written as a stream: a writable binary file, one part per ``part_size``.
+
+    Each full part is stored in its own short transaction (no lock is held while the
+    upload waits for bytes). Call :meth:`close` when every byte is written, then
+    :meth:`commit` in the transaction that stores the row pointing to the blob; on any
+    failure :meth:`abort` removes every part. Used as a context manager, an exception
+    (or leaving without a commit) aborts.
+    """
+
+    def __init__(self, db: Database, backend: PartBackend, key: str, part_size: int = PART_SIZE):
+        super().__init__()
+        self.db, self.backend, self.key, self.part_size = db, backend, key, part_size
+        self.buffer = bytearray()
+        self.index = 0
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.committed = False
+        now = utcnow()
+        with db.transaction() as session:
+            session.add(
+                Blob(key=key, size=0, parts=0, state="writing", created_at=now, updated_at=now)
+            )
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError("write to a closed upload")
+        view = memoryview(data).cast("B")
+        self.buffer += view
+        self.hash.update(view)
+        self.size += len(view)
+        while len(self.buffer) >= self.part_size:
+            part = bytes(self.buffer[: self.part_size])
+            del self.buffer[: self.part_size]
+            self._store_part(part)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def _store_part(self, data: bytes) -> None:
+        index = self.index
+        with self.db.transaction() as session:
+            _add_part(session, self.backend, self.key, index, data)
+            session.execute(update(Blob).where(Blob.key == self.key).values(updated_at=utcnow()))
+        self.index += 1
+
+    def close(self) -> None:
+        """Store the last part (no more writes)."""
+        if not self.closed and (self.buffer or self.index == 0) and self.size:
+            self._store_part(bytes(self.buffer))
+            self.buffer.clear()
+        super().close()
+
+    def commit(self, session: Session) -> None:
+        """Mark the blob ready in ``session`` (with the row that points to it)."""
+        if not self.closed:
+            self.close()
+        session.execute(
+            update(Blob)
+            .where(Blob.key == self.key)
+            .values(
+                size=self.size,
+                sha256=self.hash.hexdigest(),
+                parts=self.index,
+                state="ready",
+                updated_at=utcnow(),
+            )
+        )
+        self.committed = True
+
+    def abort(self) -> None:
+        """Remove every part written and the blob's row."""
+        self.buffer.clear()
+        if not self.closed:
+            super().close()
+        try:
+            with self.db.transaction() as session:
+                Storage(session, self.backend).delete(self.key)
+        except Exception:  # noqa: BLE001 - the sweeper removes it later
+            log.exception("could not remove the aborted upload %s; the sweeper will", self.key)
+
+    def __enter__(self) -> BlobUpload:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None or not self.committed:
+            self.abort()
+
+
+def remove_abandoned(db: Database, backend: PartBackend, older_than: timedelta = ABANDONED_AFTER):
+    """Delete ``writing`` blobs untouched for ``older_than`` (their process died); returns
+    how many."""
+    cutoff = utcnow() - older_than
+    with db.transaction() as session:
+        keys = list(
+            session.scalars(
+                select(Blob.key).where(Blob.state == "writing", Blob.updated_at < cutoff)
+            )
+        )
+    for key in keys:
+        with db.transaction() as session:
+            Storage(session, backend).delete(key)
+        log.info("removed the abandoned upload %s", key)
+    return len(keys)
 
 
 class MemoryStorage:

@@ -51,13 +51,19 @@ def database_url(tmp_path) -> str:
 
 
 @pytest.fixture
-def settings(database_url) -> Settings:
-    return Settings.from_env({}, database_url=database_url, broker_url="memory://", auth="off")
+def settings(database_url, tmp_path) -> Settings:
+    return Settings.from_env(
+        {},
+        database_url=database_url,
+        broker_url="memory://",
+        auth="off",
+        cache_dir=str(tmp_path / "cache"),
+    )
 
 
 @pytest.fixture
 def db(settings):
-    database = Database(settings.database_url)
+    database = Database.of(settings)
     yield database
     database.close()
 

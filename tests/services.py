@@ -55,3 +55,55 @@ def redis_url():
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-API server (moto's standalone server) on a free local port, started for
+    the test session and stopped after it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(endpoint, timeout=1)
+            break
+        except requests.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail("moto's S3 server did not start (pip install -e '.[dev]')")
+            time.sleep(0.2)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_url(s3_endpoint, monkeypatch):
+    """``s3://<a fresh bucket>/prefix`` on the test S3 server, with its credentials set."""
+    import requests
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"trainserve-{uuid.uuid4().hex[:12]}"
+    assert requests.put(f"{s3_endpoint}/{bucket}", timeout=10).status_code == 200
+    return f"s3://{bucket}/blobs"

@@ -62,7 +62,7 @@ def create_celery(
         include=["workers.tasks"],
     )
     app.trainserve = WorkerContext(
-        settings, database or Database(settings.database_url), concurrency
+        settings, database or Database.of(settings), concurrency
     )
     return app
 

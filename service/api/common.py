@@ -155,6 +155,8 @@ def request_body_doc(schema_name: str, *extra: str, description: str = "") -> di
             content[kind] = {"schema": {"type": "string"}}
         elif kind == "multipart/form-data":
             content[kind] = {"schema": {"type": "object"}}
+        else:
+            content[kind] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content, "description": description}}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -58,14 +59,35 @@ class Base(DeclarativeBase):
 
 
 class Blob(Base):
-    """Bytes behind a key: dataset Parquet files and model weights (see ``storage``)."""
+    """Bytes behind a key: dataset Parquet files and model weights (see ``storage``).
+
+    The bytes are in parts (``blob_parts``) of at most a few tens of MB, in the database
+    or in an object store. ``state`` is ``writing`` while an upload streams in and
+    ``ready`` once the row that points to the blob is committed with it.
+    """
 
     __tablename__ = "blobs"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="ready")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Touched by every part written, so a live upload is never taken for an abandoned one.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class BlobPart(Base):
+    """One part of a blob: its size and SHA-256, and its bytes when they live here."""
+
+    __tablename__ = "blob_parts"
+
+    blob_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 DEFAULT_TENANT = "default"
@@ -95,7 +117,7 @@ class Dataset(Base):
     n_columns: Mapped[int] = mapped_column(Integer)
     columns: Mapped[list[Any]]
     blob_key: Mapped[str] = mapped_column(String(255))
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -45,10 +45,22 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """One engine and its session factory; create one per process (after any fork)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, storage_url: str = "", storage_endpoint: str = ""):
         self.url = url
+        # Where blobs' parts live (``service.storage.backend_for``): the database itself
+        # unless TRAINSERVE_STORAGE_URL names an object store.
+        self.storage_url, self.storage_endpoint = storage_url, storage_endpoint
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def of(cls, settings) -> Database:
+        """The database (and blob store) a :class:`service.config.Settings` names."""
+        return cls(
+            settings.database_url,
+            storage_url=settings.storage_url,
+            storage_endpoint=settings.storage_endpoint,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from service.ml.errors import DataError
+from service.ml.ingest import batch_frame
 from service.ml.network import Architecture
 from service.ml.preprocessing import FeatureEncoder, LabelEncoder, label_key, stratified_split
+from service.ml.stats import TableAccumulator
 from service.ml.tabular import convert_column
 from service.ml.training import Trainer, TrainingConfig, to_tensors
 
@@ -114,3 +120,144 @@ def prepare(
     return PreparedData(
         encoder, labels, x_train, y_train, x_val, y_val, dropped_rows=len(frame) - len(labelled)
     )
+
+
+# --- bounded memory: the same preparation from a Parquet file, into memory-mapped files ---
+
+ENCODED_FORMAT = 1
+
+
+def encode_file(
+    parquet_path: str | Path,
+    target: str,
+    feature_types: dict[str, str],
+    out: str | Path,
+    *,
+    validation_fraction: float,
+    seed: int,
+) -> None:
+    """:func:`prepare`, a row group at a time: the encoded splits go to files in ``out``.
+
+    Three passes over the file: the target (labels and the stratified split, the only
+    per-row arrays held in memory: 17 bytes a row), the statistics of the training rows
+    (``ml.stats``), then the encoding, written to ``x_train.f32``, ``y_train.i64``,
+    ``x_val.f32``, ``y_val.i64`` with ``meta.json`` (the encoders and shapes). The
+    result equals :func:`prepare` on the whole table (same rows, same order, same fit).
+    """
+    out = Path(out)
+    parquet = pq.ParquetFile(parquet_path, memory_map=True)
+
+    def batches(columns: list[str]) -> Iterator[pd.DataFrame]:
+        for group in range(parquet.num_row_groups):
+            yield batch_frame(parquet.read_row_group(group, columns=columns))
+
+    # Pass 1: labels, codes, split.
+    present, distinct = [], set()
+    for frame in batches([target]):
+        column = frame[target]
+        present.append(column.notna().to_numpy())
+        distinct.update(column.dropna().unique().tolist())
+    labelled = np.concatenate(present) if present else np.zeros(0, dtype=bool)
+    labels = LabelEncoder.fit(pd.Series(sorted(distinct, key=_sort_key), dtype=object))
+    if len(labels.classes) < 2:
+        raise DataError(f"the target column {target!r} needs at least two classes", "target")
+    codes = np.concatenate([labels.encode(frame[target].dropna()) for frame in batches([target])])
+    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+    is_val = np.zeros(len(codes), dtype=bool)
+    is_val[val_rows] = True
+    del train_rows, val_rows
+
+    def labelled_batches() -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """Feature chunks of labelled rows (types converted) with their is-validation mask."""
+        start, offset = 0, 0
+        for frame in batches([*feature_types, target]):
+            keep = labelled[start : start + len(frame)]
+            start += len(frame)
+            rows = frame[keep].reset_index(drop=True)
+            features = pd.DataFrame(
+                {
+                    name: convert_column(rows[name], kind, name)
+                    for name, kind in feature_types.items()
+                }
+            )
+            yield features, is_val[offset : offset + len(rows)]
+            offset += len(rows)
+
+    # Pass 2: statistics of the training rows; the encoder fitted from them.
+    accumulator = TableAccumulator(feature_types, seed=seed)
+    for features, validation in labelled_batches():
+        accumulator.update(features[~validation])
+    encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types)
+
+    # Pass 3: encode into the files.
+    n_val = int(is_val.sum())
+    n_train = len(codes) - n_val
+    width = encoder.n_inputs
+    x_train = _open_map(out / "x_train.f32", np.float32, (n_train, width))
+    x_val = _open_map(out / "x_val.f32", np.float32, (n_val, width))
+    at_train = at_val = 0
+    for features, validation in labelled_batches():
+        for mask, x, at in ((~validation, x_train, at_train), (validation, x_val, at_val)):
+            n = int(mask.sum())
+            if n:
+                x[at : at + n] = encoder.transform(features[mask])
+        at_train += int((~validation).sum())
+        at_val += int(validation.sum())
+    for x in (x_train, x_val):
+        if isinstance(x, np.memmap):
+            x.flush()
+    del x_train, x_val
+    codes[~is_val].astype(np.int64).tofile(out / "y_train.i64")
+    codes[is_val].astype(np.int64).tofile(out / "y_val.i64")
+    meta = {
+        "format": ENCODED_FORMAT,
+        "encoder": encoder.to_json(),
+        "classes": list(labels.classes),
+        "n_train": n_train,
+        "n_val": n_val,
+        "width": width,
+        "dropped_rows": int(parquet.metadata.num_rows - len(codes)),
+    }
+    (out / "meta.json").write_text(json.dumps(meta))
+
+
+def load_encoded(directory: str | Path) -> PreparedData:
+    """The :class:`PreparedData` of :func:`encode_file`'s files, memory-mapped: the
+    features stay in the page cache, not in the process's own memory."""
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text())
+    if meta.get("format") != ENCODED_FORMAT:
+        raise DataError(f"unknown encoded-data format {meta.get('format')!r}")
+    width = meta["width"]
+
+    def features(name: str, rows: int) -> torch.Tensor:
+        if rows == 0 or width == 0:
+            return torch.zeros((rows, width), dtype=torch.float32)
+        # Copy-on-write: the tensor is writable as torch wants, the file is never changed.
+        return torch.from_numpy(np.memmap(directory / name, np.float32, "c", shape=(rows, width)))
+
+    def codes(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.fromfile(directory / name, dtype=np.int64))
+
+    return PreparedData(
+        FeatureEncoder.from_json(meta["encoder"]),
+        LabelEncoder(tuple(meta["classes"])),
+        features("x_train.f32", meta["n_train"]),
+        codes("y_train.i64"),
+        features("x_val.f32", meta["n_val"]),
+        codes("y_val.i64"),
+        dropped_rows=meta["dropped_rows"],
+    )
+
+
+def _open_map(path: Path, dtype, shape: tuple[int, int]):
+    if shape[0] == 0 or shape[1] == 0:
+        path.touch()
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype, "w+", shape=shape)
+
+
+def _sort_key(value):
+    # LabelEncoder sorts the distinct values; booleans, numbers and strings never mix
+    # within one stored column.
+    return value

@@ -129,13 +129,19 @@ class _Distinct:
         self.overflow_counts: dict[Any, int] | None = None  # counts of the first values met
         self.other = 0
         self.hashes = np.empty(0, dtype=np.uint64)  # the k smallest distinct hashes seen
+        self.pending: list[np.ndarray] = []
+        self.pending_size = 0
 
     def update(self, values: pd.Series) -> None:
         """Add a chunk of present values."""
         if len(values) == 0:
             return
         if self.counts is not None or not self.numeric:
-            chunk = values.value_counts(sort=False)
+            chunk = self._value_counts(values)
+            if chunk is None:  # more distinct numbers than the limit: sketch only
+                self._overflow()
+                self._add_hashes(self._hash(values.to_numpy()))
+                return
             if self.counts is not None:
                 room = self.count_limit + 1 - len(self.counts)
                 fits = chunk.index.isin(list(self.counts)) if self.counts else None
@@ -162,6 +168,18 @@ class _Distinct:
             values = _object_array([str(v) for v in values])
         return pd.util.hash_array(values)
 
+    def _value_counts(self, values: pd.Series) -> pd.Series | None:
+        """The chunk's counts; for numbers, ``None`` when they alone pass the limit (found
+        by sorting, cheaper than counting a column of distinct values)."""
+        if not self.numeric:
+            return values.value_counts(sort=False)
+        x = np.sort(values.to_numpy(dtype=np.float64))
+        starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]]) if len(x) else np.empty(0, int)
+        if len(starts) > self.count_limit:
+            return None
+        counts = np.diff(np.r_[starts, len(x)])
+        return pd.Series(counts, index=x[starts])
+
     @staticmethod
     def _tally(counts: dict, chunk: pd.Series) -> None:
         for value, n in zip(chunk.index.tolist(), chunk.tolist(), strict=True):
@@ -176,14 +194,26 @@ class _Distinct:
         self.counts = None
 
     def _add_hashes(self, keys: np.ndarray) -> None:
+        # Candidates below the threshold wait in a buffer; the sketch is compacted (sorted,
+        # deduplicated, cut to its size) only when the buffer outgrows it.
         if len(self.hashes) >= DISTINCT_SKETCH:
-            keys = keys[keys < self.hashes[-1]]
+            keys = keys[keys < self.hashes[DISTINCT_SKETCH - 1]]
             if len(keys) == 0:
                 return
-        merged = np.unique(np.concatenate([self.hashes, keys]))
-        self.hashes = merged[:DISTINCT_SKETCH]
+        self.pending.append(keys)
+        self.pending_size += len(keys)
+        if self.pending_size >= DISTINCT_SKETCH or len(self.hashes) < DISTINCT_SKETCH:
+            self._compact()
+
+    def _compact(self) -> None:
+        if self.pending:
+            merged = np.sort(np.concatenate([self.hashes, *self.pending]))
+            distinct = merged[np.r_[True, merged[1:] != merged[:-1]]] if len(merged) else merged
+            self.hashes = distinct[:DISTINCT_SKETCH]
+            self.pending, self.pending_size = [], 0
 
     def merge(self, other: _Distinct) -> None:
+        other._compact()
         if other.counts is not None:
             if self.counts is not None:
                 for value, n in other.counts.items():
@@ -222,6 +252,7 @@ class _Distinct:
         return self.counts is not None
 
     def n_unique(self) -> int:
+        self._compact()
         if self.counts is not None:
             return len(self.counts)
         if len(self.hashes) < DISTINCT_SKETCH:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -11,8 +13,8 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import Dataset, Job, new_id
 from service.db.session import Database
-from service.ml import DataError, tabular
-from service.storage import DatabaseStorage
+from service.ml import DataError, ingest, tabular
+from service.storage import BlobUpload, backend_for, storage
 from service.usecases.errors import Conflict, NotFound
 
 
@@ -22,58 +24,93 @@ def upload_dataset(
     tenant: str,
     *,
     name: str | None,
-    csv: bytes | None = None,
+    source: BinaryIO | None = None,
+    fmt: str = "csv",
     records: Any = None,
+    column_types: dict[str, str] | None = None,
+    csv: bytes | None = None,
 ) -> Dataset:
-    """Parse, type and store a table given as CSV bytes or JSON records."""
-    with db.transaction() as session:
-        return create_dataset(session, settings, tenant, name=name, csv=csv, records=records)
+    """Parse, type and store a table streamed from ``source`` (CSV, Parquet or JSON
+    Lines), given as CSV bytes, or as JSON records. Nothing is stored unless all of it
+    is."""
+    if csv is not None:
+        source, fmt = io.BytesIO(csv), "csv"
+    with staged_dataset(
+        db,
+        settings,
+        tenant,
+        name=name,
+        source=source,
+        fmt=fmt,
+        records=records,
+        column_types=column_types,
+    ) as store:
+        with db.transaction() as session:
+            return store(session)
 
 
-def create_dataset(
-    session: Session,
+@contextmanager
+def staged_dataset(
+    db: Database,
     settings: Settings,
     tenant: str,
     *,
     name: str | None,
-    csv: bytes | None = None,
+    source: BinaryIO | None = None,
+    fmt: str = "csv",
     records: Any = None,
-) -> Dataset:
-    """Like :func:`upload_dataset`, inside the caller's transaction."""
-    if csv is not None:
-        raw = tabular.read_csv(
-            csv,
-            max_rows=settings.max_rows,
-            max_columns=settings.max_columns,
-            max_cell_chars=settings.max_cell_chars,
-        )
-    else:
-        raw = tabular.frame_from_records(
-            records,
-            max_rows=settings.max_rows,
-            max_columns=settings.max_columns,
-            max_cell_chars=settings.max_cell_chars,
-        )
-    if raw.shape[1] == 0:
-        raise DataError("the records have no columns", "records")
-    frame, columns = tabular.infer_columns(raw)
-    data = tabular.to_parquet(frame)
+    column_types: dict[str, str] | None = None,
+) -> Iterator[Callable[[Session], Dataset]]:
+    """Stream the table into storage (parts committed as they fill, no transaction held),
+    then yield ``store(session, late_name=None)``, which adds the dataset row (named
+    ``late_name`` if given, for a name that arrived after the file) and marks its blob
+    ready in the caller's transaction. Any failure, in the block or in that transaction, removes
+    every part written."""
+    if records is not None:
+        source, fmt = io.BytesIO(_records_parquet(settings, records)), "parquet"
     dataset_id = new_id()
     key = f"datasets/{dataset_id}.parquet"
-    DatabaseStorage(session).put(key, data)
-    dataset = Dataset(
-        id=dataset_id,
-        tenant=tenant,
-        name=name or "dataset",
-        n_rows=len(frame),
-        n_columns=len(columns),
-        columns=[asdict(c) for c in columns],
-        blob_key=key,
-        size_bytes=len(data),
+    limits = ingest.Limits(
+        max_rows=settings.max_rows,
+        max_columns=settings.max_columns,
+        max_cell_chars=settings.max_cell_chars,
+        count_limit=max(settings.max_categories, settings.max_classes),
     )
-    session.add(dataset)
-    session.flush()
-    return dataset
+    with BlobUpload(db, backend_for(db), key) as upload:
+        table = ingest.ingest(source, upload, fmt=fmt, limits=limits, column_types=column_types)
+        upload.close()
+
+        def store(session: Session, late_name: str | None = None) -> Dataset:
+            dataset = Dataset(
+                id=dataset_id,
+                tenant=tenant,
+                name=late_name or name or "dataset",
+                n_rows=table.n_rows,
+                n_columns=len(table.columns),
+                columns=table.columns,
+                blob_key=key,
+                size_bytes=upload.size,
+            )
+            session.add(dataset)
+            upload.commit(session)
+            session.flush()
+            return dataset
+
+        yield store
+
+
+def _records_parquet(settings: Settings, records: Any) -> bytes:
+    """JSON records as a typed Parquet file (small: the request body held them)."""
+    raw = tabular.frame_from_records(
+        records,
+        max_rows=settings.max_rows,
+        max_columns=settings.max_columns,
+        max_cell_chars=settings.max_cell_chars,
+    )
+    if raw.shape[1] == 0:
+        raise DataError("the records have no columns", "records")
+    frame, _ = tabular.infer_columns(raw)
+    return tabular.to_parquet(frame)
 
 
 def list_datasets(db: Database, tenant: str, *, limit: int, offset: int) -> list[Dataset]:
@@ -119,5 +156,5 @@ def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
                 "cancel them or wait for them to finish"
             )
         session.execute(update(Job).where(Job.dataset_id == dataset_id).values(dataset_id=None))
-        DatabaseStorage(session).delete(dataset.blob_key)
+        storage(session, db).delete(dataset.blob_key)
         session.delete(dataset)

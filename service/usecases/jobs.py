@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
+import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,10 +23,8 @@ from service.db.models import FINISHED_STATUSES, Checkpoint, EpochMetric, Job, u
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
-from service.ml.preprocessing import LabelEncoder, label_key
 from service.ml.training import TrainingConfig
-from service.storage import DatabaseStorage
-from service.usecases.datasets import create_dataset, find_dataset
+from service.usecases.datasets import find_dataset, staged_dataset
 from service.usecases.errors import Conflict, InvalidRequest, NotFound, TooManyJobs
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,21 @@ def submit_job(
     settings: Settings,
     publisher: Publisher,
     tenant: str,
-    request: JobRequest,
+    request: JobRequest | Callable[[], tuple[JobRequest, str | None]],
     *,
     idempotency_key: str | None = None,
-    upload: bytes | None = None,
+    upload: BinaryIO | None = None,
     upload_name: str | None = None,
+    upload_format: str = "csv",
 ) -> Job:
     """Check the request against its dataset, store the job, then publish it.
 
-    With ``upload`` (CSV bytes) the dataset is created in the same transaction, so a
-    rejected job leaves no dataset behind. With an ``idempotency_key`` already used,
-    the job that key created is returned and nothing new is stored.
+    With ``upload`` (a CSV, Parquet or JSON Lines stream) the table is streamed into
+    storage first and the dataset created in the job's transaction, so a rejected job
+    leaves no dataset (and no part of it) behind; ``request`` may then be a function
+    called once the upload is read, returning the request and the dataset's name (a form
+    whose fields follow its file). With an ``idempotency_key`` already used, the job
+    that key created is returned and nothing new is stored.
     """
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
     if scoped_key:
@@ -71,12 +75,24 @@ def submit_job(
         if existing is not None:
             return existing
     try:
-        with db.transaction() as session:
-            _check_active_jobs(session, settings, tenant)
-            if upload is not None:
-                dataset = create_dataset(session, settings, tenant, name=upload_name, csv=upload)
-                request = replace(request, dataset_id=dataset.id)
-            job = _new_job(session, settings, tenant, request, scoped_key)
+        if upload is not None:
+            with db.transaction() as session:  # refuse before reading gigabytes
+                _check_active_jobs(session, settings, tenant)
+            with staged_dataset(
+                db, settings, tenant, name=upload_name, source=upload, fmt=upload_format
+            ) as store:
+                late_name = None
+                if callable(request):
+                    request, late_name = request()
+                with db.transaction() as session:
+                    _check_active_jobs(session, settings, tenant)
+                    dataset = store(session, late_name)
+                    request = replace(request, dataset_id=dataset.id)
+                    job = _new_job(session, settings, tenant, request, scoped_key)
+        else:
+            with db.transaction() as session:
+                _check_active_jobs(session, settings, tenant)
+                job = _new_job(session, settings, tenant, request, scoped_key)
     except IntegrityError:
         existing = _find_by_key(db, scoped_key) if scoped_key else None
         if existing is None:
@@ -212,7 +228,7 @@ class JobPlan:
     features: list[str]
     feature_types: dict[str, str]
     columns: dict[str, dict]
-    target_values: Any  # the target column (pandas Series)
+    target_counts: dict[str, int]  # class (as text, see preprocessing.label_key) → rows
 
     def check(self, settings: Settings, hyperparameters: dict[str, Any]) -> TrainingConfig:
         """The validated config of a job with these (schema-checked) hyperparameters, its
@@ -221,7 +237,7 @@ class JobPlan:
         if hyperparameters.get("seed") is None:
             hyperparameters["seed"] = random.randrange(2**31)
         config = TrainingConfig.from_json(hyperparameters)
-        _check_class_weight(self.target_values, self.request.target, config)
+        _check_class_weight(self.target_counts, self.request.target, config)
         _check_size(settings, config, self.feature_types, self.columns, self.request.target)
         return config
 
@@ -274,13 +290,11 @@ def plan_job(session: Session, settings: Settings, tenant: str, request: JobRequ
     features = _features(request, columns)
     feature_types = _feature_types(request, features, columns)
     changed = [n for n in features if feature_types[n] != columns[n]["type"]]
-    # One read of the stored table, for the target and the overridden columns only.
-    data = DatabaseStorage(session).get(dataset.blob_key)
-    frame = tabular.from_parquet(data, columns=[request.target, *changed])
-    _check_overrides(frame, changed, feature_types)
+    # Decided from the column facts gathered at upload: the table is not read here.
+    _check_overrides(columns, changed, feature_types)
     _check_categories(settings, features, feature_types, columns)
-    _check_target(settings, frame[request.target], request.target)
-    return JobPlan(request, dataset.id, features, feature_types, columns, frame[request.target])
+    target_counts = _target_counts(settings, columns[request.target], request.target)
+    return JobPlan(request, dataset.id, features, feature_types, columns, target_counts)
 
 
 def _feature_types(request: JobRequest, features: list[str], columns: dict[str, dict]) -> dict:
@@ -294,11 +308,29 @@ def _feature_types(request: JobRequest, features: list[str], columns: dict[str, 
     return {name: overrides.get(name, columns[name]["type"]) for name in features}
 
 
-def _check_overrides(frame, changed: list[str], feature_types: dict[str, str]) -> None:
-    """Every overridden column must convert to its new type."""
+def _check_overrides(columns: dict[str, dict], changed: list[str], types: dict[str, str]) -> None:
+    """Every overridden column must convert to its new type: numbers and booleans always
+    become categories; text becomes numbers or booleans only if every value parses (known
+    from the upload's value counts; a column of more distinct values than they keep was
+    inferred categorical because some value is not a number, so it cannot convert)."""
     for name in changed:
+        kind, column = types[name], columns[name]
+        if kind == "categorical" or column["type"] == "boolean":
+            continue  # true/false become 1/0 as numbers
+        if column["type"] == "numeric":
+            if not column.get("only_01", False):
+                raise InvalidRequest(
+                    f"column {name!r} must be 0 or 1 to be boolean; it has other numbers",
+                    f"column_types.{name}",
+                )
+            continue
+        counts = column.get("counts")
+        if counts is None:
+            raise InvalidRequest(
+                f"column {name!r} cannot be {kind}: it has text values", f"column_types.{name}"
+            )
         try:
-            tabular.convert_column(frame[name], feature_types[name], name)
+            tabular.convert_column(pd.Series(list(counts), dtype="str"), kind, name)
         except DataError as exc:
             raise InvalidRequest(exc.message, f"column_types.{name}") from None
 
@@ -334,32 +366,45 @@ def _features(request: JobRequest, columns: dict[str, dict]) -> list[str]:
     return features
 
 
-def _check_target(settings: Settings, values, target: str) -> None:
-    counts = values.value_counts(dropna=True)
-    if len(counts) < 2:
+def _target_counts(settings: Settings, column: dict, target: str) -> dict[str, int]:
+    """The target's class counts (from the upload), checked: 2..max_classes classes, each
+    with two rows or more."""
+    counts = column.get("counts")
+    n_classes = len(counts) if counts is not None else column["n_unique"]
+    if n_classes < 2:
         raise InvalidRequest(
-            f"the target column {target!r} has {len(counts)} distinct value(s); "
+            f"the target column {target!r} has {n_classes} distinct value(s); "
             "a classifier needs at least two classes",
             "target",
         )
-    if len(counts) > settings.max_classes:
+    if counts is None or n_classes > settings.max_classes:
         raise InvalidRequest(
-            f"the target column {target!r} has {len(counts)} classes, more than the limit of "
+            f"the target column {target!r} has {n_classes} classes, more than the limit of "
             f"{settings.max_classes}",
             "target",
         )
-    single = counts[counts < 2]
-    if len(single):
+    single = sorted(label for label, n in counts.items() if n < 2)
+    if single:
         raise InvalidRequest(
-            f"class {single.index[0]!r} of {target!r} has a single row; the stratified "
-            "validation split needs at least two rows of every class",
+            f"class {_label_repr(single[0], column['type'])} of {target!r} has a single row; "
+            "the stratified validation split needs at least two rows of every class",
             "target",
         )
+    return counts
 
 
-def _check_class_weight(values, target: str, config: TrainingConfig) -> None:
+def _label_repr(text: str, kind: str) -> str:
+    """A class label as the messages show it (numbers as numbers)."""
+    if kind == "numeric":
+        return repr(float(text))
+    if kind == "boolean":
+        return repr(text == "true")
+    return repr(text)
+
+
+def _check_class_weight(counts: dict[str, int], target: str, config: TrainingConfig) -> None:
     if isinstance(config.class_weight, dict):
-        classes = {label_key(c) for c in LabelEncoder.fit(values).classes}
+        classes = set(counts)
         for key in config.class_weight:
             if key not in classes:
                 raise InvalidRequest(

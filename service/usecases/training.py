@@ -29,14 +29,14 @@ from service.config import Settings
 from service.db.models import Checkpoint, Dataset, EpochMetric, Job, ModelVersion, new_id, utcnow
 from service.db.session import Database
 from service.logs import bind_attempt
-from service.ml import MLError, tabular
+from service.ml import MLError
 from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
-from service.ml.pipeline import prepare
 from service.ml.training import EpochRecord, TrainingConfig
-from service.storage import DatabaseStorage
+from service.storage import storage
 from service.usecases.sweeps import trial_stop_reason
+from service.usecases.training_data import prepared_data
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -163,17 +163,19 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise MLError("the job's dataset was deleted")
-        data = DatabaseStorage(session).get(dataset.blob_key)
+        dataset_id, blob_key = dataset.id, dataset.blob_key
         target, feature_types = job.target, dict(job.feature_types)
         config = TrainingConfig.from_json(job.hyperparameters)
         checkpoint = session.get(Checkpoint, attempt.job_id) if attempt.resume_epoch else None
         if checkpoint is not None:
             checkpoint = (checkpoint.tensors, checkpoint.state)
-    frame = tabular.from_parquet(data, columns=[*feature_types, target])
-    prepared = prepare(
-        frame,
-        target,
-        feature_types,
+    prepared = prepared_data(
+        db,
+        settings,
+        dataset_id=dataset_id,
+        blob_key=blob_key,
+        target=target,
+        feature_types=feature_types,
         validation_fraction=config.validation_fraction,
         seed=config.seed,
     )
@@ -321,7 +323,7 @@ def _store_model(
             )
             version_id = new_id()
             key = f"models/{version_id}.safetensors"
-            DatabaseStorage(session).put(key, weights)
+            storage(session, db).put(key, weights)
             session.add(
                 ModelVersion(
                     id=version_id,

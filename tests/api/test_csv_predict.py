@@ -183,7 +183,7 @@ def limited(settings, publisher):
     app = create_app(
         dataclasses.replace(
             settings,
-            max_upload_bytes=5_000,
+            max_request_bytes=5_000,
             max_batch_predict_bytes=40_000,
             max_batch_predict_rows=1_000,
             max_predict_rows=10,

@@ -1,9 +1,13 @@
 """/v1/datasets through the app factory."""
 
+import dataclasses
 import io
 
 import pytest
+from sqlalchemy import func, select
 
+from service.app import create_app
+from service.db.models import BlobPart
 from tests.data import mixed_csv
 
 
@@ -13,7 +17,11 @@ def test_upload_csv_body_and_read_it_back(client):
     body = response.get_json()
     assert body["name"] == "iris" and body["n_rows"] == 300 and body["n_columns"] == 5
     columns = {c["name"]: c for c in body["columns"]}
-    assert columns["x2"] == {"name": "x2", "type": "numeric", "missing": 34, "n_unique": 265}
+    x2 = columns["x2"]
+    assert (x2["type"], x2["missing"], x2["n_unique"]) == ("numeric", 34, 265)
+    assert set(x2["summary"]) == {"min", "max", "mean", "std"}
+    assert x2["summary"]["min"] <= x2["summary"]["mean"] <= x2["summary"]["max"]
+    assert sum(columns["colour"]["summary"]["counts"].values()) == 300 - 24
     assert columns["colour"]["type"] == "categorical" and columns["colour"]["missing"] == 24
     assert columns["flag"]["type"] == "boolean"
     assert client.get(f"/v1/datasets/{body['id']}").get_json() == body
@@ -67,11 +75,27 @@ def test_bad_uploads_are_problems_and_store_nothing(client, kwargs, status, fiel
     assert client.get("/v1/datasets").get_json() == []
 
 
-def test_an_upload_over_the_size_limit_is_413(app, client):
-    app.config["MAX_CONTENT_LENGTH"] = 100
-    response = client.post("/v1/datasets", data=mixed_csv(), content_type="text/csv")
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_over_the_size_limit_is_413_and_stores_nothing(settings, chunked):
+    app = create_app(dataclasses.replace(settings, max_upload_bytes=2000), publisher=None)
+    client = app.test_client()
+    body = mixed_csv()
+    if chunked:  # no Content-Length: the limit is enforced while the body streams in
+        response = client.post(
+            "/v1/datasets",
+            input_stream=io.BytesIO(body),
+            content_type="text/csv",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+    else:
+        response = client.post("/v1/datasets", data=body, content_type="text/csv")
     assert response.status_code == 413
     assert response.content_type == "application/problem+json"
+    assert client.get("/v1/datasets").get_json() == []
+    with app.extensions["trainserve"].database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(BlobPart)) == 0
+    app.extensions["trainserve"].close()
 
 
 def test_delete_then_404(client):

@@ -5,10 +5,10 @@ import logging
 import pickle
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from service.cli import _redact
-from service.db.models import Blob, ModelVersion
+from service.db.models import Blob, BlobPart, ModelVersion
 from tests.data import mixed_csv
 from tests.helpers import train_model
 
@@ -36,9 +36,23 @@ def test_a_pickle_in_place_of_the_weights_is_refused_not_executed(
     payload = pickle.dumps(_Exploit(marker))
     with app.extensions["trainserve"].database.transaction() as session:
         version = session.scalar(select(ModelVersion))
-        session.execute(update(Blob).where(Blob.key == version.weights_key).values(data=payload))
+        key = version.weights_key
+        session.execute(delete(BlobPart).where(BlobPart.blob_key == key, BlobPart.index > 0))
+        digest = hashlib.sha256(payload).hexdigest()
+        # The part's own hash is only right when the attacker forged every checksum too.
+        part = {"data": payload, "size": len(payload)}
+        session.execute(
+            update(BlobPart)
+            .where(BlobPart.blob_key == key)
+            .values(**part, **({"sha256": digest} if fix_checksum else {}))
+        )
         if fix_checksum:
-            version.weights_sha256 = hashlib.sha256(payload).hexdigest()
+            session.execute(
+                update(Blob)
+                .where(Blob.key == key)
+                .values(sha256=digest, size=len(payload), parts=1)
+            )
+            version.weights_sha256 = digest
     with caplog.at_level(logging.ERROR):
         response = client.post("/v1/models/iris/predict", json={"records": [{"x1": 1}]})
     assert response.status_code == 500

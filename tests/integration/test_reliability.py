@@ -262,7 +262,7 @@ class _db:
     """A short-lived Database for direct checks."""
 
     def __init__(self, settings):
-        self.database = Database(settings.database_url)
+        self.database = Database.of(settings)
 
     def __enter__(self):
         return self.database

@@ -1,6 +1,5 @@
 """Views of /v1/datasets."""
 
-from flask import request
 from flask.views import MethodView
 
 from service.api.common import (
@@ -20,6 +19,7 @@ from service.api.datasets.schemas import (
     DatasetSchema,
     DatasetUploadSchema,
 )
+from service.api.streams import TABLE_TYPES, body_source, multipart_source
 from service.usecases import datasets
 from service.usecases.errors import InvalidRequest
 
@@ -39,8 +39,11 @@ class Datasets(MethodView):
             "DatasetUpload",
             "text/csv",
             "multipart/form-data",
-            description="JSON records; a CSV body (name in ?name=); or a form with `file` "
-            "and optional `name`.",
+            "application/vnd.apache.parquet",
+            "application/x-ndjson",
+            description="JSON records; a CSV, Parquet or JSON Lines body (name in ?name=; "
+            "CSV and JSON Lines may be gzip- or zstd-compressed); or a form with `file` and "
+            "optional `name`. The body is streamed: any size up to the upload limit.",
         )
     )
     @blp.arguments(DatasetNameArgsSchema, location="query")
@@ -49,25 +52,38 @@ class Datasets(MethodView):
     @blp.alt_response(413, **problem_doc("The body is larger than the upload limit"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, args):
-        """Upload a dataset (CSV or JSON records)"""
+        """Upload a dataset (CSV, Parquet, JSON Lines or JSON records)"""
         svc = services()
-        kind = body_kind("application/json", "text/csv", "multipart/form-data")
+        kind = body_kind("application/json", "multipart/form-data", *TABLE_TYPES)
         if kind == "application/json":
             body = DatasetUploadSchema().load(json_body())
             return datasets.upload_dataset(
                 svc.database, svc.settings, tenant(), name=body.get("name"), records=body["records"]
             )
-        if kind == "text/csv":
+        column_types = args.get("column_types")
+        if kind != "multipart/form-data":
+            source, fmt = body_source(svc.settings.max_upload_bytes)
             return datasets.upload_dataset(
-                svc.database, svc.settings, tenant(), name=args.get("name"), csv=request.get_data()
+                svc.database,
+                svc.settings,
+                tenant(),
+                name=args.get("name"),
+                source=source,
+                fmt=fmt,
+                column_types=column_types,
             )
-        upload = request.files.get("file")
-        if upload is None:
+        form = multipart_source(svc.settings.max_upload_bytes)
+        if not form.open_file():
             raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-        name = form_name(request.form.get("name")) or args.get("name")
-        name = name or filename_stem(upload.filename)
+        name = form_name(form.values.get("name")) or args.get("name")
         return datasets.upload_dataset(
-            svc.database, svc.settings, tenant(), name=name, csv=upload.read()
+            svc.database,
+            svc.settings,
+            tenant(),
+            source=form,
+            fmt=form.format(),
+            name=name or filename_stem(form.filename),
+            column_types=column_types,
         )
 
 

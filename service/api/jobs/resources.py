@@ -1,6 +1,6 @@
 """Views of /v1/jobs."""
 
-import json
+from functools import partial
 
 from flask import request, url_for
 from flask.views import MethodView
@@ -17,6 +17,7 @@ from service.api.common import (
     tenant,
 )
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
+from service.api.streams import MultipartUpload, json_field, multipart_source
 from service.usecases import jobs
 from service.usecases.errors import InvalidRequest
 
@@ -55,23 +56,26 @@ class Jobs(MethodView):
         """Submit a training job"""
         svc = services()
         kind = body_kind("application/json", "multipart/form-data")
-        upload = upload_name = None
-        if kind == "application/json":
-            body = JobCreateSchema().load(json_body())
-        else:
-            body, upload, upload_name = _form_job()
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
             raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
+        upload = None
+        if kind == "application/json":
+            job_request = jobs.JobRequest(**JobCreateSchema().load(json_body()))
+        else:
+            upload = multipart_source(svc.settings.max_upload_bytes)
+            if not upload.open_file():
+                raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
+            job_request = partial(_form_job, upload)
         job = jobs.submit_job(
             svc.database,
             svc.settings,
             svc.publisher,
             tenant(),
-            jobs.JobRequest(**body),
+            job_request,
             idempotency_key=key,
             upload=upload,
-            upload_name=upload_name,
+            upload_format=upload.format() if upload else "csv",
         )
         return job, {"Location": url_for("jobs.JobById", job_id=job.id)}
 
@@ -104,22 +108,18 @@ class JobCancel(MethodView):
         return jobs.cancel_job(services().database, tenant(), job_id)
 
 
-def _form_job():
-    upload = request.files.get("file")
-    if upload is None:
-        raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
+def _form_job(upload: MultipartUpload) -> tuple[jobs.JobRequest, str]:
+    """The job a form describes (its fields read once its file has been streamed)."""
+    form = upload.fields()
     data = {}
     for name in ("target", "model_name", "dataset_id"):
-        if name in request.form:
-            data[name] = request.form[name]
+        if name in form:
+            data[name] = form[name]
     data.setdefault("model_name", filename_stem(upload.filename, "model"))
     for name in ("features", "hyperparameters", "column_types"):
-        if name in request.form:
-            try:
-                data[name] = json.loads(request.form[name])
-            except ValueError as exc:
-                raise InvalidRequest(f"is not valid JSON: {exc}", name) from None
-    unknown = set(request.form) - {
+        if name in form:
+            data[name] = json_field(form, name)
+    unknown = set(form) - {
         "target",
         "model_name",
         "features",
@@ -130,5 +130,5 @@ def _form_job():
     if unknown:
         raise InvalidRequest("unknown form field", sorted(unknown)[0])
     body = JobCreateSchema().load(data)
-    name = form_name(request.form.get("name")) or filename_stem(upload.filename)
-    return body, upload.read(), name
+    name = form_name(form.get("name")) or filename_stem(upload.filename)
+    return jobs.JobRequest(**body), name

@@ -1,0 +1,656 @@
+"""Streaming ingestion: a CSV, Parquet or JSON Lines byte stream in, Parquet row groups out.
+
+The table is never whole in memory. It is read a block at a time (pyarrow's streaming
+readers), each block's columns are converted to the stored types, summarised
+(``ml.stats``) and written as one Parquet row group to any writable binary file.
+
+Types. Column types are inferred from a bounded first block (``INFER_BYTES`` of the
+decompressed text, at most ``INFER_ROWS`` rows) with the rules of ``tabular`` (every
+value true/false: boolean; every value a finite number: numeric; otherwise
+categorical; the missing markers count as missing), or given by ``column_types``.
+Later blocks must fit the inferred type; there is no silent promotion: a value that
+does not fit is a :class:`DataError` naming its row, its column, the value and the type,
+and the upload stores nothing. (Integers and decimals are both ``numeric``, stored as
+float64; a column whose first block is numeric and that holds text further down must be
+declared ``categorical`` in ``column_types``.) A column entirely missing in the first
+block is categorical.
+
+Formats: CSV (UTF-8, a byte-order mark allowed), compressed with gzip or zstd or not
+(recognised by their magic bytes); Parquet (its own types: integers and floats are
+numeric, booleans boolean, everything else categorical text); JSON Lines (one object
+per line; numbers numeric, booleans boolean, strings categorical).
+
+Row numbers in messages count data rows from 1 (the header is not a row). For a CSV
+they are found by line, so in a file with line breaks inside quoted values they count
+lines, not records.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from service.ml.errors import DataError
+from service.ml.stats import TableAccumulator
+from service.ml.tabular import (
+    _FALSE,
+    _TRUE,
+    COLUMN_TYPES,
+    MISSING_MARKERS,
+    check_header,
+    infer_columns,
+)
+
+INFER_BYTES = 4 * 1024 * 1024
+INFER_ROWS = 100_000
+BLOCK_BYTES = 1024 * 1024
+# A conversion error is located in the last bytes read (the reader reads a few blocks ahead).
+RECENT_BYTES = 64 * 1024 * 1024
+ROW_GROUP_ROWS = 256 * 1024
+
+FORMATS = ("csv", "parquet", "jsonl")
+_ARROW_TYPES = {"numeric": pa.float64(), "boolean": pa.bool_(), "categorical": pa.string()}
+_EXPECTED = {"numeric": "a number", "boolean": "true or false", "categorical": "text"}
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may hold."""
+
+    max_rows: int
+    max_columns: int
+    max_cell_chars: int = 10_000
+    # Distinct values whose counts each column keeps exactly (for the dataset's columns).
+    count_limit: int = 1000
+
+
+@dataclass
+class Ingested:
+    """What was stored: the row count and each column's facts and summary."""
+
+    n_rows: int
+    columns: list[dict[str, Any]]
+    types: dict[str, str]
+
+
+def ingest(
+    source: BinaryIO,
+    sink: BinaryIO,
+    *,
+    fmt: str,
+    limits: Limits,
+    column_types: dict[str, str] | None = None,
+) -> Ingested:
+    """Read a table from ``source`` and write it to ``sink`` as Parquet, block by block.
+
+    Parameters
+    ----------
+    source:
+        A readable binary stream (``read(n)``); for Parquet it is spooled to a
+        temporary file unless it can seek.
+    sink:
+        A writable binary file; receives one Parquet file.
+    fmt:
+        ``csv`` (plain, gzip or zstd), ``parquet`` or ``jsonl``.
+    limits:
+        Rows, columns, cell length.
+    column_types:
+        Column → type, overriding inference for those columns.
+
+    Returns
+    -------
+    The row count and the columns as the dataset lists them (name, type, missing,
+    n_unique, summary; plus exact value counts when there are at most
+    ``limits.count_limit`` distinct values, and ``only_01`` for numeric columns).
+    """
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}", "format")
+    if fmt == "parquet":
+        blocks, types = _parquet_blocks(source, limits, column_types or {})
+    elif fmt == "jsonl":
+        blocks, types = _jsonl_blocks(_decompressed(source), limits, column_types or {})
+    else:
+        blocks, types = _csv_blocks(_decompressed(source), limits, column_types or {})
+    schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in types.items()])
+    stats = TableAccumulator(types, count_limit=limits.count_limit, quantile_capacity=0)
+    rows = 0
+    writer = pq.ParquetWriter(
+        sink,
+        schema,
+        compression="snappy",
+        use_dictionary=[name for name, kind in types.items() if kind != "numeric"],
+    )
+
+    def flush(batches: list[pa.RecordBatch]) -> None:
+        # Checked, summarised and written a row group at a time: per-call overheads are
+        # paid once per ROW_GROUP_ROWS rows, not once per parser block.
+        nonlocal rows
+        group = pa.Table.from_batches(batches, schema)
+        _check_cells(group, types, limits.max_cell_chars, rows)
+        _check_finite(group, types, rows)
+        stats.update(batch_frame(group))
+        writer.write_table(group)
+        rows += group.num_rows
+
+    try:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for batch in blocks:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if rows + pending_rows > limits.max_rows:
+                raise DataError(
+                    f"the file has more than the limit of {limits.max_rows} rows", "file"
+                )
+            if pending_rows >= ROW_GROUP_ROWS:
+                flush(pending)
+                pending, pending_rows = [], 0
+        if pending:
+            flush(pending)
+    finally:
+        writer.close()
+    if rows == 0:
+        raise DataError("the file has a header but no data rows", "file")
+    summary = stats.finish()
+    columns = []
+    for name, kind in types.items():
+        column = summary[name]
+        exact = column.counts if column.counts_exact else None
+        columns.append(
+            {
+                "name": name,
+                "type": kind,
+                "missing": column.missing,
+                "n_unique": column.n_unique,
+                "n_unique_exact": column.n_unique_exact,
+                "summary": column.summary(),
+                "counts": exact,
+                "only_01": column.only_01,
+            }
+        )
+    return Ingested(rows, columns, types)
+
+
+def batch_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
+    """A stored block as the normalised frame ``tabular`` makes: float64, pandas
+    ``boolean`` and strings, missing values as NA."""
+    data = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_boolean(column.type):
+            data[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        elif pa.types.is_floating(column.type):
+            data[name] = column.to_pandas()
+        else:
+            data[name] = column.to_pandas().astype("str")
+    return pd.DataFrame(data, index=pd.RangeIndex(batch.num_rows))
+
+
+# --- sources ------------------------------------------------------------------------
+
+
+class _Recorded(io.RawIOBase):
+    """A readable stream that can un-read a prefix and remembers its recent bytes and
+    how many lines came before them (to locate a bad value by row)."""
+
+    def __init__(self, raw, prefix: bytes = b"", *, remember: bool = True):
+        super().__init__()
+        self.raw, self.prefix, self.remember = raw, prefix, remember
+        self.recent: collections.deque[bytes] = collections.deque()
+        self.recent_size = 0
+        self.lines_before_recent = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.prefix:
+            data = self.prefix if size < 0 else self.prefix[:size]
+            self.prefix = self.prefix[len(data) :]
+        else:
+            data = self.raw.read(size) if size >= 0 else self.raw.read()
+            data = bytes(data or b"")
+        if data and self.remember:
+            self.recent.append(data)
+            self.recent_size += len(data)
+            while self.recent_size - len(self.recent[0]) >= RECENT_BYTES:
+                old = self.recent.popleft()
+                self.recent_size -= len(old)
+                self.lines_before_recent += old.count(b"\n")
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(source: BinaryIO):
+    """``source`` as plain bytes: gzip and zstd are recognised by their first bytes."""
+    head = _read_exactly(source, 4)
+    chained = _Recorded(source, head, remember=False)
+    if head.startswith(_GZIP) or head.startswith(_ZSTD):
+        codec = "gzip" if head.startswith(_GZIP) else "zstd"
+        return _Codec(pa.CompressedInputStream(pa.PythonFile(chained, mode="r"), codec), codec)
+    return chained
+
+
+class _Codec(io.RawIOBase):
+    """A decompressing stream whose corrupt input is a DataError, not an Arrow error."""
+
+    def __init__(self, stream, codec: str):
+        super().__init__()
+        self.stream, self.codec = stream, codec
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size if size >= 0 else None)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(
+                f"the {self.codec} data cannot be decompressed: {exc}", "file"
+            ) from None
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        data = stream.read(size - got)
+        if not data:
+            break
+        parts.append(bytes(data))
+        got += len(data)
+    return b"".join(parts)
+
+
+# --- CSV ----------------------------------------------------------------------------
+
+
+def _csv_blocks(
+    stream, limits: Limits, overrides: dict[str, str]
+) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    head = _read_exactly(stream, INFER_BYTES)
+    text_head = _utf8(head)
+    if not text_head.strip():
+        raise DataError("the file is empty", "file")
+    header = next(csv.reader(io.StringIO(text_head.lstrip("\ufeff"))), [])
+    header = [name.lstrip(" ") for name in header]
+    check_header(header, limits.max_columns)
+    _check_overrides(overrides, header)
+    # The first block, cut after its last complete line, read as text and inferred.
+    cut = head.rfind(b"\n") + 1 if len(head) == INFER_BYTES else len(head)
+    sample = _read_strings(head[:cut] or head, header)
+    if sample.num_rows > INFER_ROWS:
+        sample = sample.slice(0, INFER_ROWS)
+    types = _infer(sample, header, overrides)
+    recorded = _Recorded(stream, head)
+    try:
+        reader = pacsv.open_csv(
+            recorded,
+            read_options=pacsv.ReadOptions(
+                block_size=BLOCK_BYTES, column_names=header, skip_rows=1
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=_convert_options(types),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(exc, recorded, header, types, 0) from None
+    return _csv_batches(reader, recorded, header, types), types
+
+
+def _csv_batches(reader, recorded, header, types) -> Iterator[pa.RecordBatch]:
+    rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise _csv_error(exc, recorded, header, types, rows) from None
+        batch = _trim_strings(batch, types)
+        rows += batch.num_rows
+        yield batch
+
+
+def _read_strings(data: bytes, header: list[str]) -> pa.Table:
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                null_values=list(MISSING_MARKERS),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        window = _Recorded(None)
+        window.recent.append(data)
+        raise _csv_error(exc, window, header, {}, 0) from None
+
+
+def _infer(sample: pa.Table, header: list[str], overrides: dict[str, str]) -> dict[str, str]:
+    frame = pd.DataFrame(
+        {name: _lstrip(sample.column(name)).to_pandas().astype("str") for name in header},
+        index=pd.RangeIndex(sample.num_rows),
+    )
+    frame = frame.mask(frame.isin(MISSING_MARKERS))
+    if len(frame) == 0:
+        raise DataError("the file has a header but no data rows", "file")
+    _, infos = infer_columns(frame)
+    return {info.name: overrides.get(info.name, info.type) for info in infos}
+
+
+def _check_overrides(overrides: dict[str, str], header: list[str]) -> None:
+    for name, kind in overrides.items():
+        if name not in header:
+            raise DataError(f"the file has no column {name!r}", f"column_types.{name}")
+        if kind not in COLUMN_TYPES:
+            raise DataError(f"must be one of {', '.join(COLUMN_TYPES)}", f"column_types.{name}")
+
+
+def _convert_options(types: dict[str, str]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types={name: _ARROW_TYPES[kind] for name, kind in types.items()},
+        null_values=list(MISSING_MARKERS),
+        true_values=sorted(_TRUE),
+        false_values=sorted(_FALSE),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+
+
+def _lstrip(column):
+    return pc.utf8_ltrim(column, characters=" ")
+
+
+def _trim_strings(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch:
+    """Leading spaces go, as ``tabular.read_csv`` reads with ``skipinitialspace``."""
+    columns = list(batch.columns)
+    changed = False
+    for i, kind in enumerate(types.values()):
+        if kind == "categorical":
+            trimmed = _lstrip(columns[i])
+            # A cell of spaces only is now empty: missing, like an empty cell.
+            columns[i] = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+            changed = True
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema) if changed else batch
+
+
+_CONVERSION = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'"
+)
+
+
+def _csv_error(exc, recorded: _Recorded, header, types, rows_before: int) -> DataError:
+    message = _arrow_message(exc)
+    match = _CONVERSION.search(message)
+    if "invalid UTF8" in message:
+        return DataError("the file is not UTF-8 text", "file")
+    ragged = _RAGGED.search(message)
+    if ragged is not None:
+        expected, got, line = int(ragged.group(1)), int(ragged.group(2)), ragged.group(3)
+        row = _locate_line(recorded, line)
+        where = f"row {row}" if row is not None else f"a row after row {rows_before}"
+        return DataError(
+            f"the CSV cannot be parsed: {where} has {got} fields, expected {expected} fields "
+            "(as many as the header)",
+            "file",
+        )
+    if match is None:
+        return DataError(f"the CSV cannot be parsed (after row {rows_before}): {message}", "file")
+    index, value = int(match.group(1)), match.group(3)
+    name = header[index]
+    row = _locate(recorded, index, value)
+    where = f"row {row}" if row is not None else f"a row after row {rows_before}"
+    return DataError(
+        f"column {name!r} must be {_EXPECTED[types[name]]} (its type, {types[name]}, was "
+        f"inferred from the first rows; declare it in column_types to change it); {where} "
+        f"has {value!r}",
+        name,
+    )
+
+
+_RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")
+
+
+def _locate_line(recorded: _Recorded, line: str) -> int | None:
+    """The data row (from 1) of the first recent line that reads ``line``."""
+    data, lines_before = _recent_lines(recorded)
+    for offset, text in enumerate(data.decode("utf-8", errors="replace").split("\n")):
+        if text.rstrip("\r") == line:
+            return lines_before + offset
+    return None
+
+
+def _recent_lines(recorded: _Recorded) -> tuple[bytes, int]:
+    data = b"".join(recorded.recent)
+    lines_before = recorded.lines_before_recent
+    if lines_before:  # the window starts inside a line: skip to the next one
+        cut = data.find(b"\n") + 1
+        data, lines_before = data[cut:], lines_before + 1
+    return data, lines_before
+
+
+def _locate(recorded: _Recorded, index: int, value: str) -> int | None:
+    """The data row (from 1) of the first recent line whose field ``index`` is ``value``."""
+    data, lines_before = _recent_lines(recorded)
+    text = data.decode("utf-8", errors="replace")
+    for offset, fields in enumerate(csv.reader(io.StringIO(text))):
+        if len(fields) > index and fields[index].lstrip(" ") == value.lstrip(" "):
+            return lines_before + offset  # line 0 is the header
+    return None
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3:  # a character cut at the end of the block
+            return data[: exc.start].decode("utf-8")
+        raise DataError(
+            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
+        ) from None
+
+
+def _arrow_message(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --- checks on each block ------------------------------------------------------------
+
+
+def _check_cells(batch: pa.Table, types: dict[str, str], max_chars: int, before: int):
+    for i, (name, kind) in enumerate(types.items()):
+        if kind != "categorical":
+            continue
+        lengths = pc.utf8_length(batch.column(i))
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest > max_chars:
+            position = int(np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > max_chars)[0])
+            raise DataError(
+                f"column {name!r} row {before + position + 1} has a value of {longest} "
+                f"characters, more than the limit of {max_chars}",
+                name,
+            )
+
+
+def _check_finite(batch: pa.Table, types: dict[str, str], before: int) -> None:
+    for i, (name, kind) in enumerate(types.items()):
+        if kind != "numeric":
+            continue
+        values = batch.column(i).to_numpy(zero_copy_only=False)
+        infinite = np.isinf(values)
+        if infinite.any():
+            position = int(np.flatnonzero(infinite)[0])
+            raise DataError(
+                f"column {name!r} must be a finite number; row {before + position + 1} has "
+                f"{values[position]!r}",
+                name,
+            )
+
+
+# --- Parquet --------------------------------------------------------------------------
+
+
+def _parquet_blocks(
+    source, limits: Limits, overrides: dict[str, str]
+) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    if not (hasattr(source, "seekable") and source.seekable()):
+        spooled = tempfile.TemporaryFile()
+        while chunk := source.read(BLOCK_BYTES):
+            spooled.write(chunk)
+        spooled.seek(0)
+        source = spooled
+    try:
+        parquet = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"the Parquet file cannot be read: {_arrow_message(exc)}", "file") from None
+    schema = parquet.schema_arrow
+    check_header(list(schema.names), limits.max_columns)
+    _check_overrides(overrides, list(schema.names))
+    types = {}
+    for field in schema:
+        if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
+            kind = "numeric"
+        elif pa.types.is_decimal(field.type):
+            kind = "numeric"
+        elif pa.types.is_boolean(field.type):
+            kind = "boolean"
+        else:
+            kind = "categorical"
+        types[field.name] = overrides.get(field.name, kind)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        rows = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=65536):
+                yield _cast_batch(batch, types, rows)
+                rows += batch.num_rows
+        except pa.ArrowException as exc:
+            raise DataError(
+                f"the Parquet file cannot be read: {_arrow_message(exc)}", "file"
+            ) from None
+
+    return batches(), types
+
+
+def _cast_batch(batch: pa.RecordBatch, types: dict[str, str], before: int) -> pa.RecordBatch:
+    """Columns as the stored types; a value that does not convert names its row."""
+    arrays = []
+    for name, kind in types.items():
+        column = batch.column(name)
+        target = _ARROW_TYPES[kind]
+        if column.type == target:
+            arrays.append(column)
+            continue
+        if kind == "categorical":
+            arrays.append(pc.cast(column, pa.string()))
+            continue
+        try:
+            arrays.append(pc.cast(column, target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = column.to_pylist()
+            for position, value in enumerate(values):
+                try:
+                    pc.cast(pa.array([value]), target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise DataError(
+                        f"column {name!r} must be {_EXPECTED[kind]}; row {before + position + 1} "
+                        f"has {value!r}",
+                        name,
+                    ) from None
+            raise
+    return pa.RecordBatch.from_arrays(
+        arrays, schema=pa.schema([(n, _ARROW_TYPES[k]) for n, k in types.items()])
+    )
+
+
+# --- JSON Lines -------------------------------------------------------------------------
+
+
+def _jsonl_blocks(
+    stream, limits: Limits, overrides: dict[str, str]
+) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    head = _read_exactly(stream, INFER_BYTES)
+    if not head.strip():
+        raise DataError("the file is empty", "file")
+    cut = head.rfind(b"\n") + 1 if len(head) == INFER_BYTES else len(head)
+    try:
+        sample = pajson.read_json(io.BytesIO(head[:cut] or head))
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"the JSON Lines cannot be parsed: {_arrow_message(exc)}", "file") from None
+    check_header(list(sample.schema.names), limits.max_columns)
+    _check_overrides(overrides, list(sample.schema.names))
+    types = {}
+    for field in sample.schema:
+        if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
+            kind = "numeric"
+        elif pa.types.is_boolean(field.type):
+            kind = "boolean"
+        else:
+            kind = "categorical"
+        types[field.name] = overrides.get(field.name, kind)
+    schema = pa.schema(
+        [(n, pa.string() if k == "categorical" else _ARROW_TYPES[k]) for n, k in types.items()]
+    )
+    try:
+        reader = pajson.open_json(
+            _Recorded(stream, head),
+            read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="error"
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"the JSON Lines cannot be parsed: {_arrow_message(exc)}", "file") from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                raise DataError(
+                    f"the JSON Lines cannot be read (after row {rows}): {_arrow_message(exc)}",
+                    "file",
+                ) from None
+            batch = _markers_missing(batch.select(list(types)), types)
+            rows += batch.num_rows
+            yield batch
+
+    return batches(), types
+
+
+def _markers_missing(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch:
+    arrays = []
+    markers = pa.array(MISSING_MARKERS, pa.string())
+    for column, kind in zip(batch.columns, types.values(), strict=True):
+        if kind == "categorical":
+            column = pc.if_else(pc.is_in(column, markers), pa.scalar(None, pa.string()), column)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
