@@ -9,8 +9,9 @@ every pass, and it locks the sweep's row, so concurrent calls neither create a t
 twice nor miss one. When the sweep ends with a winner and ``promote_to`` is set, the
 winner's model version gets that alias in the same transaction.
 
-Between epochs a running trial asks :func:`trial_stop_reason` whether the sweep's
-early-termination rule (``service.usecases.stopping``) ends it now.
+Between epochs a running trial asks :func:`stop_hopeless_trials`, the stop rule the
+worker gives each training run, whether the sweep's early-termination rule
+(``service.usecases.stopping``) ends it now.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,6 +40,7 @@ from service.usecases.jobs import (
 )
 from service.usecases.search import source_field
 from service.usecases.stopping import Curve, StoppingRule, best_so_far, decide
+from service.usecases.training import EpochEnd, Outcome, Stop
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,16 @@ def trial_stop_reason(db: Database, job_id: str, epoch: int) -> str | None:
         curves = _curves(session, sweep, up_to=epoch)
     mine = curves.pop(job_id, Curve({})).values
     return decide(rule, sweep.mode, sweep.metric, epoch, mine, list(curves.values()))
+
+
+def stop_hopeless_trials(end: EpochEnd) -> Stop | None:
+    """The training run's stop rule for trials: ends a trial the sweep's early-termination
+    rule finds hopeless, keeping the model it has (its ``stop_reason`` says why)."""
+    lease = end.lease
+    if lease.sweep_id is None or end.last:
+        return None
+    reason = lease.retry(partial(trial_stop_reason, lease.db, lease.job_id, end.record.epoch))
+    return Stop(Outcome.SUCCEEDED, reason) if reason else None
 
 
 def leaderboard(session: Session, sweep: Sweep) -> list[TrialRow]:

@@ -199,12 +199,12 @@ def test_a_sweep_whose_trials_all_fail_ends_failed_with_the_reasons(client, app,
 
 
 def test_cancel_stops_creating_trials_and_cancels_the_unfinished(client, app, db, dataset):
-    from service.usecases.training import claim
+    from service.usecases.training import AttemptLease
 
     svc = app.extensions["trainserve"]
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset)).get_json()
     running, queued = trial_jobs(db, sweep["id"])
-    assert claim(db, svc.settings, running.id, "w") is not None
+    assert AttemptLease.claim(db, svc.settings, running.id, "w") is not None
 
     response = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
     assert response.status_code == 202

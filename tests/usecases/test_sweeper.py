@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from service.db.models import Job, utcnow
 from service.usecases.sweeper import sweep
-from service.usecases.training import claim
+from service.usecases.training import AttemptLease
 from tests.helpers import queued_job
 
 
@@ -44,20 +44,20 @@ def test_an_unclaimed_job_is_republished_with_backoff(db, settings, publisher, j
 
 
 def test_an_expired_lease_is_requeued_and_published(db, settings, publisher, job_id):
-    claim(db, settings, job_id, "dead-worker")
+    AttemptLease.claim(db, settings, job_id, "dead-worker")
     assert sweep(db, settings, publisher).requeued == []  # lease live
     later = utcnow() + timedelta(seconds=settings.lease_seconds + 1)
     report = sweep(db, settings, publisher, now=later)
     assert report.requeued == [job_id] and report.published == [job_id]
     requeued = get(db, job_id)
     assert requeued.status == "queued" and requeued.attempt == 1
-    assert claim(db, settings, job_id, "new-worker").number == 2
+    assert AttemptLease.claim(db, settings, job_id, "new-worker").number == 2
 
 
 def test_a_job_past_its_attempts_fails_with_a_reason(db, settings, publisher, job_id):
     with db.transaction() as session:
         session.execute(update(Job).values(attempt=settings.max_attempts - 1))
-    claim(db, settings, job_id, "dead-worker")
+    AttemptLease.claim(db, settings, job_id, "dead-worker")
     later = utcnow() + timedelta(seconds=settings.lease_seconds + 1)
     assert sweep(db, settings, publisher, now=later).failed == [job_id]
     failed = get(db, job_id)
