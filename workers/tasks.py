@@ -28,6 +28,6 @@ def train_job(self, job_id: str) -> str:
             # This worker is shutting down: give the job straight to another one.
             publish(context.database, publisher, job_id)
         elif outcome is not Outcome.LEASE_LOST:
-            # A trial that ended lets its sweep start the next one (the sweeper also does).
+            # A trial that ended lets its sweep start the next one (the upkeep loop also does).
             after_trial(context.database, context.settings, publisher, job_id)
     return outcome

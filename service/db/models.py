@@ -25,7 +25,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class JobStatus(StrEnum):
     """A training job's state: queued → running → succeeded | failed | cancelled (a
-    running job also goes back to queued when its worker hands it back or dies)."""
+    running job also goes back to queued when its worker hands it back or dies; see
+    FINISHED_STATUSES and ACTIVE_STATUSES below)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -43,10 +44,11 @@ class SweepStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-JOB_STATUSES = tuple(JobStatus)
-FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
-SWEEP_STATUSES = tuple(SweepStatus)
+# The values as plain text (for dict keys, JSON and OpenAPI enums).
+JOB_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)
+FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
+SWEEP_STATUSES: tuple[str, ...] = tuple(s.value for s in SweepStatus)
 
 
 def utcnow() -> datetime:

@@ -9,8 +9,9 @@ newer attempt (the attempt is a fencing token): it gets :class:`LeaseLost` inste
 Every write goes through :meth:`AttemptLease.write`: one transaction, retried through
 lost or refused connections for ``db_retry_seconds`` with backoff (:func:`retrying`).
 
-Which jobs can be claimed is :func:`claimable`: that is where a claim decides that the
-previous attempt is gone (its lease has lapsed).
+Which jobs can be claimed is :func:`claimable`; a running job's attempt counts as gone
+when :func:`lapsed` holds (its lease has expired): the claim and the upkeep loop's
+requeue both ask it.
 """
 
 from __future__ import annotations
@@ -38,15 +39,17 @@ class LeaseLost(Exception):
     """This attempt no longer owns the job (another attempt took it over)."""
 
 
+def lapsed(now: datetime) -> ColumnElement[bool]:
+    """The running jobs whose attempt is gone: its lease expired before ``now``."""
+    return and_(Job.status == JobStatus.RUNNING, Job.lease_until < now)
+
+
 def claimable(settings: Settings, now: datetime) -> ColumnElement[bool]:
-    """The jobs a new attempt may take: queued, or running under a lapsed lease, with
-    attempts left (hand-backs, counted in ``releases``, use up none)."""
+    """The jobs a new attempt may take: queued, or :func:`lapsed`, with attempts left
+    (hand-backs, counted in ``releases``, use up none)."""
     return and_(
         Job.attempt - Job.releases < settings.max_attempts,
-        or_(
-            Job.status == JobStatus.QUEUED,
-            and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),
-        ),
+        or_(Job.status == JobStatus.QUEUED, lapsed(now)),
     )
 
 
