@@ -167,27 +167,29 @@ function columnTable(dataset) {
   return table(["Column", "Type", "Missing", "Distinct", "Summary"], rows, { caption: `Columns of ${dataset.name}` });
 }
 
-// Categories (most frequent first, when the API gives counts) or a numeric summary.
+// The column's summary from the upload's statistics pass (`summary`): the most frequent
+// values with their counts (categorical, boolean), or min / mean / max / std (numeric).
 function summary(column) {
-  const categories = column.categories || column.top_categories || column.values;
-  if (Array.isArray(categories) && categories.length) {
-    const shown = categories.slice(0, 8).map((c) => {
-      if (c && typeof c === "object") return el("span", { class: "chip", text: `${c.value ?? c.name ?? c.category} · ${integer(c.count)}` });
-      return el("span", { class: "chip", text: String(c) });
-    });
-    const more = (column.n_unique || categories.length) - shown.length;
-    return el("span", { class: "chips" }, shown, more > 0 ? el("span", { class: "muted", text: ` +${integer(more)} more` }) : null);
+  const stats = column.summary || {};
+  if (stats.counts && typeof stats.counts === "object") {
+    const entries = Object.entries(stats.counts).sort((a, b) => b[1] - a[1]);
+    const shown = entries.slice(0, 8);
+    const rest = entries.slice(8).reduce((n, [, c]) => n + c, 0) + (stats.other || 0);
+    const more = Math.max(0, (column.n_unique || entries.length) - shown.length);
+    return el(
+      "span",
+      { class: "chips" },
+      shown.map(([value, count]) => el("span", { class: "chip", text: `${value} · ${integer(count)}` })),
+      more > 0 ? el("span", { class: "muted", text: ` +${integer(more)} more (${integer(rest)} rows)` }) : null
+    );
   }
-  const stats = column.summary || column.stats || column;
   const parts = [
     ["min", stats.min],
     ["mean", stats.mean],
-    ["median", stats.median ?? stats.p50],
     ["max", stats.max],
     ["std", stats.std],
   ].filter(([, v]) => v !== undefined && v !== null);
   if (parts.length) return el("span", { class: "stats" }, parts.map(([k, v]) => el("span", {}, el("span", { class: "muted", text: `${k} ` }), number(v, 4))));
-  if (column.type === "boolean") return el("span", { class: "muted", text: "true / false" });
   return el("span", { class: "muted", text: "–" });
 }
 
