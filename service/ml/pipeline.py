@@ -145,6 +145,7 @@ def encode_file(
     result equals :func:`prepare` on the whole table (same rows, same order, same fit).
     """
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     parquet = pq.ParquetFile(parquet_path, memory_map=True)
 
     def batches(columns: list[str]) -> Iterator[pd.DataFrame]:
