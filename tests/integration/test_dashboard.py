@@ -7,7 +7,7 @@ screenshot of each step under tests/artifacts/ (or $TRAINSERVE_ARTIFACTS_DIR):
 - cancel a running job;
 - sweep → live leaderboard → promote the winner to champion;
 - compare versions; move an alias from the version table;
-- score a file (predictions to download);
+- score a file (predictions to download) and a labelled one (the evaluation too);
 - keyboard only; 390 px wide; a key that may only predict (scopes).
 
 One service and one browser tab serve the whole module (small tables, few epochs), and
@@ -227,9 +227,9 @@ def test_upload_train_watch_and_predict(live, page):
     schema = requests.get(f"{live.base}/openapi.json", timeout=10).json()
     expected = list(schema["components"]["schemas"]["Hyperparameters"]["properties"])
     assert knobs == [f"hyperparameters.{name}" for name in expected]  # every knob, in order
-    assert page.js("document.querySelector('[name=\"hyperparameters.epochs\"]').value") == str(
-        schema["components"]["schemas"]["Hyperparameters"]["properties"]["epochs"]["default"]
-    )
+    default = schema["components"]["schemas"]["Hyperparameters"]["properties"]["epochs"]["default"]
+    shown = page.js("document.querySelector('[name=\"hyperparameters.epochs\"]').value")
+    assert shown == ("" if default is None else str(default))  # null: an empty field
     # A value the API refuses is shown next to its field, and nothing starts.
     set_value(page, '[name="hyperparameters.epochs"]', "0")
     set_value(page, '[name="hyperparameters.hidden_layers"]', "32, -4")
@@ -520,6 +520,39 @@ def test_score_a_file(live, page):
     assert page.js("document.querySelectorAll('.score-predictions tbody tr').length") == 8
     assert "nothing to evaluate against" in text(page, ".score-evaluation")
     shot(page, "13-score")
+
+    # A labelled file: predictions (the target column set aside, and said so) and the
+    # model's evaluation on it, with its reliability diagram.
+    page.set_files("#score-file", FLOWERS)
+    page.wait_for(
+        "document.querySelector('.score-predictions a[download]')?.download"
+        " === 'flowers-predictions-flowers-v1.csv'",
+        timeout=60,
+    )
+    assert "ignored the column species" in text(page, ".score-predictions")
+    page.wait_for("!!document.querySelector('.score-evaluation .evaluation')", timeout=60)
+    evaluation = live.api(
+        "POST",
+        "/v1/models/flowers/versions/1/evaluate",
+        data=FLOWERS.read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    ).json()
+    facts = dict(
+        page.js(
+            "[...document.querySelectorAll('.score-evaluation dl.facts div')]"
+            ".map(d => [d.firstChild.textContent, d.lastChild.textContent])"
+        )
+    )
+    assert facts["Rows"] == "150"
+    assert facts["Accuracy"] == f"{100 * evaluation['accuracy']:.1f} %"
+    cells = page.js(
+        "[...document.querySelectorAll('.score-evaluation table.confusion tbody td')]"
+        ".map(td => Number(td.textContent))"
+    )
+    assert cells == [n for row in evaluation["confusion_matrix"]["counts"] for n in row]
+    bars = page.js("document.querySelectorAll('.score-evaluation svg.reliability rect.bar').length")
+    assert bars == sum(1 for b in evaluation["reliability"] if b["count"])
+    shot(page, "13-score-labelled")
 
 
 def test_keyboard_only(live, page):
