@@ -302,7 +302,8 @@ def test_upload_train_watch_and_predict(live, page):
     label = page.wait_for("document.querySelector('.predicted-label')?.textContent")
     assert label in ("low", "mid", "high")
     shares = page.js(
-        "[...document.querySelectorAll('.probabilities .bar')].map(b => Number(b.dataset.share))"
+        "[...document.querySelectorAll('.probabilities .share-bar')]"
+        ".map(b => Number(b.dataset.share))"
     )
     assert len(shares) == 3 and abs(sum(shares) - 1) < 1e-3
     shot(page, "05-predict")
@@ -552,6 +553,11 @@ def test_score_a_file(live, page):
     assert cells == [n for row in evaluation["confusion_matrix"]["counts"] for n in row]
     bars = page.js("document.querySelectorAll('.score-evaluation svg.reliability rect.bar').length")
     assert bars == sum(1 for b in evaluation["reliability"] if b["count"])
+    tallest = page.js(
+        "Math.max(...[...document.querySelectorAll('.score-evaluation svg.reliability rect.bar')]"
+        ".map(r => r.getBoundingClientRect().height))"
+    )
+    assert tallest > 60  # a bar reaches up to its bin's accuracy
     shot(page, "13-score-labelled")
 
 

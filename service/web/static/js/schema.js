@@ -125,7 +125,7 @@ export function field(name, schema, { path = name, label = name, initial, requir
     });
   } else {
     const listText = Array.isArray(start) ? start.join(", ") : start === null || start === undefined ? "" : typeof start === "object" ? JSON.stringify(start) : String(start);
-    input = el("input", { id, type: "text", spellcheck: "false", autocomplete: "off", value: listText, placeholder: kind === "list" ? "e.g. 64, 64" : nullable ? "– (none)" : "" });
+    input = el("input", { id, type: "text", spellcheck: "false", autocomplete: "off", value: listText, placeholder: kind === "list" ? `e.g. 64, 64${nullable ? ` (empty: ${nullLabel})` : ""}` : nullable ? nullLabel : "" });
   }
   input.setAttribute("aria-describedby", hintId);
   if (required) input.required = true;

@@ -257,7 +257,7 @@ function perClassTable(perClass) {
 function bar(share) {
   const fill = el("span", { class: "fill" });
   fill.style.width = `${Math.max(0, Math.min(1, share)) * 100}%`;
-  return el("span", { class: "bar", "aria-hidden": "true", "data-share": String(share) }, fill);
+  return el("span", { class: "share-bar", "aria-hidden": "true", "data-share": String(share) }, fill);
 }
 
 // One row, a field per feature (as the model's input schema says), answered with bars.
