@@ -8,7 +8,8 @@ import logging
 from flask import Flask
 
 from service.api import register
-from service.api.common import Api, Services
+from service.api.services import Services
+from service.api.spec import Api
 from service.auth import init_auth
 from service.config import Settings
 from service.db.session import Database
@@ -51,6 +52,8 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
     app = _Flask("trainserve")
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        # Streamed uploads (a table as the body, or a form's file) have their own limit.
+        MAX_UPLOAD_BYTES=settings.max_upload_bytes,
         API_TITLE="trainserve",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",

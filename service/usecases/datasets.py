@@ -62,9 +62,8 @@ def staged_dataset(
     column_types: dict[str, str] | None = None,
 ) -> Iterator[Callable[[Session], Dataset]]:
     """Stream the table into storage (parts committed as they fill, no transaction held),
-    then yield ``store(session, late_name=None)``, which adds the dataset row (named
-    ``late_name`` if given, for a name that arrived after the file) and marks its blob
-    ready in the caller's transaction. Any failure, in the block or in that transaction, removes
+    then yield ``store(session)``, which adds the dataset row and marks its blob ready in
+    the caller's transaction. Any failure, in the block or in that transaction, removes
     every part written."""
     if records is not None:
         source, fmt = io.BytesIO(_records_parquet(settings, records)), "parquet"
@@ -80,11 +79,11 @@ def staged_dataset(
         table = ingest.ingest(source, upload, fmt=fmt, limits=limits, column_types=column_types)
         upload.close()
 
-        def store(session: Session, late_name: str | None = None) -> Dataset:
+        def store(session: Session) -> Dataset:
             dataset = Dataset(
                 id=dataset_id,
                 tenant=tenant,
-                name=late_name or name or "dataset",
+                name=name or "dataset",
                 n_rows=table.n_rows,
                 n_columns=len(table.columns),
                 columns=table.columns,

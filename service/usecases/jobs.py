@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
@@ -61,7 +60,7 @@ def submit_job(
     settings: Settings,
     publisher: Publisher,
     tenant: str,
-    request: JobRequest | Callable[[], tuple[JobRequest, str | None]],
+    request: JobRequest,
     *,
     idempotency_key: str | None = None,
     upload: BinaryIO | None = None,
@@ -72,9 +71,7 @@ def submit_job(
 
     With ``upload`` (a CSV, Parquet or JSON Lines stream) the table is streamed into
     storage first and the dataset created in the job's transaction, so a rejected job
-    leaves no dataset (and no part of it) behind; ``request`` may then be a function
-    called once the upload is read, returning the request and the dataset's name (a form
-    whose fields follow its file). With an ``idempotency_key`` already used, the job
+    leaves no dataset (and no part of it) behind. With an ``idempotency_key`` already used, the job
     that key created is returned and nothing new is stored.
     """
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
@@ -89,12 +86,9 @@ def submit_job(
             with staged_dataset(
                 db, settings, tenant, name=upload_name, source=upload, fmt=upload_format
             ) as store:
-                late_name = None
-                if callable(request):
-                    request, late_name = request()
                 with db.transaction() as session:
                     _check_active_jobs(session, settings, tenant)
-                    dataset = store(session, late_name)
+                    dataset = store(session)
                     request = replace(request, dataset_id=dataset.id)
                     job = _new_job(session, settings, tenant, request, scoped_key)
         else:

@@ -2,26 +2,18 @@
 
 from flask.views import MethodView
 
-from service.api.common import (
-    Blueprint,
-    body_kind,
-    filename_stem,
-    form_name,
-    json_body,
-    problem_doc,
-    request_body_doc,
-    services,
-    tenant,
-)
+from service.api.blueprint import Blueprint
+from service.api.body import JSON, MULTIPART, TABLES, Body, filename_stem, form_name
 from service.api.datasets.schemas import (
     DatasetNameArgsSchema,
     DatasetQueryArgsSchema,
     DatasetSchema,
     DatasetUploadSchema,
 )
-from service.api.streams import TABLE_TYPES, body_source, multipart_source
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
+from service.api.streams import file_format, upload_stream
 from service.usecases import datasets
-from service.usecases.errors import InvalidRequest
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Tabular datasets")
 
@@ -34,56 +26,43 @@ class Datasets(MethodView):
         """List datasets, newest first"""
         return datasets.list_datasets(services().database, tenant(), **args)
 
-    @blp.doc(
-        **request_body_doc(
-            "DatasetUpload",
-            "text/csv",
-            "multipart/form-data",
-            "application/vnd.apache.parquet",
-            "application/x-ndjson",
-            description="JSON records; a CSV, Parquet or JSON Lines body (name in ?name=; "
-            "CSV and JSON Lines may be gzip- or zstd-compressed); or a form with `file` and "
-            "optional `name`. The body is streamed: any size up to the upload limit.",
-        )
-    )
     @blp.arguments(DatasetNameArgsSchema, location="query")
+    @blp.body(
+        DatasetUploadSchema,
+        tables=True,
+        multipart=True,
+        description="JSON records; a CSV, Parquet or JSON Lines body (name in ?name=; CSV "
+        "may be gzip- or zstd-compressed); or a form with `file` and optional `name`. "
+        "A table body is read as it streams in, at any size up to the upload limit.",
+    )
     @blp.response(201, DatasetSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(413, **problem_doc("The body is larger than the upload limit"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self, args):
+    def post(self, args, body: Body):
         """Upload a dataset (CSV, Parquet, JSON Lines or JSON records)"""
         svc = services()
-        kind = body_kind("application/json", "multipart/form-data", *TABLE_TYPES)
-        if kind == "application/json":
-            body = DatasetUploadSchema().load(json_body())
-            return datasets.upload_dataset(
-                svc.database, svc.settings, tenant(), name=body.get("name"), records=body["records"]
-            )
-        column_types = args.get("column_types")
-        if kind != "multipart/form-data":
-            source, fmt = body_source(svc.settings.max_upload_bytes)
+        if body.media_type == JSON:
             return datasets.upload_dataset(
                 svc.database,
                 svc.settings,
                 tenant(),
-                name=args.get("name"),
-                source=source,
-                fmt=fmt,
-                column_types=column_types,
+                name=body.data.get("name"),
+                records=body.data["records"],
             )
-        form = multipart_source(svc.settings.max_upload_bytes)
-        if not form.open_file():
-            raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-        name = form_name(form.values.get("name")) or args.get("name")
+        if body.media_type == MULTIPART:
+            name = form_name(body.form.get("name")) or args.get("name")
+            name, fmt = name or filename_stem(body.filename), file_format(body.filename)
+        else:
+            name, fmt = args.get("name"), TABLES[body.media_type]
         return datasets.upload_dataset(
             svc.database,
             svc.settings,
             tenant(),
-            source=form,
-            fmt=form.format(),
-            name=name or filename_stem(form.filename),
-            column_types=column_types,
+            name=name,
+            source=upload_stream(body.stream, svc.settings.max_upload_bytes),
+            fmt=fmt,
+            column_types=args.get("column_types"),
         )
 
 

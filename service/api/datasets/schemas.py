@@ -4,7 +4,7 @@ import json
 
 from marshmallow import ValidationError, fields, validate
 
-from service.api.common import DATASET_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import DATASET_NAME, BaseSchema, PageArgsSchema
 from service.ml.tabular import COLUMN_TYPES
 
 
