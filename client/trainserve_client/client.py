@@ -138,9 +138,18 @@ class Client:
 
     # -- datasets --------------------------------------------------------------------
 
-    def upload(self, data: Any, name: str | None = None) -> dict:
-        """Upload a dataset: a CSV or JSON file's path, a pandas DataFrame, or a list of
-        records (dicts). A JSON file holds a list of records or ``{"records": [...]}``.
+    def upload(
+        self,
+        data: Any,
+        name: str | None = None,
+        *,
+        column_types: dict[str, str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict:
+        """Upload a dataset: a file's path (CSV, optionally ``.gz``/``.zst``; Parquet;
+        JSON Lines; or JSON), a pandas DataFrame, or a list of records (dicts). A JSON file
+        holds a list of records or ``{"records": [...]}``. A table file is streamed as the
+        request body, never read whole; ``progress(sent, total)`` is called as it goes.
         Returns the dataset (id, columns with inferred types, ...)."""
         if isinstance(data, (str, Path)):
             path = Path(data)
@@ -151,10 +160,16 @@ class Client:
                 return self._request(
                     "POST", "/v1/datasets", json={"name": name or path.stem, "records": records}
                 )
+            params = {"name": name or table_stem(path)}
+            if column_types:
+                params["column_types"] = json.dumps(column_types)
             with open(path, "rb") as f:
-                files = {"file": (path.name, f, "text/csv")}
                 return self._request(
-                    "POST", "/v1/datasets", files=files, data={"name": name or path.stem}
+                    "POST",
+                    "/v1/datasets",
+                    params=params,
+                    data=_Progress(f, path.stat().st_size, progress),
+                    headers=_table_headers(path),
                 )
         if isinstance(data, list):
             return self._request(
@@ -185,14 +200,15 @@ class Client:
         column_types: dict[str, str] | None = None,
         hyperparameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
         **more_hyperparameters: Any,
     ) -> dict:
         """Submit a training job and return it (status "queued").
 
-        ``data`` is what ``upload`` takes (a CSV file is uploaded and trained on in one
-        request), or pass the ``dataset_id`` of an uploaded dataset. The model name
-        defaults to the file's stem. Hyperparameters come as a dict, as keywords
-        (``epochs=30, hidden_layers=[32, 32]``), or both.
+        ``data`` is what ``upload`` takes (a file is streamed to the server first, with
+        ``progress(sent, total)`` as it goes), or pass the ``dataset_id`` of an uploaded
+        dataset. The model name defaults to the file's stem. Hyperparameters come as a
+        dict, as keywords (``epochs=30, hidden_layers=[32, 32]``), or both.
         """
         params = {**(hyperparameters or {}), **more_hyperparameters}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -201,17 +217,10 @@ class Client:
             body["features"] = features
         if column_types is not None:
             body["column_types"] = column_types
-        if isinstance(data, (str, Path)) and Path(data).suffix.lower() != ".json":
-            path = Path(data)
-            form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
-            form["model_name"] = model_name or path.stem
-            with open(path, "rb") as f:
-                files = {"file": (path.name, f, "text/csv")}
-                return self._request("POST", "/v1/jobs", files=files, data=form, headers=headers)
         if data is not None:
             if model_name is None and isinstance(data, (str, Path)):
-                model_name = Path(data).stem
-            dataset_id = self.upload(data)["id"]
+                model_name = table_stem(Path(data))
+            dataset_id = self.upload(data, progress=progress)["id"]
         if dataset_id is None:
             raise ValueError("give the data to train on, or the dataset_id of an uploaded one")
         if model_name is None:
@@ -359,6 +368,7 @@ class Client:
         destination: str | Path | IO[str],
         version: int | None = None,
         drop_columns: Iterable[str] = (),
+        progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """Predict every row of a CSV file and write ``label,p_<class>,...`` rows, in
         input order, to ``destination`` (a path or a text file). Returns the rows written.
@@ -368,18 +378,18 @@ class Client:
         CSV here. ``drop_columns`` are left out of what is sent (a training file's target
         column, say).
         """
+        size = Path(source).stat().st_size
         with open(source, "rb") as f:
-            body = f.read()
-        drop = set(drop_columns)
-        if drop:
-            body = _without_columns(body, drop)
-        response = self._send(
-            "POST",
-            _predict_path(model, version),
-            data=body,
-            headers={"Content-Type": "text/csv", "Accept": "text/csv"},
-            stream=True,
-        )
+            drop = set(drop_columns)
+            body = _Progress(f, size, progress)
+            stream = _without_columns(body, drop) if drop else body
+            response = self._send(
+                "POST",
+                _predict_path(model, version),
+                data=stream,
+                headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+                stream=True,
+            )
         with response, _open_text(destination) as out:
             if response.headers.get("Content-Type", "").startswith("text/csv"):
                 return _copy_csv(response, out)
@@ -414,7 +424,7 @@ class Client:
         """
         if data is not None:
             if model_name is None and isinstance(data, (str, Path)):
-                model_name = Path(data).stem
+                model_name = table_stem(Path(data))
             dataset_id = self.upload(data)["id"]
         if dataset_id is None or model_name is None:
             raise ValueError("give the data (or a dataset_id) and a model_name")
@@ -511,20 +521,80 @@ def _key(label: Any) -> str:
     return str(label)
 
 
-def _without_columns(body: bytes, drop: set[str]) -> bytes:
-    """A CSV without the named columns (only those present are removed)."""
-    text = body.decode("utf-8-sig")
-    rows = csv.reader(io.StringIO(text, newline=""))
+def _without_columns(body: IO[bytes], drop: set[str]) -> Iterator[bytes]:
+    """A CSV stream without the named columns (only those present are removed), as
+    chunks of about 1 MiB: the file is never read whole."""
+    text = io.TextIOWrapper(io.BufferedReader(body, 1 << 20), encoding="utf-8-sig", newline="")
+    rows = csv.reader(text)
     header = next(rows, None)
-    if header is None or not drop & set(header):
-        return body
+    if header is None:
+        return
     keep = [i for i, name in enumerate(header) if name not in drop]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([header[i] for i in keep])
     for row in rows:
         writer.writerow([row[i] for i in keep if i < len(row)])
-    return out.getvalue().encode()
+        if out.tell() > 1 << 20:
+            yield out.getvalue().encode()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode()
+
+
+class _Progress(io.RawIOBase):
+    """A file read as a request body, reporting ``progress(sent, total)`` as it goes;
+    its length tells requests the Content-Length."""
+
+    def __init__(self, file: IO[bytes], total: int, progress=None):
+        super().__init__()
+        self.file, self.total, self.sent, self.progress = file, total, 0, progress
+
+    def __len__(self) -> int:
+        return self.total - self.sent
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(1 << 20 if size is None or size < 0 else max(size, 1 << 16))
+        self.sent += len(data)
+        if self.progress is not None:
+            self.progress(self.sent, self.total)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.file.read(len(buffer))
+        buffer[: len(data)] = data
+        self.sent += len(data)
+        if self.progress is not None:
+            self.progress(self.sent, self.total)
+        return len(data)
+
+
+_TABLE_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".pq": "application/vnd.apache.parquet",
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+}
+
+
+def table_stem(path: Path) -> str:
+    """``data/big.csv.gz`` → ``big``."""
+    name = path.name
+    for suffix in (".gz", ".gzip", ".zst", ".zstd"):
+        name = name.removesuffix(suffix)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _table_headers(path: Path) -> dict[str, str]:
+    """Content-Type by the file's extension (CSV unless Parquet or JSON Lines)."""
+    name = path.name.lower()
+    for suffix in (".gz", ".gzip", ".zst", ".zstd"):
+        name = name.removesuffix(suffix)
+    kind = next((t for s, t in _TABLE_TYPES.items() if name.endswith(s)), "text/csv")
+    return {"Content-Type": kind}
 
 
 def _copy_csv(response: requests.Response, out: IO[str]) -> int:

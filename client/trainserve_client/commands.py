@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainserve_client.client import Client, ClientError
-from trainserve_client.formatting import ProgressBar, number, table, when
+from trainserve_client.formatting import BytesBar, ProgressBar, number, table, when
 from trainserve_client.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
 
@@ -74,6 +74,16 @@ def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentP
     )
     train.set_defaults(run=guarded(cmd_train))
 
+    upload = sub.add_parser(
+        "upload",
+        parents=[server],
+        help="stream a table (CSV, .gz/.zst, Parquet, JSON Lines) to a running server",
+    )
+    upload.add_argument("data", type=Path, help="the file to upload")
+    upload.add_argument("--name", help="the dataset's name (default: the file's stem)")
+    upload.add_argument("--column-types", type=json.loads, help='JSON, e.g. {"zip": "categorical"}')
+    upload.set_defaults(run=guarded(cmd_upload))
+
     predict = sub.add_parser(
         "predict", parents=[server], help="predict every row of a CSV; writes label,p_<class>..."
     )
@@ -118,17 +128,36 @@ def guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:
     return run
 
 
+def cmd_upload(args: argparse.Namespace, client: Client) -> int:
+    bar = BytesBar(sys.stderr, f"uploading {args.data.name}")
+    try:
+        dataset = client.upload(args.data, args.name, column_types=args.column_types, progress=bar)
+    finally:
+        bar.close()
+    print(dataset["id"])
+    print(
+        f"dataset {dataset['name']}: {dataset['n_rows']:,} rows, {dataset['n_columns']} columns",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, client: Client) -> int:
     given = [h.name for h in HYPERPARAMETERS if hasattr(args, h.name)]
     hyperparameters = {name: getattr(args, name) for name in given}
-    job = client.train(
-        args.data,
-        target=args.target,
-        model_name=args.model_name,
-        features=args.features.split(",") if args.features else None,
-        column_types=args.column_types,
-        hyperparameters=hyperparameters,
-    )
+    bar = BytesBar(sys.stderr, f"uploading {args.data.name}")
+    try:
+        job = client.train(
+            args.data,
+            target=args.target,
+            model_name=args.model_name,
+            features=args.features.split(",") if args.features else None,
+            column_types=args.column_types,
+            hyperparameters=hyperparameters,
+            progress=bar,
+        )
+    finally:
+        bar.close()
     if not args.wait:
         print(job["id"])
         print(
@@ -177,9 +206,18 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
     if drop:
         print(f"leaving out {drop[0]!r}, the model's target column", file=sys.stderr)
     destination = args.output or sys.stdout
-    rows = client.predict_csv(
-        args.model, args.data, destination, version=version["version"], drop_columns=drop
-    )
+    bar = BytesBar(sys.stderr, f"predicting {args.data.name}")
+    try:
+        rows = client.predict_csv(
+            args.model,
+            args.data,
+            destination,
+            version=version["version"],
+            drop_columns=drop,
+            progress=bar,
+        )
+    finally:
+        bar.close()
     where = args.output or "stdout"
     print(
         f"{rows} predictions of {args.model} version {version['version']} written to {where}",

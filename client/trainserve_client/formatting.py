@@ -89,9 +89,7 @@ def number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], out: IO[str] | None = None
-) -> None:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], out: IO[str] | None = None) -> None:
     """Columns padded to their widest cell; numbers right-aligned."""
     out = out or sys.stdout
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
@@ -101,3 +99,40 @@ def table(
             numeric = cell.replace(".", "", 1).replace("/", "", 1).lstrip("-").isdigit()
             cells.append(cell.rjust(width) if numeric and row is not header else cell.ljust(width))
         out.write("  ".join(cells).rstrip() + "\n")
+
+
+class BytesBar:
+    """Bytes sent of a file: MB, MB/s and ETA on one line redrawn with ``\\r``, at most ten
+    times a second; nothing when ``stream`` is not a terminal (a log, a pipe)."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: IO[str], label: str, clock: Callable[[], float] = time.monotonic):
+        self.stream, self.label, self.clock = stream, label, clock
+        self.live = stream.isatty()
+        self.started = clock()
+        self.drawn_at = -1.0
+        self.drawn = False
+
+    def __call__(self, sent: int, total: int) -> None:
+        now = self.clock()
+        if not self.live or (now - self.drawn_at < 0.1 and sent < total):
+            return
+        self.drawn_at = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = sent / elapsed
+        filled = round(self.WIDTH * sent / total) if total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        eta = (total - sent) / rate if rate > 0 else 0.0
+        line = (
+            f"{self.label} [{bar}] {sent / 1e6:,.1f}/{total / 1e6:,.1f} MB "
+            f"{rate / 1e6:,.1f} MB/s ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        )
+        self.stream.write("\r" + line + "\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()

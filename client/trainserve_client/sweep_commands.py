@@ -274,8 +274,9 @@ def leaderboard(sweep: dict, out: IO[str]) -> None:
         for t in sweep.get("leaderboard", [])
     ]
     metric = sweep["metric"].upper()
-    table(["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"],
-           rows, out)
+    table(
+        ["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"], rows, out
+    )
 
 
 def cmd_sweeps(args: argparse.Namespace, client: Client) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, update
 from service.config import Settings
 from service.db.models import Checkpoint, Job, JobStatus, utcnow
 from service.db.session import Database
+from service.storage import backend_for, remove_abandoned
 from service.usecases.jobs import Publisher, publish
 from service.usecases.sweeps import advance_all
 from service.usecases.training.lease import lapsed
@@ -42,6 +43,7 @@ class UpkeepReport:
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     trials_created: list[str] = field(default_factory=list)
+    uploads_removed: int = 0
 
 
 def upkeep_pass(
@@ -53,6 +55,8 @@ def upkeep_pass(
     _recover_expired(db, settings, now, report)
     report.trials_created = advance_all(db, settings, publisher)
     _republish(db, settings, publisher, now, report)
+    # Parts of uploads whose process died (an aborted upload removes its own at once).
+    report.uploads_removed = remove_abandoned(db, backend_for(db))
     return report
 
 
