@@ -316,10 +316,21 @@ class _OneRequestAtATime:
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "").endswith("/events"):
+        if environ.get("PATH_INFO", "").endswith("/events") or _is_upload(environ):
             return self.wsgi(environ, start_response)
         with self.lock:
             return self.wsgi(environ, start_response)
+
+
+def _is_upload(environ) -> bool:
+    """A table upload: it mostly waits for its body or runs in pyarrow's C++ code, and may
+    last minutes, so it takes its own thread instead of a turn (one upload holds one
+    thread, not the process)."""
+    return (
+        environ.get("REQUEST_METHOD") == "POST"
+        and environ.get("PATH_INFO") in ("/v1/datasets", "/v1/jobs")
+        and not environ.get("CONTENT_TYPE", "").startswith("application/json")
+    )
 
 
 def _api_post_fork(_server, _worker) -> None:

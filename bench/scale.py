@@ -1,0 +1,360 @@
+"""Tables of millions of rows through the whole service, measured as ratios in one run.
+
+For each size (default 1M, 5M and 20M rows of 20 numeric + 2 categorical columns and a
+3-class target, generated here) and each deployment (embedded: `trainserve up` on
+SQLite; production: `trainserve api` + `trainserve worker` on PostgreSQL + Redis):
+
+- upload: a streamed CSV body, MB/s, against ``pyarrow.csv.read_csv`` of the same file
+  in this process (target ≥ 0.5×);
+- peak RssAnon of every process of the service (sampled from /proc every 0.2 s; file
+  maps do not count), target ≤ 2 GiB and flat over the sizes;
+- training: the job's own samples/s (mean over its epochs) against a raw in-memory
+  tensor loop of the same network and batch size in this process (target ≥ 0.8×), and
+  the job's wall time;
+- CSV batch predict through the API (``Accept: text/csv``) and through
+  ``trainserve predict``, rows/s (target ≥ 250k);
+- one-row predict p99, idle and while the same table is uploaded again (target ≤ 2×).
+
+    python bench/scale.py --rows 1000000 5000000 20000000 [--deployments embedded production]
+
+Writes a Markdown table to stdout and JSON to bench/scale-results.json. Nothing is
+downloaded. Sizes take disk: about 180 bytes a row of CSV, plus the stored Parquet and
+the worker's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import requests
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (  # noqa: E402
+    BIN,
+    REDIS_URL,
+    Process,
+    free_port,
+    scratch_database,
+    wait_http,
+)
+
+BATCH = 1024
+HIDDEN = [64, 64]
+EPOCHS = 2
+
+
+def make_csv(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
+    """20 numeric + 2 categorical columns and a 3-class label that depends on them."""
+    rng = np.random.default_rng(seed)
+    writer = None
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        columns = {f"x{i}": rng.normal(size=n).round(5) for i in range(20)}
+        columns["colour"] = rng.choice(np.array(["red", "green", "blue", "grey", "black"]), n)
+        columns["shape"] = rng.choice(np.array(["circle", "square", "triangle"]), n)
+        score = columns["x0"] + 0.5 * columns["x1"] - columns["x2"] + (columns["colour"] == "red")
+        columns["label"] = np.array(["a", "b", "c"])[np.digitize(score, [-0.5, 0.8])]
+        table = pa.table(columns)
+        if writer is None:
+            writer = pacsv.CSVWriter(str(path), table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+class AnonSampler(threading.Thread):
+    """Peak RssAnon (kB) per command line of a set of process groups, sampled."""
+
+    def __init__(self, processes: list[Process]):
+        super().__init__(daemon=True)
+        self.processes, self.peaks, self.running = processes, {}, True
+
+    def run(self) -> None:
+        while self.running:
+            for process in self.processes:
+                for pid in _descendants(process.popen.pid):
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                    except OSError:
+                        continue
+                    anon = int(status.split("RssAnon:")[1].split()[0])
+                    name = _role(cmd)
+                    self.peaks[name] = max(self.peaks.get(name, 0), anon)
+            time.sleep(0.2)
+
+    def stop(self) -> dict[str, float]:
+        self.running = False
+        self.join()
+        return {name: kb / 1024 for name, kb in self.peaks.items()}
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it (``up`` starts its children in sessions of
+    their own, so a process group would miss them)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def _role(cmd: str) -> str:
+    words = cmd.split()
+    if "worker" in words or "celery" in cmd:
+        return "worker"
+    if "api" in words or "gunicorn" in cmd:
+        return "api"
+    if "up" in words:
+        return "up"
+    return words[0].rsplit("/", 1)[-1] if words else "?"
+
+
+def raw_loop_samples_per_s(rows: int, width: int) -> float:
+    """A raw in-memory tensor loop: randperm per epoch, Adam, the service's default
+    network; samples/s of the training passes."""
+    torch.manual_seed(0)
+    x = torch.randn(rows, width)
+    y = torch.randint(0, 3, (rows,))
+    layers, last = [], width
+    for size in HIDDEN:
+        layers += [nn.Linear(last, size), nn.ReLU()]
+        last = size
+    model = nn.Sequential(*layers, nn.Linear(last, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    order = torch.randperm(rows)
+    for i in range(0, rows, BATCH):
+        index = order[i : i + BATCH]
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x[index]), y[index]).backward()
+        optimizer.step()
+    return rows / (time.perf_counter() - started)
+
+
+def upload(url: str, path: Path) -> tuple[dict, float]:
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        response = requests.post(
+            f"{url}/v1/datasets",
+            params={"name": path.stem},
+            data=f,
+            headers={"Content-Type": "text/csv"},
+            timeout=3600,
+        )
+    response.raise_for_status()
+    return response.json(), time.perf_counter() - started
+
+
+def one_row_p99(url: str, seconds: float) -> float:
+    body = {
+        "records": [{f"x{i}": 0.1 * i for i in range(20)} | {"colour": "red", "shape": "circle"}]
+    }
+    latencies = []
+    session = requests.Session()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t = time.perf_counter()
+        session.post(f"{url}/v1/models/scale/predict", json=body, timeout=60).raise_for_status()
+        latencies.append(time.perf_counter() - t)
+    return float(np.percentile(latencies, 99)) * 1000
+
+
+def measure(url: str, path: Path, rows: int, size_mb: float, home: Path) -> dict:
+    result: dict = {}
+    dataset, seconds = upload(url, path)
+    assert dataset["n_rows"] == rows, dataset
+    result["upload_mb_s"] = size_mb / seconds
+    job = requests.post(
+        f"{url}/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "label",
+            "model_name": "scale",
+            "hyperparameters": {
+                "epochs": EPOCHS,
+                "batch_size": BATCH,
+                "hidden_layers": HIDDEN,
+                "seed": 1,
+            },
+        },
+        timeout=60,
+    ).json()
+    started = time.perf_counter()
+    while True:
+        state = requests.get(f"{url}/v1/jobs/{job['id']}", timeout=60).json()
+        if state["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(1)
+    result["job_s"] = time.perf_counter() - started
+    if state["status"] != "succeeded":
+        raise RuntimeError(f"the job {state['status']}: {state.get('error')}")
+    epochs = requests.get(f"{url}/v1/jobs/{job['id']}/metrics", timeout=60).json()["epochs"]
+    result["train_samples_s"] = statistics.fmean(e["samples_per_s"] for e in epochs)
+    result["val_accuracy"] = epochs[-1]["val_accuracy"]
+    features = path.with_suffix(".features.csv")
+    if not features.exists():
+        pacsv.write_csv(pacsv.read_csv(path).drop(["label"]), features)
+    t = time.perf_counter()
+    with (
+        open(features, "rb") as f,
+        requests.post(
+            f"{url}/v1/models/scale/predict",
+            data=f,
+            headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+            stream=True,
+            timeout=3600,
+        ) as answer,
+    ):
+        answer.raise_for_status()
+        for _ in answer.iter_content(1 << 20):
+            pass
+    result["api_predict_rows_s"] = rows / (time.perf_counter() - t)
+    t = time.perf_counter()
+    subprocess.run(
+        [
+            str(BIN / "trainserve"),
+            "predict",
+            "scale",
+            str(features),
+            "-o",
+            str(home / "p.csv"),
+            "--url",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    result["cli_predict_rows_s"] = rows / (time.perf_counter() - t)
+    result["p99_idle_ms"] = one_row_p99(url, 10)
+    uploading = threading.Thread(target=upload, args=(url, path))
+    uploading.start()
+    time.sleep(1)
+    result["p99_upload_ms"] = one_row_p99(url, 10)
+    uploading.join()
+    return result
+
+
+def run(deployment: str, rows: int, path: Path, size_mb: float) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="trainserve-scale-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TRAINSERVE_HOME": str(home), "TRAINSERVE_AUTH": "off"}
+    processes: list[Process] = []
+    with scratch_database() if deployment == "production" else _nothing() as database:
+        if deployment == "production":
+            env |= {
+                "TRAINSERVE_DATABASE_URL": database,
+                "TRAINSERVE_BROKER_URL": REDIS_URL,
+                "TRAINSERVE_QUEUE": f"scale-{port}",
+            }
+            subprocess.run([str(BIN / "trainserve"), "db", "upgrade"], env=env, check=True)
+            processes.append(
+                Process(
+                    [str(BIN / "trainserve"), "api", "--port", str(port)], env, home / "api.log"
+                )
+            )
+            processes.append(Process([str(BIN / "trainserve"), "worker"], env, home / "worker.log"))
+        else:
+            processes.append(
+                Process(
+                    [str(BIN / "trainserve"), "up", "--home", str(home), "--port", str(port)],
+                    env,
+                    home / "up.log",
+                )
+            )
+        try:
+            wait_http(f"{url}/healthz", 120, processes[0])
+            sampler = AnonSampler(processes)
+            sampler.start()
+            result = measure(url, path, rows, size_mb, home)
+            result["rss_anon_mb"] = sampler.stop()
+        finally:
+            for process in processes:
+                process.stop()
+    return result
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
+    parser.add_argument("--deployments", nargs="+", default=["embedded", "production"])
+    parser.add_argument(
+        "--data", type=Path, default=Path(tempfile.gettempdir()) / "trainserve-scale"
+    )
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    results = []
+    raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3)
+    for rows in args.rows:
+        path = args.data / f"table-{rows}.csv"
+        if not path.exists():
+            make_csv(path, rows)
+        size_mb = path.stat().st_size / 1e6
+        t = time.perf_counter()
+        pacsv.read_csv(path)
+        read_csv_mb_s = size_mb / (time.perf_counter() - t)
+        for deployment in args.deployments:
+            r = run(deployment, rows, path, size_mb)
+            r |= {
+                "rows": rows,
+                "deployment": deployment,
+                "csv_mb": size_mb,
+                "read_csv_mb_s": read_csv_mb_s,
+                "raw_samples_s": raw,
+            }
+            results.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+    Path(__file__).with_name("scale-results.json").write_text(json.dumps(results, indent=2))
+    print(
+        "| rows | deployment | CSV MB | upload MB/s (× read_csv) | peak RssAnon MB api / worker"
+        " / up | train samples/s (× raw) | job s | predict rows/s API / CLI | p99 ms idle /"
+        " during upload |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        rss = r["rss_anon_mb"]
+        print(
+            f"| {r['rows']:,} | {r['deployment']} | {r['csv_mb']:,.0f} | "
+            f"{r['upload_mb_s']:.0f} ({r['upload_mb_s'] / r['read_csv_mb_s']:.2f}×) | "
+            f"{rss.get('api', 0):,.0f} / {rss.get('worker', 0):,.0f} / {rss.get('up', 0):,.0f} | "
+            f"{r['train_samples_s']:,.0f} ({r['train_samples_s'] / r['raw_samples_s']:.2f}×) | "
+            f"{r['job_s']:.0f} | {r['api_predict_rows_s']:,.0f} / {r['cli_predict_rows_s']:,.0f} | "
+            f"{r['p99_idle_ms']:.1f} / {r['p99_upload_ms']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
