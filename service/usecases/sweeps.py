@@ -17,6 +17,7 @@ worker gives each training run, whether the sweep's early-termination rule
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -139,6 +140,10 @@ def submit_sweep(
     the dataset), store the sweep and its first trials, then publish those. Nothing is
     stored if any trial is refused."""
     base, trials = expand(request.search, request.hyperparameters, load_hyperparameters)
+    if base.get("seed") is None:
+        # One seed for every trial (unless the search varies it): the trials are compared
+        # on one validation split, and a worker encodes the data once for all of them.
+        base = {**base, "seed": random.randrange(2**31)}
     if request.max_parallel > settings.max_active_jobs_per_tenant:
         raise InvalidRequest(
             f"must be at most the per-tenant active-job limit "
