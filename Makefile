@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: install browser kubectl run test lint bench bench-speed clean
+.PHONY: install browser kubectl run test lint bench bench-speed bench-scale clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench-speed: install
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
+
+## Tables of 1M, 5M and 20M rows through upload, training and batch predict, embedded
+## and on PostgreSQL + Redis (about 5 GB of disk for the 20M-row CSV and its copies).
+bench-scale: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python bench/scale.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client
