@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    """Delivers a job id to the workers; raises if the broker cannot take it."""
+    """Delivers a job id to the workers (with ``gpu``, to the GPU workers' queue);
+    raises if the broker cannot take it."""
 
-    def publish(self, job_id: str) -> None: ...
+    def publish(self, job_id: str, *, gpu: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,15 @@ def submit_job(
 
 
 def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | None = None) -> bool:
-    """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
+    """Publish a queued job to the queue its device asks for and record when; ``False``
+    (and a log line) if the broker failed."""
+    with db.transaction() as session:
+        hyperparameters = session.scalar(select(Job.hyperparameters).where(Job.id == job_id))
     try:
-        publisher.publish(job_id)
+        if (hyperparameters or {}).get("device") == "gpu":
+            publisher.publish(job_id, gpu=True)
+        else:
+            publisher.publish(job_id)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweeper
         log.warning("could not publish job %s (the sweeper will retry): %s", job_id, exc)
         return False
@@ -197,7 +204,12 @@ def _new_job(
 ) -> Job:
     plan = plan_job(session, settings, tenant, request)
     config = plan.check(settings, request.hyperparameters)
-    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key)
+    notes = None
+    if config.device == "gpu":
+        from service.usecases.workers import gpu_job_notes
+
+        notes = gpu_job_notes(session, settings) or None
+    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key, notes=notes)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from service.db.models import Checkpoint, Dataset, EpochMetric, Job, ModelVersio
 from service.db.session import Database
 from service.logs import bind_attempt
 from service.ml import MLError, tabular
+from service.ml.device import describe, job_device
 from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
@@ -60,8 +61,11 @@ class Attempt:
     stop_reason: str | None = None
 
 
-def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> str:
-    """Claim ``job_id`` and train it; returns what happened, for the log.
+def run_training(
+    db: Database, settings: Settings, job_id: str, worker: str, device: str = "cpu"
+) -> str:
+    """Claim ``job_id`` and train it on ``device`` (the worker's: ``"cpu"`` or
+    ``"cuda:N"``; a CPU job trains on the CPU anywhere); returns what happened, for the log.
 
     ``"dropped"``: not claimable (finished, cancelled, attempts used up, or running
     under another worker's live lease). ``"released"``: handed back to the queue at its
@@ -85,7 +89,7 @@ def run_training(db: Database, settings: Settings, job_id: str, worker: str) -> 
     try:
         if attempt.cancel_requested:
             return _finish(db, settings, attempt, "cancelled")
-        return _train(db, settings, attempt)
+        return _train(db, settings, attempt, device)
     except LeaseLost:
         log.warning("job %s: attempt %d lost its lease; stopping", job_id, attempt.number)
         return "lease_lost"
@@ -157,7 +161,7 @@ def claim(db: Database, settings: Settings, job_id: str, worker: str) -> Attempt
         )
 
 
-def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
+def _train(db: Database, settings: Settings, attempt: Attempt, worker_device: str) -> str:
     with db.transaction() as session:
         job = session.get(Job, attempt.job_id)
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
@@ -169,6 +173,12 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         checkpoint = session.get(Checkpoint, attempt.job_id) if attempt.resume_epoch else None
         if checkpoint is not None:
             checkpoint = (checkpoint.tensors, checkpoint.state)
+    if config.device == "gpu" and worker_device == "cpu":
+        # Only GPU workers consume the GPU queue; a GPU job that reached a CPU worker
+        # anyway goes back, and is published to its own queue.
+        log.warning("job %s asks for a GPU and this worker has none", attempt.job_id)
+        return _release(db, settings, attempt)
+    device = job_device(config.device, worker_device)
     frame = tabular.from_parquet(data, columns=[*feature_types, target])
     prepared = prepare(
         frame,
@@ -177,7 +187,7 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         validation_fraction=config.validation_fraction,
         seed=config.seed,
     )
-    trainer = prepared.trainer(config)
+    trainer = prepared.trainer(config, device)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
     notes = prepared.notes() or None
@@ -220,6 +230,8 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         "dropped_rows": prepared.dropped_rows,
         "training_time_s": time.perf_counter() - started,
         "resumed_from_epoch": attempt.resume_epoch or None,
+        "device": describe(device),
+        "precision": config.precision,
     }
     return _store_model(db, settings, attempt, bundle, metrics)
 
@@ -229,7 +241,8 @@ class _Heartbeat:
 
     def __init__(self, db: Database, settings: Settings, attempt: Attempt):
         self.db, self.settings, self.attempt = db, settings, attempt
-        self.every = max(0.5, min(settings.lease_seconds / 3, 5.0))
+        # TRAINSERVE_HEARTBEAT_SECONDS, at most a third of the lease (two renewals may fail).
+        self.every = max(0.1, min(settings.heartbeat_seconds, settings.lease_seconds / 3))
         self.last = time.monotonic()
 
     def __call__(self) -> bool:

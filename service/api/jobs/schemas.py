@@ -1,9 +1,10 @@
 """Job schemas: hyperparameters and submission in; job, metrics out."""
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields, pre_load, validate
 
 from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
+from service.ml.device import DEVICES, GPU_BATCH_SIZE, PRECISIONS
 from service.ml.network import ACTIVATIONS
 from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
 
@@ -53,7 +54,13 @@ class HyperparametersSchema(BaseSchema):
     )
     momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
     weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
-    batch_size = fields.Integer(load_default=_D.batch_size, validate=validate.Range(1, 65536))
+    batch_size = fields.Integer(
+        load_default=_D.batch_size,
+        validate=validate.Range(1, 65536),
+        metadata={
+            "description": f"Rows per step; default {_D.batch_size}, {GPU_BATCH_SIZE} for a GPU job"
+        },
+    )
     # The upper bound is TRAINSERVE_MAX_EPOCHS, checked at submit time.
     epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(min=1))
     validation_fraction = fields.Float(
@@ -103,6 +110,29 @@ class HyperparametersSchema(BaseSchema):
         validate=validate.Range(0, 2**31 - 1),
         metadata={"description": "Random seed; null: one is drawn and stored with the job"},
     )
+    device = fields.String(
+        load_default=_D.device,
+        validate=validate.OneOf(DEVICES),
+        metadata={
+            "description": "cpu, or gpu: trained by a GPU worker (its own queue, "
+            "training-gpu); the model serves on any API process all the same"
+        },
+    )
+    precision = fields.String(
+        load_default=_D.precision,
+        validate=validate.OneOf(PRECISIONS),
+        metadata={
+            "description": "fp32, or bf16: forward passes in bfloat16 autocast (weights "
+            "stay float32); pays on GPUs"
+        },
+    )
+
+    @pre_load
+    def _gpu_batch_size(self, data, **_kwargs):
+        # A GPU job that does not choose its batch gets a larger one (bench/gpu.py).
+        if isinstance(data, dict) and data.get("device") == "gpu" and "batch_size" not in data:
+            data = {**data, "batch_size": GPU_BATCH_SIZE}
+        return data
 
 
 class JobCreateSchema(BaseSchema):
