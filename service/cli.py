@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run API + worker + sweeper on embedded defaults")
+    up = sub.add_parser("up", help="run API + worker + upkeep loop on embedded defaults")
     up.add_argument(
         "--home", type=Path, default=None, help=f"where the files live (default {default_home()})"
     )
@@ -95,14 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)
     worker.set_defaults(run=cmd_worker)
 
-    sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
-    sweeper.add_argument(
+    upkeep = sub.add_parser(
+        "upkeep",
+        aliases=["sweeper"],
+        help="run the upkeep loop: republish lost jobs, requeue dead workers' jobs",
+    )
+    upkeep.add_argument(
         "--interval",
         type=float,
         default=None,
         help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)",
     )
-    sweeper.set_defaults(run=cmd_sweeper)
+    upkeep.set_defaults(run=cmd_upkeep)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
@@ -411,22 +415,22 @@ def _wait_as_standby(fd: int) -> bool:
         os.close(fd)
 
 
-def cmd_sweeper(args) -> int:
+def cmd_upkeep(args) -> int:
     settings = _settings()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    sweeper = _Sweeper(settings)
+    upkeep = _Upkeep(settings)
     interval = args.interval or settings.sweep_interval_seconds
-    log.info("sweeper running every %.0f s", interval)
+    log.info("upkeep running every %.0f s", interval)
     while not stop.is_set():
-        sweeper.run_once()
+        upkeep.run_once()
         stop.wait(interval)
     return 0
 
 
-class _Sweeper:
-    """The sweeper's database and publisher, created once and reused for every pass."""
+class _Upkeep:
+    """The upkeep loop's database and publisher, created once and reused for every pass."""
 
     def __init__(self, settings: Settings):
         from service.db.session import Database
@@ -449,16 +453,16 @@ class _Sweeper:
             fail_over(self.database, self.publisher, node, "trainserve up saw it exit")
 
     def run_once(self) -> None:
-        from service.usecases.sweeper import sweep
+        from service.usecases.upkeep import upkeep_pass
 
         try:
-            report = sweep(self.database, self.settings, self.publisher)
+            report = upkeep_pass(self.database, self.settings, self.publisher)
         except Exception:  # noqa: BLE001 - one failed pass must not end the loop
-            log.exception("sweep failed; will try again")
+            log.exception("upkeep pass failed; will try again")
             return
         if report.requeued or report.failed or report.published:
             log.info(
-                "sweep: %d requeued, %d failed, %d published",
+                "upkeep: %d requeued, %d failed, %d published",
                 len(report.requeued),
                 len(report.failed),
                 len(report.published),
@@ -514,11 +518,11 @@ def cmd_up(args) -> int:
             "--tenant NAME --home %s`",
             home,
         )
-    sweeper = _Sweeper(settings)
-    supervisor.on_exit = sweeper.worker_died
+    upkeep = _Upkeep(settings)
+    supervisor.on_exit = upkeep.worker_died
     supervisor.start()
     log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
-    next_sweep = time.monotonic() + 5
+    next_upkeep = time.monotonic() + 5
     code = 0
     try:
         # Four checks a second: a dead worker is noticed, its jobs failed over and a new
@@ -527,9 +531,9 @@ def cmd_up(args) -> int:
             if not supervisor.check():
                 code = 1
                 break
-            if time.monotonic() >= next_sweep:
-                sweeper.run_once()
-                next_sweep = time.monotonic() + settings.sweep_interval_seconds
+            if time.monotonic() >= next_upkeep:
+                upkeep.run_once()
+                next_upkeep = time.monotonic() + settings.sweep_interval_seconds
     finally:
         log.info("stopping")
         supervisor.stop()
@@ -658,8 +662,10 @@ class _Supervisor:
                 process.send_signal(signal.SIGTERM)
         for child in self.children.values():
             if child.poll() is None:
-                # SIGQUIT is Celery's cold shutdown: the job's lease lapses and the
-                # sweeper hands it to the next worker. gunicorn stops gracefully on TERM.
+                # SIGTERM is Celery's warm shutdown: the worker hands its running job
+                # back at its last checkpoint and exits. gunicorn stops gracefully on TERM.
+                # A child still alive at the deadline is killed; its job's lease lapses
+                # and the upkeep loop requeues it.
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         waiting = [*self.children.items(), *((n, p) for n, (p, _) in self.standbys.items())]

@@ -1,6 +1,6 @@
 """Settings, read once from ``TRAINSERVE_*`` environment variables into a frozen dataclass.
 
-Every process (API, worker, sweeper, the CLI) builds its settings here and passes
+Every process (API, worker, upkeep loop, the CLI) builds its settings here and passes
 them down; nothing else reads the environment.
 """
 
@@ -64,7 +64,7 @@ class Settings:
     max_cell_chars: int = 10_000
     # Queued + running jobs of one tenant at a time (more: 429).
     max_active_jobs_per_tenant: int = 100
-    # Reliability: the lease a worker holds on a running job, how often the sweeper
+    # Reliability: the lease a worker holds on a running job, how often the upkeep loop
     # runs, after how long an unclaimed queued job is published again, and how many
     # attempts a job gets before it fails.
     lease_seconds: float = 60.0

@@ -10,8 +10,8 @@ from celery.worker.request import Request
 
 from service.logs import job_context
 from service.usecases.jobs import publish
-from service.usecases.sweeps import after_trial
-from service.usecases.training import run_training
+from service.usecases.sweeps import after_trial, stop_hopeless_trials
+from service.usecases.training import Outcome, run_training
 from service.usecases.workers import fail_over
 from workers.celery_app import TRAIN_TASK
 from workers.publisher import CeleryPublisher
@@ -47,12 +47,19 @@ def train_job(self, job_id: str) -> str:
     context = self.app.trainserve
     worker = f"{self.request.hostname}/{os.getpid()}"
     with job_context(job_id):
-        outcome = run_training(context.database, context.settings, job_id, worker, context.device)
+        outcome = run_training(
+            context.database,
+            context.settings,
+            job_id,
+            worker,
+            [stop_hopeless_trials],
+            device=context.device,
+        )
         publisher = CeleryPublisher(self.app)
-        if outcome == "released":
+        if outcome is Outcome.RELEASED:
             # This worker is shutting down: give the job straight to another one.
             publish(context.database, publisher, job_id)
-        elif outcome != "lease_lost":
-            # A trial that ended lets its sweep start the next one (the sweeper also does).
+        elif outcome is not Outcome.LEASE_LOST:
+            # A trial that ended lets its sweep start the next one (the upkeep loop also does).
             after_trial(context.database, context.settings, publisher, job_id)
     return outcome

@@ -18,8 +18,6 @@ import torch
 
 from service.ml.errors import MLError
 
-DEVICES = ("cpu", "gpu")
-PRECISIONS = ("fp32", "bf16")
 # The default batch of a GPU job that does not set one: a small MLP on a GPU is bound by
 # kernel launches at the CPU default of 32 rows (bench/gpu.py measures both).
 GPU_BATCH_SIZE = 512

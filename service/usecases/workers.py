@@ -123,11 +123,11 @@ def fail_over(db: Database, publisher: Publisher, worker: str, why: str) -> list
 
     The next worker to receive a message claims the job as it would after the lease
     (a new attempt, resumed from the last checkpoint; past ``max_attempts`` the claim is
-    refused and the sweeper fails the job). Never raises: the lease still covers it.
+    refused and the upkeep loop fails the job). Never raises: the lease still covers it.
     """
     try:
         jobs = expire_leases_of(db, worker)
-    except Exception:  # noqa: BLE001 - the lease and the sweeper remain the fallback
+    except Exception:  # noqa: BLE001 - the lease and the upkeep loop remain the fallback
         log.exception(
             "could not release the jobs of %s (%s); they wait for their lease", worker, why
         )

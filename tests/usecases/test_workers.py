@@ -6,7 +6,7 @@ import pytest
 
 from service.db.models import Job, Worker, utcnow
 from service.usecases import datasets, jobs, workers
-from service.usecases.training import claim
+from service.usecases.training import AttemptLease
 from tests.data import mixed_csv
 
 
@@ -27,24 +27,26 @@ def job_id(db, settings, publisher):
 def test_a_dead_workers_job_is_released_at_once_and_claimed_by_the_next(
     db, settings, publisher, job_id
 ):
-    assert claim(db, settings, job_id, "trainserve-7@a/70").number == 1
-    assert claim(db, settings, job_id, "trainserve-8@b/80") is None  # the lease is live
+    assert AttemptLease.claim(db, settings, job_id, "trainserve-7@a/70").number == 1
+    assert (
+        AttemptLease.claim(db, settings, job_id, "trainserve-8@b/80") is None
+    )  # the lease is live
     publisher.published.clear()
 
     released = workers.fail_over(db, publisher, "trainserve-7@a/70", "test")
     assert released == [job_id] and publisher.published == [job_id]
-    second = claim(db, settings, job_id, "trainserve-8@b/80")
+    second = AttemptLease.claim(db, settings, job_id, "trainserve-8@b/80")
     assert second is not None and second.number == 2
 
 
 def test_release_is_fenced_by_the_attempt_and_matches_whole_names(db, settings, job_id, publisher):
-    claim(db, settings, job_id, "trainserve-7@a/70")
+    AttemptLease.claim(db, settings, job_id, "trainserve-7@a/70")
     # Other processes, other nodes, a name that merely starts alike: untouched.
     for other in ("trainserve-7@a/71", "trainserve-7@b/", "trainserve-7@a/7", "trainserve-77@a/"):
         assert workers.expire_leases_of(db, other) == []
     # The node's prefix covers its pool processes.
     assert workers.expire_leases_of(db, "trainserve-7@a/") == [job_id]
-    assert claim(db, settings, job_id, "trainserve-8@b/80").number == 2
+    assert AttemptLease.claim(db, settings, job_id, "trainserve-8@b/80").number == 2
     # The first worker's name no longer holds the job: a late report of its death is a no-op.
     assert workers.fail_over(db, publisher, "trainserve-7@a/70", "late") == []
     with db.transaction() as session:
