@@ -65,3 +65,21 @@ def test_registry_heartbeat_and_staleness(db, settings):
     workers.unregister(db, "trainserve-2@g")
     with db.transaction() as session:
         assert workers.gpu_workers(session, settings) == []
+
+
+def test_a_worker_starting_under_a_dead_workers_name_fails_its_jobs_over(db, settings, job_id):
+    # A container restarted by Kubernetes: same pod name, the worker is process 1 again,
+    # so its Celery name is the dead one's. Its worker_init hook releases those jobs.
+    from workers import celery_app
+
+    app = celery_app.create_celery(settings, database=db)
+    sent = []
+    app.send_task = lambda name, **kwargs: sent.append(kwargs["task_id"])
+    assert AttemptLease.claim(db, settings, job_id, "trainserve-1@pod-a/17").number == 1
+
+    class Controller:
+        hostname = "trainserve-1@pod-a"
+
+    celery_app._preload(sender=Controller())
+    assert sent == [job_id]
+    assert AttemptLease.claim(db, settings, job_id, "trainserve-1@pod-a/23").number == 2
