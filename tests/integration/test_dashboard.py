@@ -194,6 +194,7 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
     page.wait_for(
         "!document.querySelector('#key-dialog').open && document.querySelector('.dropzone')"
     )
+    assert page.js("document.querySelector('#notice').hidden") is True  # the refusal is gone
     assert page.js("sessionStorage.getItem('trainserve.apiKey')") == live.key
     assert page.js("localStorage.length") == 0
     page.wait_for("document.querySelector('#view').textContent.includes('No datasets yet')")
@@ -202,7 +203,16 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
 def test_upload_train_watch_and_predict(live, page):
     data = plants_csv(live.tmp / "plants.csv", 2500)
     go(page, live, "/datasets", "#upload-file")
-    page.set_files("#upload-file", data)
+    # Slowed down to a few seconds, so the progress can be seen (and photographed).
+    page.throttle_uploads(data.stat().st_size / 4)
+    try:
+        page.set_files("#upload-file", data)
+        page.wait_for("document.querySelector('.upload-status progress')?.value > 0.1")
+        words = text(page, ".progress-words")
+        assert re.search(r"KiB of \d+\.\d KiB · .*/s · about \d+ s left", words), words
+        shot(page, "00-upload-progress")
+    finally:
+        page.throttle_uploads(None)
     # The upload ends on the dataset's own page: every column with its type and missing count.
     page.wait_for(
         "location.hash.startsWith('#/datasets/') && document.querySelector('tr[data-column]')"
