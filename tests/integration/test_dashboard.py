@@ -368,8 +368,29 @@ def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(liv
     assert live.api("GET", f"/v1/datasets/{dataset['id']}").status_code == 404
 
 
+def drop_file(page: Page, selector: str, path: Path, media_type: str = "text/csv") -> None:
+    """Drag a file onto ``selector`` and drop it there (a DataTransfer with a File)."""
+    page.wait_for(f"!!document.querySelector({json.dumps(selector)})")
+    page.js(
+        "(() => { const data = new DataTransfer();"
+        f" data.items.add(new File([{json.dumps(path.read_text())}], {json.dumps(path.name)},"
+        f" {{type: {json.dumps(media_type)}}}));"
+        f" const zone = document.querySelector({json.dumps(selector)});"
+        " for (const type of ['dragenter', 'dragover', 'drop'])"
+        "   zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,"
+        " cancelable: true})); })()"
+    )
+
+
 def test_sweep_leaderboard_and_promote_the_winner(live, page):
-    dataset = upload_flowers(live, "flowers")
+    # This dataset comes by drag and drop.
+    go(page, live, "/datasets", ".dropzone")
+    drop_file(page, ".upload .dropzone", FLOWERS)
+    page.wait_for(
+        "location.hash.startsWith('#/datasets/') && !!document.querySelector('h1')"
+        " && document.querySelector('h1').textContent === 'flowers'"
+    )
+    dataset = {"id": route(page).split("/")[-1]}
     go(page, live, f"/sweeps/new?dataset={dataset['id']}", "#sweep-form .search-row")
     assert page.js("document.querySelector('#train-target').value") == "species"
     # A grid of two learning rates × two activations; a median rule that can stop the slow one.
