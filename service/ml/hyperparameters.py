@@ -5,10 +5,11 @@ Everything else is generated from :data:`HYPERPARAMETERS`:
 - :data:`TrainingConfig`, the frozen dataclass the ML core takes;
 - the ``hyperparameters`` schema of ``POST /v1/jobs`` and of sweeps
   (``service.api.jobs.schemas``), and so the OpenAPI document and the dashboard's form;
-- the flags of ``trainserve train`` (``service.cli_client``).
+- the flags of ``trainserve train`` (``trainserve_client.commands``; the client package
+  ships this file as ``trainserve_client/hyperparameters.py``, a link to it).
 
 Adding a knob is one new :class:`Hyperparameter` row here (then use it in the ML core
-and name it in the docs); ``tests/ml/test_hyperparameters.py`` checks that all of the
+and name it in the docs); ``tests/test_hyperparameters.py`` checks that all of the
 above agree with the table. This module imports nothing but the standard library, so
 the client and the ML core can both read it.
 """

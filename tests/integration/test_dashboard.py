@@ -8,7 +8,7 @@ screenshot of each step under tests/artifacts/ (or $TRAINSERVE_ARTIFACTS_DIR):
 - sweep → live leaderboard → promote the winner to champion;
 - compare versions; move an alias from the version table;
 - score a file (predictions to download);
-- keyboard only; 390 px wide; a key that may only predict.
+- keyboard only; 390 px wide.
 
 One service and one browser tab serve the whole module (small tables, few epochs), and
 every test ends with no script error, console error or CSP report in the page.
@@ -194,6 +194,7 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
     page.wait_for(
         "!document.querySelector('#key-dialog').open && document.querySelector('.dropzone')"
     )
+    assert page.js("document.querySelector('#notice').hidden") is True  # the refusal is gone
     assert page.js("sessionStorage.getItem('trainserve.apiKey')") == live.key
     assert page.js("localStorage.length") == 0
     page.wait_for("document.querySelector('#view').textContent.includes('No datasets yet')")
@@ -202,7 +203,16 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
 def test_upload_train_watch_and_predict(live, page):
     data = plants_csv(live.tmp / "plants.csv", 2500)
     go(page, live, "/datasets", "#upload-file")
-    page.set_files("#upload-file", data)
+    # Slowed down to a few seconds, so the progress can be seen (and photographed).
+    page.throttle_uploads(data.stat().st_size / 4)
+    try:
+        page.set_files("#upload-file", data)
+        page.wait_for("document.querySelector('.upload-status progress')?.value > 0.1")
+        words = text(page, ".progress-words")
+        assert re.search(r"KiB of \d+\.\d KiB · .*/s · about \d+ s left", words), words
+        shot(page, "00-upload-progress")
+    finally:
+        page.throttle_uploads(None)
     # The upload ends on the dataset's own page: every column with its type and missing count.
     page.wait_for(
         "location.hash.startsWith('#/datasets/') && document.querySelector('tr[data-column]')"
@@ -227,9 +237,9 @@ def test_upload_train_watch_and_predict(live, page):
     schema = requests.get(f"{live.base}/openapi.json", timeout=10).json()
     expected = list(schema["components"]["schemas"]["Hyperparameters"]["properties"])
     assert knobs == [f"hyperparameters.{name}" for name in expected]  # every knob, in order
-    assert page.js("document.querySelector('[name=\"hyperparameters.epochs\"]').value") == str(
-        schema["components"]["schemas"]["Hyperparameters"]["properties"]["epochs"]["default"]
-    )
+    default = schema["components"]["schemas"]["Hyperparameters"]["properties"]["epochs"]["default"]
+    shown = page.js("document.querySelector('[name=\"hyperparameters.epochs\"]').value")
+    assert shown == ("" if default is None else str(default))  # null: an empty field
     # A value the API refuses is shown next to its field, and nothing starts.
     set_value(page, '[name="hyperparameters.epochs"]', "0")
     set_value(page, '[name="hyperparameters.hidden_layers"]', "32, -4")
@@ -302,7 +312,8 @@ def test_upload_train_watch_and_predict(live, page):
     label = page.wait_for("document.querySelector('.predicted-label')?.textContent")
     assert label in ("low", "mid", "high")
     shares = page.js(
-        "[...document.querySelectorAll('.probabilities .bar')].map(b => Number(b.dataset.share))"
+        "[...document.querySelectorAll('.probabilities .share-bar')]"
+        ".map(b => Number(b.dataset.share))"
     )
     assert len(shares) == 3 and abs(sum(shares) - 1) < 1e-3
     shot(page, "05-predict")
@@ -357,8 +368,29 @@ def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(liv
     assert live.api("GET", f"/v1/datasets/{dataset['id']}").status_code == 404
 
 
+def drop_file(page: Page, selector: str, path: Path, media_type: str = "text/csv") -> None:
+    """Drag a file onto ``selector`` and drop it there (a DataTransfer with a File)."""
+    page.wait_for(f"!!document.querySelector({json.dumps(selector)})")
+    page.js(
+        "(() => { const data = new DataTransfer();"
+        f" data.items.add(new File([{json.dumps(path.read_text())}], {json.dumps(path.name)},"
+        f" {{type: {json.dumps(media_type)}}}));"
+        f" const zone = document.querySelector({json.dumps(selector)});"
+        " for (const type of ['dragenter', 'dragover', 'drop'])"
+        "   zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,"
+        " cancelable: true})); })()"
+    )
+
+
 def test_sweep_leaderboard_and_promote_the_winner(live, page):
-    dataset = upload_flowers(live, "flowers")
+    # This dataset comes by drag and drop.
+    go(page, live, "/datasets", ".dropzone")
+    drop_file(page, ".upload .dropzone", FLOWERS)
+    page.wait_for(
+        "location.hash.startsWith('#/datasets/') && !!document.querySelector('h1')"
+        " && document.querySelector('h1').textContent === 'flowers'"
+    )
+    dataset = {"id": route(page).split("/")[-1]}
     go(page, live, f"/sweeps/new?dataset={dataset['id']}", "#sweep-form .search-row")
     assert page.js("document.querySelector('#train-target').value") == "species"
     # A grid of two learning rates × two activations; a median rule that can stop the slow one.

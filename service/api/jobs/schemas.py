@@ -2,10 +2,12 @@
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
-from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
+from service.errors import flatten_messages
 from service.ml.device import GPU_BATCH_SIZE
 from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
+from service.usecases.errors import InvalidFields
 
 
 class ClassWeight(fields.Field):
@@ -69,6 +71,15 @@ class HyperparametersSchema(
         if isinstance(data, dict) and data.get("device") == "gpu" and "batch_size" not in data:
             data = {**data, "batch_size": GPU_BATCH_SIZE}
         return data
+
+
+def load_hyperparameters(raw: dict) -> dict:
+    """``raw`` loaded by :data:`HyperparametersSchema`; InvalidFields names each bad
+    value by its path (how the sweeps use case checks every trial)."""
+    try:
+        return HyperparametersSchema().load(raw)
+    except ValidationError as exc:
+        raise InvalidFields(flatten_messages(exc.messages)) from None
 
 
 class JobCreateSchema(BaseSchema):

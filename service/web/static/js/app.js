@@ -9,8 +9,14 @@ import * as models from "./pages/models.js";
 import * as sweeps from "./pages/sweeps.js";
 import { openapi } from "./schema.js";
 
+// The first page: the jobs, or the models for a key that may only use models.
+async function home(ctx) {
+  if (!can("read") && can("models")) return models.list(ctx);
+  return jobs.list(ctx);
+}
+
 const ROUTES = [
-  [[], jobs.list],
+  [[], home],
   [["datasets"], datasets.list],
   [["datasets", ":id"], datasets.detail],
   [["train"], jobs.trainForm],
@@ -190,6 +196,7 @@ function setupKey() {
     if (!key) return;
     $("#key-input").value = "";
     dialog.close();
+    $("#notice").hidden = true; // a refusal of the previous key no longer applies
     setKey(key);
     loadIdentity().then(() => route());
   });
