@@ -393,6 +393,17 @@ def test_sweep_leaderboard_and_promote_the_winner(live, page):
     dataset = {"id": route(page).split("/")[-1]}
     go(page, live, f"/sweeps/new?dataset={dataset['id']}", "#sweep-form .search-row")
     assert page.js("document.querySelector('#train-target').value") == "species"
+    # A random search draws from ranges; one the API refuses is shown at its row.
+    page.click("input[type=radio][value=random]")
+    set_value(page, ".search-row select[aria-label=Distribution]", "log_uniform")
+    set_value(page, ".search-row input[aria-label=Low]", "0")
+    set_value(page, ".search-row input[aria-label=High]", "0.1")
+    assert "trials drawn from the ranges" in text(page, ".trial-count")
+    page.js("document.querySelector('#sweep-form').requestSubmit()")
+    page.wait_for("!!document.querySelector('.search-row.invalid')")
+    assert "greater than 0" in text(page, ".search-row .field-error")
+    assert route(page).startswith("#/sweeps/new")
+    page.click("input[type=radio][value=grid]")
     # A grid of two learning rates × two activations; a median rule that can stop the slow one.
     set_value(page, ".search-row input[aria-label=Values]", "0.02, 0.0005")
     page.click("#add-search-row")
