@@ -31,9 +31,11 @@ export function setScopes(scopes, tenant) {
   emit("scopes");
 }
 
-// Whether the key may do what needs `scope` (true while nothing says otherwise).
+// Whether the key may do what needs `scope` (true while nothing says otherwise). A key
+// with `read` may also read models, which otherwise needs `predict`.
 export function can(scope) {
   if (!scope) return true;
+  if (scope === "models") return can("predict") || can("read");
   if (session.denied.has(scope)) return false;
   return session.scopes === null || session.scopes.has(scope);
 }
@@ -59,12 +61,21 @@ function scopeOf(problem) {
   return match ? match[1].toLowerCase() : null;
 }
 
+// A 403 says what the key lacks, and often what it has ("the key's scopes: predict"):
+// from then on the page disables what the key cannot do.
 function failure(status, body) {
   const error = new ApiError(status, body);
   if (status === 401) emit("unauthorized", error);
-  if (status === 403 && error.scope && !session.denied.has(error.scope)) {
-    session.denied.add(error.scope);
-    emit("scopes");
+  if (status === 403) {
+    const held = `${error.problem.detail || ""}`.match(/key's scopes: ([a-z, ]+)\)/);
+    if (held && session.scopes === null) {
+      session.scopes = new Set(held[1].split(",").map((s) => s.trim()).filter((s) => s && s !== "none"));
+      emit("scopes");
+    }
+    if (error.scope && !session.denied.has(error.scope)) {
+      session.denied.add(error.scope);
+      emit("scopes");
+    }
   }
   return error;
 }

@@ -9,8 +9,14 @@ import * as models from "./pages/models.js";
 import * as sweeps from "./pages/sweeps.js";
 import { openapi } from "./schema.js";
 
+// The first page: the jobs, or the models for a key that may only use models.
+async function home(ctx) {
+  if (!can("read") && can("models")) return models.list(ctx);
+  return jobs.list(ctx);
+}
+
 const ROUTES = [
-  [[], jobs.list],
+  [[], home],
   [["datasets"], datasets.list],
   [["datasets", ":id"], datasets.detail],
   [["train"], jobs.trainForm],

@@ -50,9 +50,9 @@ export function scopesOf(doc, path, method) {
   return scopes.length ? scopes : null;
 }
 
-function kindOf(schema) {
+function kindOf(schema, nullable) {
   if (schema.enum) return "enum";
-  if (schema.type === "boolean") return "boolean";
+  if (schema.type === "boolean") return nullable ? "enum" : "boolean"; // null needs a third choice
   if (schema.type === "integer" || schema.type === "number") return "number";
   if (schema.type === "array") return "list";
   return "text";
@@ -61,14 +61,22 @@ function kindOf(schema) {
 function hint(schema) {
   const parts = [];
   if (schema.description) parts.push(schema.description);
+  if (schema.oneOf && !schema.description) parts.push(schema.oneOf.map(alternative).join(", or "));
   const bounds = [];
   if (schema.minimum !== undefined) bounds.push(`${schema.exclusiveMinimum === true ? ">" : "≥"} ${schema.minimum}`);
   if (schema.exclusiveMinimum !== undefined && typeof schema.exclusiveMinimum === "number") bounds.push(`> ${schema.exclusiveMinimum}`);
   if (schema.maximum !== undefined) bounds.push(`${schema.exclusiveMaximum === true ? "<" : "≤"} ${schema.maximum}`);
   if (schema.exclusiveMaximum !== undefined && typeof schema.exclusiveMaximum === "number") bounds.push(`< ${schema.exclusiveMaximum}`);
   if (bounds.length) parts.push(bounds.join(", "));
-  if ("default" in schema) parts.push(`default ${show(schema.default)}`);
+  if ("default" in schema) parts.push(`default ${schema.default === null ? "null" : show(schema.default)}`);
   return parts.join(" · ");
+}
+
+// One alternative of a oneOf, in words: "integer 1–65536", "auto".
+function alternative(schema) {
+  if (schema.enum) return schema.enum.join(" or ");
+  const range = schema.minimum !== undefined && schema.maximum !== undefined ? ` ${schema.minimum}–${schema.maximum}` : "";
+  return `${schema.type || "value"}${range}`;
 }
 
 function parseList(text) {
@@ -89,16 +97,17 @@ function parseLoose(text) {
 // One form field for a schema property. `path` is the name the API's errors use
 // ("hyperparameters.epochs"). read() → {value, changed}; show(messages) puts an error
 // next to it.
-export function field(name, schema, { path = name, label = name, initial, required = false, note, nullLabel = "– (none)" } = {}) {
+export function field(name, schema, { path = name, label = name, initial, required = false, note, nullLabel = "null" } = {}) {
   const id = uniqueId("f");
   const hintId = `${id}-hint`;
   const errorId = `${id}-error`;
-  const kind = kindOf(schema);
-  const nullable = schema.nullable === true || (Array.isArray(schema.type) && schema.type.includes("null"));
+  const nullable = schema.nullable === true || (Array.isArray(schema.type) && schema.type.includes("null")) || (schema.enum || []).includes(null);
+  const kind = kindOf(schema, nullable);
   const start = initial !== undefined ? initial : schema.default;
   let input;
   if (kind === "enum") {
-    const options = [...(nullable ? [null] : []), ...schema.enum];
+    const choices = schema.type === "boolean" && !schema.enum ? [true, false] : schema.enum.filter((o) => o !== null);
+    const options = [...(nullable ? [null] : []), ...choices];
     input = el("select", { id }, options.map((o) => el("option", { value: o === null ? "" : String(o), text: o === null ? nullLabel : String(o) })));
     input.value = start === null || start === undefined ? "" : String(start);
   } else if (kind === "boolean") {
@@ -116,7 +125,7 @@ export function field(name, schema, { path = name, label = name, initial, requir
     });
   } else {
     const listText = Array.isArray(start) ? start.join(", ") : start === null || start === undefined ? "" : typeof start === "object" ? JSON.stringify(start) : String(start);
-    input = el("input", { id, type: "text", spellcheck: "false", autocomplete: "off", value: listText, placeholder: kind === "list" ? "e.g. 64, 64" : nullable ? "– (none)" : "" });
+    input = el("input", { id, type: "text", spellcheck: "false", autocomplete: "off", value: listText, placeholder: kind === "list" ? `e.g. 64, 64${nullable ? ` (empty: ${nullLabel})` : ""}` : nullable ? nullLabel : "" });
   }
   input.setAttribute("aria-describedby", hintId);
   if (required) input.required = true;
@@ -131,7 +140,11 @@ export function field(name, schema, { path = name, label = name, initial, requir
   function read() {
     let v;
     if (kind === "boolean") v = input.checked;
-    else if (kind === "enum") v = input.value === "" && nullable ? null : input.value;
+    else if (kind === "enum") {
+      v = input.value === "" && nullable ? null : input.value;
+      if (schema.type === "boolean" && v !== null) v = v === "true";
+      else if ((schema.type === "integer" || schema.type === "number") && v !== null) v = Number(v);
+    }
     else if (kind === "number") {
       const t = input.value.trim();
       if (t === "") v = nullable ? null : undefined;

@@ -1,7 +1,7 @@
 // Jobs: the list, the training form (built from the OpenAPI schema), and a job's page
 // whose curves grow epoch by epoch from the job's event stream.
 
-import { api, enc, follow, idempotencyKey } from "../api.js";
+import { api, can, enc, follow, idempotencyKey } from "../api.js";
 import { lineChart } from "../charts.js";
 import { badge, fill, card, confirm, definitionList, el, errorBox, integer, link, loading, number, percent, seconds, shortId, table, value, when } from "../dom.js";
 import { changedValues, knobGrid, openapi, requestSchema, showProblem } from "../schema.js";
@@ -32,6 +32,11 @@ export async function list(ctx) {
       active = jobs.some((j) => ACTIVE.has(j.status));
       fill(box, jobs.length || status.value ? jobTable(jobs) : quickStart());
     } catch (exc) {
+      // The first page for a key that may not read jobs but may use models: the models.
+      if (exc.status === 403 && !query.get("status") && location.hash.replace(/^#\/?/, "") === "" && can("models")) {
+        ctx.go("#/models");
+        return false;
+      }
       fill(box, errorBox(exc, "list the jobs"));
       return exc.status !== 403;
     }

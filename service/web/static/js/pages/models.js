@@ -1,7 +1,7 @@
 // Models: the list, a model's version table (aliases, picking versions to compare), a
 // version's page (metrics, a one-row prediction, scoring a whole file) and the comparison.
 
-import { api, enc, send } from "../api.js";
+import { api, can, enc, send } from "../api.js";
 import { confusionMatrix, lineChart, reliabilityDiagram } from "../charts.js";
 import { fill, bytes, card, confirm, definitionList, download, dropzone, el, errorBox, integer, link, loading, number, percent, shortId, stem, table, uniqueId, value, when } from "../dom.js";
 import { openapi } from "../schema.js";
@@ -136,7 +136,7 @@ function versionTable(ctx, name, versions, aliases, chosen, onPick, refresh) {
         el("td", { class: "num", text: number(f.val_loss) }),
         el("td", { class: "num", text: number(f.macro_f1, 3) }),
         el("td", { class: "num", text: f.epochs ?? "–" }),
-        el("td", {}, v.job_id ? link(`#/jobs/${enc(v.job_id)}`, shortId(v.job_id), { class: "mono" }) : "–"),
+        el("td", {}, v.job_id ? link(`#/jobs/${enc(v.job_id)}`, shortId(v.job_id), { class: "mono", "data-scope": "read" }) : "–"),
         el("td", { text: when(v.created_at) }),
         el(
           "td",
@@ -213,8 +213,8 @@ export async function version(ctx) {
       "p",
       { class: "facts-line" },
       `target ${v.target} · classes ${v.classes.join(", ")} · ${v.features.length} features · created ${when(v.created_at)} · `,
-      v.job_id ? link(`#/jobs/${enc(v.job_id)}`, "its training job") : "",
-      v.dataset_id ? el("span", {}, " · ", link(`#/datasets/${enc(v.dataset_id)}`, "its dataset")) : null
+      v.job_id ? link(`#/jobs/${enc(v.job_id)}`, "its training job", { "data-scope": "read" }) : "",
+      v.dataset_id ? el("span", { "data-scope": "read", "data-scope-hide": "" }, " · ", link(`#/datasets/${enc(v.dataset_id)}`, "its dataset")) : null
     ),
     el(
       "div",
@@ -229,7 +229,13 @@ export async function version(ctx) {
           ["Epochs", String(f.epochs ?? "–")],
           (v.metrics || {}).n_parameters ? ["Parameters", integer(v.metrics.n_parameters)] : null,
         ]),
-        validation && validation.confusion_matrix ? confusionMatrix(validation.confusion_matrix, { title: "Confusion matrix (validation split)" }) : null,
+        validation && validation.ece !== undefined ? el("p", { class: "muted", text: `Expected calibration error (ECE): ${number(validation.ece, 3)}` }) : null,
+        el(
+          "div",
+          { class: "figures" },
+          validation && validation.confusion_matrix ? confusionMatrix(validation.confusion_matrix, { title: "Confusion matrix (validation split)" }) : null,
+          validation && reliabilityBins(validation) ? reliabilityDiagram(reliabilityBins(validation), { title: "Reliability (validation split)", ece: validation.ece }) : null
+        ),
         validation && validation.per_class ? perClassTable(validation.per_class) : null
       )
     ),
@@ -251,7 +257,7 @@ function perClassTable(perClass) {
 function bar(share) {
   const fill = el("span", { class: "fill" });
   fill.style.width = `${Math.max(0, Math.min(1, share)) * 100}%`;
-  return el("span", { class: "bar", "aria-hidden": "true", "data-share": String(share) }, fill);
+  return el("span", { class: "share-bar", "aria-hidden": "true", "data-share": String(share) }, fill);
 }
 
 // One row, a field per feature (as the model's input schema says), answered with bars.
@@ -421,11 +427,18 @@ async function scoreCard(ctx, name, v) {
   );
 }
 
+// The bins of a reliability diagram in an evaluation: `reliability` [{lower, upper, count,
+// confidence, accuracy}] (or `calibration.bins`).
+function reliabilityBins(e) {
+  if (Array.isArray(e.reliability)) return e.reliability;
+  if (e.calibration && Array.isArray(e.calibration.bins)) return e.calibration.bins;
+  return null;
+}
+
 // The evaluate endpoint's answer: headline metrics, confusion matrix, reliability diagram.
 export function evaluationView(e) {
-  const calibration = e.calibration || e.reliability || {};
-  const bins = calibration.bins || e.reliability_bins || e.bins || null;
-  const ece = e.ece ?? calibration.ece;
+  const bins = reliabilityBins(e);
+  const ece = e.ece ?? (e.calibration || {}).ece;
   const rows = e.n_rows ?? e.rows ?? e.n;
   return el(
     "div",
@@ -474,7 +487,8 @@ export async function compare(ctx) {
   const numbers = comparison.versions.map((v) => v.version);
   const [details, curves] = await Promise.all([
     Promise.all(numbers.map((n) => api(`/v1/models/${enc(name)}/versions/${n}`))),
-    Promise.all(comparison.versions.map((v) => (v.job_id ? api(`/v1/jobs/${enc(v.job_id)}/metrics`).then((m) => m.epochs).catch(() => []) : []))),
+    // The curves are the jobs' epochs, which a key needs `read` for.
+    Promise.all(comparison.versions.map((v) => (v.job_id && can("read") ? api(`/v1/jobs/${enc(v.job_id)}/metrics`).then((m) => m.epochs).catch(() => []) : []))),
   ]);
   const cls = (i) => `s${i % 10}`;
   const series = (key) =>
@@ -563,9 +577,10 @@ export async function compare(ctx) {
       "section",
       { class: "card" },
       el("h2", { text: "Validation curves" }),
+      can("read") ? null : el("p", { class: "muted", text: "The curves come from the training jobs, which this API key may not read (it needs the “read” scope)." }),
       el(
         "div",
-        { class: "chart-grid" },
+        { class: "chart-grid", hidden: !can("read") },
         lineChart({ title: "Validation loss per epoch", name: "compare-loss", xMax, series: series("val_loss") }),
         lineChart({ title: "Validation accuracy per epoch", name: "compare-accuracy", xMax, yRange: [0, 1], format: (x) => `${Math.round(x * 100)}%`, series: series("val_accuracy") })
       )

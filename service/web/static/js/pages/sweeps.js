@@ -107,6 +107,7 @@ function searchRow(knobs, { name, kind, distributions, remove, onChange }) {
     const schema = schemaOf();
     const suggested = suggestion(schema);
     valuesInput.value = showValues(suggested);
+    valuesInput.placeholder = schema.type === "integer" ? "e.g. 16, 32, 64" : schema.type === "number" ? "e.g. 0.001, 0.01" : schema.type === "array" ? "e.g. [32], [64, 64]" : "values, comma-separated";
     const numeric = schema.type === "number" || schema.type === "integer";
     dist.value = !numeric ? "choice" : schema.type === "integer" ? "int" : schema.default > 0 && schema.default < 0.1 ? "log_uniform" : "uniform";
     const nums = suggested.filter((v) => typeof v === "number");
