@@ -29,7 +29,7 @@ from service.db.models import (
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
-from service.ml.preprocessing import LabelEncoder, label_key
+from service.ml.preprocessing import LabelEncoder, column_width, label_key
 from service.ml.training import TrainingConfig
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
@@ -397,12 +397,9 @@ def _check_size(
 ) -> None:
     if config.epochs > settings.max_epochs:
         raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
-    # The encoder's widths: one-hot plus a missing/unseen slot, or one input plus a
-    # missing indicator where values are missing.
+    # At most the encoder's width: every category kept, an indicator where values are missing.
     n_inputs = sum(
-        columns[name]["n_unique"] + 1
-        if kind == "categorical"
-        else 1 + (columns[name]["missing"] > 0)
+        column_width(kind, columns[name]["n_unique"], columns[name]["missing"] > 0)
         for name, kind in types.items()
     )
     arch = Architecture(

@@ -7,6 +7,7 @@ from service.db.models import JOB_STATUSES
 from service.errors import flatten_messages
 from service.ml.device import GPU_BATCH_SIZE
 from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
+from service.ml.tabular import COLUMN_TYPES
 from service.usecases.errors import InvalidFields
 
 
@@ -93,7 +94,7 @@ class JobCreateSchema(BaseSchema):
     model_name = fields.String(required=True, validate=MODEL_NAME)
     column_types = fields.Dict(
         keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(["numeric", "categorical", "boolean"])),
+        values=fields.String(validate=validate.OneOf(list(COLUMN_TYPES))),
         metadata={
             "description": 'Override inferred feature types, e.g. {"grade": "categorical"} '
             "for an integer-coded category"
