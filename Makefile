@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: install browser kubectl run test lint bench bench-speed bench-scale clean
+.PHONY: install browser kubectl run test lint bench bench-speed bench-gpu bench-scale clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-speed: install
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
+
+## GPU against CPU training throughput (not part of the tests; without CUDA it measures
+## the CPU and says so).
+bench-gpu: install
+	$(BIN)/python bench/gpu.py $(ARGS)
 
 ## Tables of 1M, 5M and 20M rows through upload, training and batch predict, embedded
 ## and on PostgreSQL + Redis (about 5 GB of disk for the 20M-row CSV and its copies).

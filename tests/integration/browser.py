@@ -177,6 +177,20 @@ class Page:
     def type_text(self, text: str) -> None:
         self._send("Input.insertText", {"text": text}, self._session)
 
+    def throttle_uploads(self, bytes_per_second: float | None) -> None:
+        """Send request bodies at most this fast (None: as fast as the machine goes)."""
+        self._send("Network.enable", {}, self._session)
+        self._send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": 0,
+                "downloadThroughput": -1,
+                "uploadThroughput": bytes_per_second or -1,
+            },
+            self._session,
+        )
+
     def allow_downloads(self, directory: Path) -> None:
         """Save what the page downloads (a link with ``download``) into ``directory``."""
         self._send(

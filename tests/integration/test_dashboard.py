@@ -194,6 +194,7 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
     page.wait_for(
         "!document.querySelector('#key-dialog').open && document.querySelector('.dropzone')"
     )
+    assert page.js("document.querySelector('#notice').hidden") is True  # the refusal is gone
     assert page.js("sessionStorage.getItem('trainserve.apiKey')") == live.key
     assert page.js("localStorage.length") == 0
     page.wait_for("document.querySelector('#view').textContent.includes('No datasets yet')")
@@ -202,7 +203,16 @@ def test_the_dashboard_asks_for_a_key_refuses_a_wrong_one_and_uses_a_right_one(l
 def test_upload_train_watch_and_predict(live, page):
     data = plants_csv(live.tmp / "plants.csv", 2500)
     go(page, live, "/datasets", "#upload-file")
-    page.set_files("#upload-file", data)
+    # Slowed down to a few seconds, so the progress can be seen (and photographed).
+    page.throttle_uploads(data.stat().st_size / 4)
+    try:
+        page.set_files("#upload-file", data)
+        page.wait_for("document.querySelector('.upload-status progress')?.value > 0.1")
+        words = text(page, ".progress-words")
+        assert re.search(r"KiB of \d+\.\d KiB · .*/s · about \d+ s left", words), words
+        shot(page, "00-upload-progress")
+    finally:
+        page.throttle_uploads(None)
     # The upload ends on the dataset's own page: every column with its type and missing count.
     page.wait_for(
         "location.hash.startsWith('#/datasets/') && document.querySelector('tr[data-column]')"
@@ -265,7 +275,7 @@ def test_upload_train_watch_and_predict(live, page):
     # Watch: the curves grow as the event stream delivers epochs.
     seen = []
     taken = False
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # honest headroom on a loaded machine
     while time.monotonic() < deadline:
         points = page.js(
             "Number(document.querySelector('svg.loss path[data-series=\"train_loss\"]')"
@@ -340,7 +350,7 @@ def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(liv
     page.wait_for(
         "document.querySelector('h1').textContent.includes('running')"
         " && !document.querySelector('#view .page-head button.danger').hidden",
-        timeout=60,
+        timeout=120,
     )
     page.click("#view .page-head button.danger")
     assert "Cancel this job?" in confirm_dialog(page)
@@ -358,10 +368,42 @@ def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(liv
     assert live.api("GET", f"/v1/datasets/{dataset['id']}").status_code == 404
 
 
+def drop_file(page: Page, selector: str, path: Path, media_type: str = "text/csv") -> None:
+    """Drag a file onto ``selector`` and drop it there (a DataTransfer with a File)."""
+    page.wait_for(f"!!document.querySelector({json.dumps(selector)})")
+    page.js(
+        "(() => { const data = new DataTransfer();"
+        f" data.items.add(new File([{json.dumps(path.read_text())}], {json.dumps(path.name)},"
+        f" {{type: {json.dumps(media_type)}}}));"
+        f" const zone = document.querySelector({json.dumps(selector)});"
+        " for (const type of ['dragenter', 'dragover', 'drop'])"
+        "   zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,"
+        " cancelable: true})); })()"
+    )
+
+
 def test_sweep_leaderboard_and_promote_the_winner(live, page):
-    dataset = upload_flowers(live, "flowers")
+    # This dataset comes by drag and drop.
+    go(page, live, "/datasets", ".dropzone")
+    drop_file(page, ".upload .dropzone", FLOWERS)
+    page.wait_for(
+        "location.hash.startsWith('#/datasets/') && !!document.querySelector('h1')"
+        " && document.querySelector('h1').textContent === 'flowers'"
+    )
+    dataset = {"id": route(page).split("/")[-1]}
     go(page, live, f"/sweeps/new?dataset={dataset['id']}", "#sweep-form .search-row")
     assert page.js("document.querySelector('#train-target').value") == "species"
+    # A random search draws from ranges; one the API refuses is shown at its row.
+    page.click("input[type=radio][value=random]")
+    set_value(page, ".search-row select[aria-label=Distribution]", "log_uniform")
+    set_value(page, ".search-row input[aria-label=Low]", "0")
+    set_value(page, ".search-row input[aria-label=High]", "0.1")
+    assert "trials drawn from the ranges" in text(page, ".trial-count")
+    page.js("document.querySelector('#sweep-form').requestSubmit()")
+    page.wait_for("!!document.querySelector('.search-row.invalid')")
+    assert "greater than 0" in text(page, ".search-row .field-error")
+    assert route(page).startswith("#/sweeps/new")
+    page.click("input[type=radio][value=grid]")
     # A grid of two learning rates × two activations; a median rule that can stop the slow one.
     set_value(page, ".search-row input[aria-label=Values]", "0.02, 0.0005")
     page.click("#add-search-row")
@@ -381,13 +423,13 @@ def test_sweep_leaderboard_and_promote_the_winner(live, page):
     )
     sweep_id = route(page).split("/")[-1]
     page.wait_for(
-        "document.querySelectorAll('svg.sweep-curves path.series').length >= 2", timeout=90
+        "document.querySelectorAll('svg.sweep-curves path.series').length >= 2", timeout=180
     )
     shot(page, "08-sweep-live")
     page.wait_for(
         "document.querySelector('h1').textContent.includes('succeeded')"
         " && document.querySelector('#promote-winner')",
-        timeout=120,
+        timeout=300,
     )
     sweep = live.api("GET", f"/v1/sweeps/{sweep_id}").json()
 

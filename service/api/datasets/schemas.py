@@ -47,7 +47,7 @@ class DatasetNameArgsSchema(BaseSchema):
 
 class ColumnSchema(BaseSchema):
     name = fields.String()
-    type = fields.String(metadata={"enum": ["numeric", "categorical", "boolean"]})
+    type = fields.String(metadata={"enum": list(COLUMN_TYPES)})
     missing = fields.Integer()
     n_unique = fields.Integer(
         metadata={"description": "Exact up to 1000 distinct values, else an estimate (±2%)"}

@@ -196,6 +196,7 @@ function setupKey() {
     if (!key) return;
     $("#key-input").value = "";
     dialog.close();
+    $("#notice").hidden = true; // a refusal of the previous key no longer applies
     setKey(key);
     loadIdentity().then(() => route());
   });
