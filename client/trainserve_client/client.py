@@ -551,7 +551,10 @@ class _Progress(io.RawIOBase):
         self.file, self.total, self.sent, self.progress = file, total, 0, progress
 
     def __len__(self) -> int:
-        return self.total - self.sent
+        return self.total
+
+    def tell(self) -> int:
+        return self.sent  # with __len__, what requests sends as the Content-Length
 
     def readable(self) -> bool:
         return True

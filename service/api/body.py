@@ -92,7 +92,8 @@ class BodySpec:
                 return Body(JSON, self.load_json(raw))
             return Body(JSON, self._schema().load(parse_json(raw)))
         upload_limit = current_app.config.get("MAX_UPLOAD_BYTES")
-        if upload_limit is not None:  # a streamed upload has its own, larger limit
+        if upload_limit is not None and (self.tables or kind == MULTIPART):
+            # An upload (a table body, a form's file) streams: it has its own, larger limit.
             request.max_content_length = upload_limit
         if kind in TABLES:
             return Body(kind)

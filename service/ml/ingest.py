@@ -518,8 +518,9 @@ def _check_finite(batch: pa.Table, types: dict[str, str], before: int) -> None:
 def _parquet_blocks(
     source, limits: Limits, overrides: dict[str, str]
 ) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    spooled = None
     if not (hasattr(source, "seekable") and source.seekable()):
-        spooled = tempfile.TemporaryFile()
+        spooled = tempfile.TemporaryFile()  # a Parquet footer is at its end: spool to disk
         while chunk := source.read(BLOCK_BYTES):
             spooled.write(chunk)
         spooled.seek(0)
@@ -527,10 +528,17 @@ def _parquet_blocks(
     try:
         parquet = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:
+        if spooled is not None:
+            spooled.close()
         raise DataError(f"the Parquet file cannot be read: {_arrow_message(exc)}", "file") from None
     schema = parquet.schema_arrow
-    check_header(list(schema.names), limits.max_columns)
-    _check_overrides(overrides, list(schema.names))
+    try:
+        check_header(list(schema.names), limits.max_columns)
+        _check_overrides(overrides, list(schema.names))
+    except DataError:
+        if spooled is not None:
+            spooled.close()
+        raise
     types = {}
     for field in schema:
         if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
@@ -553,6 +561,9 @@ def _parquet_blocks(
             raise DataError(
                 f"the Parquet file cannot be read: {_arrow_message(exc)}", "file"
             ) from None
+        finally:
+            if spooled is not None:
+                spooled.close()
 
     return batches(), types
 
