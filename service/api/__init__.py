@@ -3,6 +3,8 @@
 from service.api.common import Api
 from service.api.datasets.resources import blp as datasets_blp
 from service.api.datasets.schemas import DatasetUploadSchema
+from service.api.evaluation.resources import blp as evaluation_blp
+from service.api.evaluation.schemas import EvaluateRequestSchema
 from service.api.exports.resources import blp as exports_blp
 from service.api.health.resources import blp as health_blp
 from service.api.jobs.resources import blp as jobs_blp
@@ -24,6 +26,7 @@ def register(api: Api) -> None:
     api.spec.components.schema("JobCreate", schema=JobCreateSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
     api.spec.components.schema("InferRequest", schema=InferRequestSchema)
+    api.spec.components.schema("EvaluateRequest", schema=EvaluateRequestSchema)
     api.spec.components.schema("SweepCreate", schema=SweepCreateSchema)
     for blueprint in (
         health_blp,
@@ -32,6 +35,7 @@ def register(api: Api) -> None:
         progress_blp,
         models_blp,
         registry_blp,
+        evaluation_blp,
         exports_blp,
         oip_blp,
         sweeps_blp,

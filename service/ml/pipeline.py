@@ -9,10 +9,9 @@ import pandas as pd
 import torch
 
 from service.ml.errors import DataError
-from service.ml.network import Architecture
 from service.ml.preprocessing import FeatureEncoder, LabelEncoder, label_key, stratified_split
 from service.ml.tabular import convert_column
-from service.ml.training import Trainer, TrainingConfig, to_tensors
+from service.ml.training import Trainer, TrainingConfig, architecture_for, to_tensors
 
 
 @dataclass
@@ -29,13 +28,8 @@ class PreparedData:
 
     def trainer(self, config: TrainingConfig) -> Trainer:
         """A trainer for these splits with the network ``config`` describes."""
-        arch = Architecture(
-            n_inputs=self.encoder.n_inputs,
-            n_classes=len(self.labels.classes),
-            hidden_layers=config.hidden_layers,
-            activation=config.activation,
-            dropout=config.dropout,
-            batch_norm=config.batch_norm,
+        arch = architecture_for(
+            config, self.encoder.n_inputs, len(self.labels.classes), self.encoder.numeric_inputs
         )
         return Trainer(
             arch,
@@ -85,6 +79,7 @@ def prepare(
     *,
     validation_fraction: float,
     seed: int,
+    scaling: str = "standard",
 ) -> PreparedData:
     """Drop rows without a target, split stratified, fit the encoder on the training part.
 
@@ -98,6 +93,8 @@ def prepare(
         Feature column → type, in input order.
     validation_fraction, seed:
         The share of each class held out, and the seed of the split.
+    scaling:
+        How numeric columns are scaled (``FeatureEncoder.fit``): the config's ``scaling``.
     """
     labelled = frame[frame[target].notna()].reset_index(drop=True)
     for name, kind in feature_types.items():
@@ -108,9 +105,22 @@ def prepare(
     codes = labels.encode(labelled[target])
     train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
     features = labelled[list(feature_types)]
-    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types)
+    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types, scaling)
     x_train, y_train = to_tensors(encoder.transform(features.iloc[train_rows]), codes[train_rows])
     x_val, y_val = to_tensors(encoder.transform(features.iloc[val_rows]), codes[val_rows])
     return PreparedData(
         encoder, labels, x_train, y_train, x_val, y_val, dropped_rows=len(frame) - len(labelled)
     )
+
+
+def train_bundle(data: PreparedData, config: TrainingConfig):
+    """Train to the end without a caller in the loop (benchmarks, tests): the model bundle
+    and the trainer it came from."""
+    from service.ml.inference import ModelBundle
+
+    trainer = data.trainer(config)
+    for _ in trainer.fit():
+        pass
+    _, state = trainer.final_state()
+    bundle = ModelBundle.from_state(trainer.arch, data.encoder, data.labels.classes, state)
+    return bundle, trainer

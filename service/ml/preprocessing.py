@@ -2,8 +2,11 @@
 
 Fitted on the training split only:
 
-- numeric: median imputation, then standardisation with the training mean and
-  standard deviation (a 0/1 column is kept as 0/1);
+- numeric: median imputation, then ``(x - mean) / std`` with either the training mean
+  and standard deviation (``scaling="standard"``, the plain recipe) or, for
+  ``scaling="robust"`` (the tabular recipe), the median and a robust spread: the
+  interquartile range, or half the range where the quartiles coincide (the network then
+  clips the result smoothly); a 0/1 column is kept as 0/1;
 - boolean: 0/1, missing imputed with the most frequent value;
 - numeric and boolean columns with missing values in training get a missing-indicator
   input (1 where the value was missing);
@@ -43,6 +46,9 @@ class ColumnEncoding:
     indicator: bool = False
     numeric_codes: bool = False
     note: str | None = None
+    # "standard" (mean, standard deviation), "robust" (median, robust spread) or
+    # "binary" (a 0/1 column kept as is). Encoders stored before it are "standard".
+    scaling: str = "standard"
 
     @property
     def width(self) -> int:
@@ -61,7 +67,9 @@ class FeatureEncoder:
     columns: tuple[ColumnEncoding, ...]
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, types: dict[str, str]) -> FeatureEncoder:
+    def fit(
+        cls, frame: pd.DataFrame, types: dict[str, str], scaling: str = "standard"
+    ) -> FeatureEncoder:
         """Fit on the training split.
 
         Parameters
@@ -70,8 +78,22 @@ class FeatureEncoder:
             The training rows, columns already normalised (see ``tabular``).
         types:
             Feature name → ``numeric`` | ``categorical`` | ``boolean``, in input order.
+        scaling:
+            ``standard`` or ``robust``: how numeric columns are centred and scaled.
         """
-        return cls(tuple(_fit_column(frame[name], name, kind) for name, kind in types.items()))
+        return cls(
+            tuple(_fit_column(frame[name], name, kind, scaling) for name, kind in types.items())
+        )
+
+    @property
+    def numeric_inputs(self) -> tuple[int, ...]:
+        """Input positions of numeric values (not 0/1 columns, not missing indicators)."""
+        positions, offset = [], 0
+        for column in self.columns:
+            if column.type == "numeric" and column.scaling != "binary":
+                positions.append(offset)
+            offset += column.width
+        return tuple(positions)
 
     @property
     def n_inputs(self) -> int:
@@ -167,7 +189,17 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
-def _fit_column(column: pd.Series, name: str, kind: str) -> ColumnEncoding:
+def robust_spread(q25: float, q75: float, low: float, high: float) -> float:
+    """The scale of robust scaling: the interquartile range; where the quartiles
+    coincide, half the range; 1 for a constant column."""
+    if q75 > q25:
+        return q75 - q25
+    if high > low:
+        return (high - low) / 2
+    return 1.0
+
+
+def _fit_column(column: pd.Series, name: str, kind: str, scaling: str) -> ColumnEncoding:
     if kind not in ("numeric", "boolean", "categorical"):
         raise DataError(f"unknown column type {kind!r}", name)
     numeric_codes = kind == "categorical" and _all_numbers(column)
@@ -184,7 +216,29 @@ def _fit_column(column: pd.Series, name: str, kind: str) -> ColumnEncoding:
         present = values[~np.isnan(values)]
         median = float(np.median(present))
         if set(np.unique(present)) <= {0.0, 1.0}:
-            return ColumnEncoding(name, kind, median=median, mean=0.0, std=1.0, indicator=missing)
+            return ColumnEncoding(
+                name,
+                kind,
+                median=median,
+                mean=0.0,
+                std=1.0,
+                indicator=missing,
+                scaling="binary" if scaling == "robust" else "standard",
+            )
+        if scaling == "robust":
+            q25, q75 = np.quantile(present, [0.25, 0.75])
+            spread = robust_spread(
+                float(q25), float(q75), float(present.min()), float(present.max())
+            )
+            return ColumnEncoding(
+                name,
+                kind,
+                median=median,
+                mean=median,
+                std=spread,
+                indicator=missing,
+                scaling="robust",
+            )
         filled = np.where(np.isnan(values), median, values)
         std = float(filled.std())
         return ColumnEncoding(

@@ -13,44 +13,84 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import numpy as np
 import torch
 from torch import nn
 
+from service.ml.calibration import fit_temperature
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
-from service.ml.network import Architecture, build_mlp
+from service.ml.network import Architecture, TabularNet, build_network
+from service.ml.recipes import RECIPES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULERS = ("none", "step", "cosine", "reduce_on_plateau", "one_cycle")
+LR_SCHEDULERS = (
+    "none",
+    "step",
+    "cosine",
+    "reduce_on_plateau",
+    "one_cycle",
+    "coslog4",
+    "flat_cosine",
+)
+DROPOUT_SCHEDULES = ("constant", "flat_cosine")
+BEST_EPOCH_METRICS = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """A job's hyperparameters after validation, with every default filled in."""
+    """A job's hyperparameters after validation, with every default filled in.
 
-    hidden_layers: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    dropout: float = 0.0
+    Knobs that default to ``None`` take their value from the ``recipe``
+    (:mod:`service.ml.recipes`) when the config is made, so a config's fields are
+    always concrete. A config made in code defaults to the ``plain`` recipe (cheap, for
+    tests and scripts); the API's default is ``tabular``.
+    """
+
+    recipe: str = "plain"
+    network: str | None = None
+    hidden_layers: tuple[int, ...] | None = None
+    activation: str | None = None
+    dropout: float | None = None
     batch_norm: bool = False
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     momentum: float = 0.9
     weight_decay: float = 0.0
-    batch_size: int = 32
-    # Measured (bench/accuracy.py): up to 100 epochs, stopping 10 epochs after the best
-    # validation loss and keeping that epoch's weights.
-    epochs: int = 100
+    # an int, or "auto": see batch_size_for
+    batch_size: int | str | None = None
+    epochs: int | None = None
     validation_fraction: float = 0.2
+    early_stopping: bool | None = None
     early_stopping_patience: int | None = 10
     min_delta: float = 0.0
-    lr_scheduler: str = "none"
+    lr_scheduler: str | None = None
     lr_step_size: int = 10
     lr_gamma: float = 0.1
     gradient_clip: float | None = None
     # None, "balanced", or {class label as text: weight}
     class_weight: str | dict | None = None
     seed: int = 0
+    adam_beta2: float | None = None
+    label_smoothing: float | None = None
+    scaling: str | None = None
+    embedding: str | None = None
+    embedding_frequencies: int = 16
+    embedding_dim: int = 3
+    scale_layer: bool | None = None
+    ensemble_size: int | None = None
+    temperature_scaling: bool | None = None
+    dropout_schedule: str | None = None
+    best_epoch_metric: str | None = None
+
+    def __post_init__(self) -> None:
+        recipe = RECIPES[self.recipe]
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if not isinstance(self.hidden_layers, tuple):
+            object.__setattr__(self, "hidden_layers", tuple(self.hidden_layers))
 
     def to_json(self) -> dict:
         """JSON-safe form (lists, not tuples)."""
@@ -58,8 +98,14 @@ class TrainingConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> TrainingConfig:
-        """Inverse of :meth:`to_json`."""
-        return cls(**{**data, "hidden_layers": tuple(data["hidden_layers"])})
+        """Inverse of :meth:`to_json`. A config stored before the recipes existed (no
+        ``recipe``) is the plain recipe it was trained with."""
+        known = {f.name for f in dataclass_fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("recipe", "plain")
+        if values.get("hidden_layers") is not None:
+            values["hidden_layers"] = tuple(values["hidden_layers"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -111,30 +157,54 @@ class Trainer:
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.config.seed)
-        self.model = build_mlp(self.arch)
+        self.model = build_network(self.arch)
         self.optimizer = _make_optimizer(self.model, self.config)
-        self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.config.batch_size))
+        self.batch_size = batch_size_for(self.config.batch_size, len(self.y_train))
+        self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.batch_size))
         self.scheduler = _make_scheduler(self.optimizer, self.config, self.steps_per_epoch)
-        self.loss_fn = nn.CrossEntropyLoss(weight=self.class_weights)
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=self.class_weights, label_smoothing=self.config.label_smoothing
+        )
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.best_loss = math.inf
+        # Ties of the monitored value (equal validation accuracy) go to the lower loss.
+        self.best_tiebreak = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stale_epochs = 0
+        self._final: tuple[int, dict[str, torch.Tensor]] | None = None
+
+    @property
+    def patience(self) -> int | None:
+        """Epochs without improvement before stopping; ``None``: no early stopping."""
+        return self.config.early_stopping_patience if self.config.early_stopping else None
+
+    @property
+    def keeps_best(self) -> bool:
+        """Whether the model keeps the best epoch's weights rather than the last's: with
+        early stopping, and always for the tabular network."""
+        return self.patience is not None or self.arch.kind == "tabular"
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
         """One optimisation step on one batch.
 
         Returns the batch's summed loss and how many of its rows were classified right
-        (by the weights before the step).
+        (by the weights before the step). An ensemble's loss is its members' mean loss;
+        its prediction is their mean probability.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(xb)
-        loss = self.loss_fn(logits, yb)
+        if isinstance(self.model, TabularNet):
+            members = self.model.member_logits(xb)
+            k = members.shape[0]
+            loss = self.loss_fn(members.reshape(k * len(yb), -1), yb.repeat(k))
+            logits = self.model.combine(members.detach())
+        else:
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
         loss.backward()
         if self.config.gradient_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
         self.optimizer.step()
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        if isinstance(self.scheduler, _PER_STEP):
             self.scheduler.step()
         correct = int((logits.detach().argmax(dim=1) == yb).sum())
         return loss.item() * len(yb), correct
@@ -164,7 +234,7 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.y_train), generator=self.generator)
         total, correct, seen = 0.0, 0, 0
-        size = self.config.batch_size
+        size = self.batch_size
         for start in range(0, len(order), size):
             if should_stop():
                 return None
@@ -185,6 +255,7 @@ class Trainer:
         """
         for epoch in range(self.last_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
+            self._schedule_dropout(epoch)
             learning_rate = self.optimizer.param_groups[0]["lr"]
             trained = self.run_epoch(should_stop)
             if trained is None:
@@ -193,7 +264,7 @@ class Trainer:
             train_time = time.perf_counter() - started
             val_loss, val_accuracy = self.validation_step()
             self._step_scheduler(val_loss if val_loss is not None else train_loss)
-            stop = self._track_best(epoch, val_loss if val_loss is not None else train_loss)
+            stop = self._track_best(epoch, train_loss, val_loss, val_accuracy)
             self.last_epoch = epoch
             yield EpochRecord(
                 epoch=epoch,
@@ -220,32 +291,103 @@ class Trainer:
     def final_state(self) -> tuple[int, dict[str, torch.Tensor]]:
         """The weights to keep and the epoch they come from.
 
-        With early stopping on, the best epoch's (lowest monitored loss); else the last.
+        The best epoch's (see ``best_epoch_metric``) when early stopping or accuracy
+        selection is on, else the last. With ``temperature_scaling`` the tabular
+        network's temperature is fitted on the validation split here (once).
         """
-        if self.config.early_stopping_patience is not None and self.best_state is not None:
-            return self.best_epoch, self.best_state
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return self.last_epoch, state
+        if self._final is None:
+            if self.keeps_best and self.best_state is not None:
+                epoch, state = self.best_epoch, dict(self.best_state)
+            else:
+                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                epoch = self.last_epoch
+            if self.config.temperature_scaling and "temperature" in state and len(self.y_val):
+                state["temperature"] = self._fit_temperature(state)
+            self._final = epoch, state
+        epoch, state = self._final
+        return epoch, dict(state)
+
+    def _fit_temperature(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        network = build_network(self.arch)
+        network.load_state_dict(state)
+        network.eval()
+        with torch.inference_mode():
+            members = torch.cat(
+                [
+                    network.member_logits(self.x_val[i : i + 8192])
+                    for i in range(0, len(self.y_val), 8192)
+                ],
+                dim=1,
+            )
+        return torch.tensor(fit_temperature(members, self.y_val), dtype=torch.float32)
+
+    def _schedule_dropout(self, epoch: int) -> None:
+        if self.config.dropout_schedule != "flat_cosine" or not self.config.dropout:
+            return
+        rate = self.config.dropout * _flat_cosine((epoch - 1) / self.config.epochs)
+        for module in self.model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = rate
 
     def _step_scheduler(self, monitored: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(monitored)
-        elif isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        elif isinstance(self.scheduler, _PER_STEP):
             pass  # stepped after every batch
         elif self.scheduler is not None:
             self.scheduler.step()
 
-    def _track_best(self, epoch: int, monitored: float) -> bool:
-        if monitored < self.best_loss - self.config.min_delta:
-            self.best_loss = monitored
-            self.best_epoch = epoch
-            self.stale_epochs = 0
-            if self.config.early_stopping_patience is not None:
+    def _track_best(
+        self, epoch: int, train_loss: float, val_loss: float | None, val_accuracy: float | None
+    ) -> bool:
+        if val_loss is None:
+            monitored, tiebreak = train_loss, 0.0
+        elif self.config.best_epoch_metric == "accuracy":
+            monitored, tiebreak = 1.0 - val_accuracy, val_loss
+        else:
+            monitored, tiebreak = val_loss, 0.0
+        improved = monitored < self.best_loss - self.config.min_delta
+        tie_won = monitored <= self.best_loss and tiebreak < self.best_tiebreak
+        if improved or tie_won:
+            self.best_loss, self.best_tiebreak, self.best_epoch = monitored, tiebreak, epoch
+            if self.keeps_best:
                 self.best_state = copy.deepcopy(self.model.state_dict())
+        if improved:
+            self.stale_epochs = 0
             return False
         self.stale_epochs += 1
-        patience = self.config.early_stopping_patience
-        return patience is not None and self.stale_epochs > patience
+        return self.patience is not None and self.stale_epochs > self.patience
+
+
+def batch_size_for(batch_size: int | str, n_rows: int) -> int:
+    """The rows per step: ``batch_size``, or for ``"auto"`` 256 rows, fewer on small
+    tables so that an epoch takes at least 8 steps (and a batch at least 16 rows)."""
+    if batch_size == "auto":
+        return int(min(256, max(16, 2 ** int(math.log2(max(n_rows, 1) / 8 + 1)))))
+    return int(batch_size)
+
+
+def architecture_for(
+    config: TrainingConfig, n_inputs: int, n_classes: int, numeric_inputs: tuple[int, ...] = ()
+) -> Architecture:
+    """The network shape ``config`` asks for, for an input of ``n_inputs`` columns."""
+    tabular = config.network == "tabular"
+    return Architecture(
+        n_inputs=n_inputs,
+        n_classes=n_classes,
+        hidden_layers=config.hidden_layers,
+        activation=config.activation,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm and not tabular,
+        kind=config.network,
+        numeric_inputs=tuple(numeric_inputs) if tabular else (),
+        smooth_clip=tabular and config.scaling == "robust",
+        embedding=config.embedding if tabular else "none",
+        embedding_frequencies=config.embedding_frequencies,
+        embedding_dim=config.embedding_dim,
+        scale_layer=bool(config.scale_layer) and tabular,
+        ensemble_size=config.ensemble_size if tabular else 1,
+    )
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,13 +402,20 @@ def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opt
     # over tensors: the same update, about a third more samples/s for a small MLP on CPU
     # (bench/README.md).
     params = list(model.parameters())
+    betas = (0.9, config.adam_beta2)
     if config.optimizer == "adam":
         make = functools.partial(
-            torch.optim.Adam, lr=config.learning_rate, weight_decay=config.weight_decay
+            torch.optim.Adam,
+            lr=config.learning_rate,
+            betas=betas,
+            weight_decay=config.weight_decay,
         )
     elif config.optimizer == "adamw":
         make = functools.partial(
-            torch.optim.AdamW, lr=config.learning_rate, weight_decay=config.weight_decay
+            torch.optim.AdamW,
+            lr=config.learning_rate,
+            betas=betas,
+            weight_decay=config.weight_decay,
         )
     else:
         make = functools.partial(
@@ -292,8 +441,58 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, st
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps
         )
+    if config.lr_scheduler in ("coslog4", "flat_cosine"):
+        return StepSchedule(optimizer, config.lr_scheduler, config.epochs * steps)
     if config.lr_scheduler == "reduce_on_plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.lr_gamma, patience=max(1, config.lr_step_size // 5)
         )
     return None
+
+
+def _coslog4(t: float) -> float:
+    """Four cosine cycles in log time, each twice as long as the one before; 0 at the
+    start and at the end of each cycle (RealMLP's ``coslog4``)."""
+    return 0.5 - 0.5 * math.cos(2 * math.pi * math.log2(1 + 15 * t))
+
+
+def _flat_cosine(t: float) -> float:
+    """1 for the first half, then a cosine down to 0."""
+    return 1.0 if t < 0.5 else 0.5 + 0.5 * math.cos(math.pi * (2 * t - 1))
+
+
+class StepSchedule:
+    """A learning-rate multiplier stepped after every batch over ``total`` steps.
+
+    Plain data (``state_dict`` is the step count), so a checkpoint restores it exactly.
+    """
+
+    SHAPES = {"coslog4": _coslog4, "flat_cosine": _flat_cosine}
+
+    def __init__(self, optimizer: torch.optim.Optimizer, shape: str, total: int):
+        self.optimizer = optimizer
+        self.shape = self.SHAPES[shape]
+        self.total = max(1, total)
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+        self._apply()
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        # Evaluated half a step ahead so the first step is not taken at a rate of 0.
+        factor = self.shape(min(1.0, (self.steps + 0.5) / self.total))
+        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
+            group["lr"] = base * factor
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self._apply()
+
+
+_PER_STEP = (torch.optim.lr_scheduler.OneCycleLR, StepSchedule)

@@ -4,8 +4,15 @@ from marshmallow import ValidationError, fields, validate
 
 from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
-from service.ml.network import ACTIVATIONS
-from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
+from service.ml.network import ACTIVATIONS, EMBEDDINGS, KINDS
+from service.ml.recipes import DEFAULT_RECIPE, RECIPE_NAMES
+from service.ml.training import (
+    BEST_EPOCH_METRICS,
+    DROPOUT_SCHEDULES,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    TrainingConfig,
+)
 
 _D = TrainingConfig()
 
@@ -28,20 +35,50 @@ class ClassWeight(fields.Field):
         return weights
 
 
+class BatchSize(fields.Field):
+    """An integer from 1 to 65536, or ``"auto"``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
+            raise ValidationError("must be an integer from 1 to 65536, or 'auto'")
+        return value
+
+
 class HyperparametersSchema(BaseSchema):
     """Every knob of the network and its training, each with a default."""
 
+    recipe = fields.String(
+        load_default=DEFAULT_RECIPE,
+        validate=validate.OneOf(RECIPE_NAMES),
+        metadata={
+            "description": "Defaults for the knobs marked 'null: the recipe's': tabular "
+            "(the default: embeddings, ensemble, calibrated) or plain (a small MLP, fast)"
+        },
+    )
+    network = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(KINDS),
+        metadata={"description": "mlp or tabular; null: the recipe's"},
+    )
     hidden_layers = fields.List(
         fields.Integer(validate=validate.Range(1, 8192)),
-        load_default=list(_D.hidden_layers),
+        load_default=None,
+        allow_none=True,
         validate=validate.Length(max=16),
-        metadata={"description": "Width of each hidden layer, input side first"},
+        metadata={
+            "description": "Width of each hidden layer, input side first; null: the recipe's"
+        },
     )
     activation = fields.String(
-        load_default=_D.activation, validate=validate.OneOf(list(ACTIVATIONS))
+        load_default=None, allow_none=True, validate=validate.OneOf(list(ACTIVATIONS))
     )
     dropout = fields.Float(
-        load_default=_D.dropout, validate=validate.Range(0.0, 1.0, max_inclusive=False)
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0.0, 1.0, max_inclusive=False),
     )
     batch_norm = fields.Boolean(
         load_default=_D.batch_norm,
@@ -49,15 +86,35 @@ class HyperparametersSchema(BaseSchema):
     )
     optimizer = fields.String(load_default=_D.optimizer, validate=validate.OneOf(OPTIMIZERS))
     learning_rate = fields.Float(
-        load_default=_D.learning_rate, validate=validate.Range(0.0, 10.0, min_inclusive=False)
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0.0, 10.0, min_inclusive=False),
     )
     momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
     weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
-    batch_size = fields.Integer(load_default=_D.batch_size, validate=validate.Range(1, 65536))
+    batch_size = BatchSize(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Rows per step: 1 to 65536, or 'auto' (256, fewer on tables "
+            "under 2,048 training rows); null: the recipe's",
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65536},
+                {"type": "string", "enum": ["auto"]},
+            ],
+        },
+    )
     # The upper bound is TRAINSERVE_MAX_EPOCHS, checked at submit time.
-    epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(min=1))
+    epochs = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
     validation_fraction = fields.Float(
         load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
+    )
+    early_stopping = fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Stop when the validation loss stops improving; null: the recipe's"
+        },
     )
     early_stopping_patience = fields.Integer(
         load_default=_D.early_stopping_patience,
@@ -91,11 +148,38 @@ class HyperparametersSchema(BaseSchema):
         },
     )
     lr_scheduler = fields.String(
-        load_default=_D.lr_scheduler, validate=validate.OneOf(LR_SCHEDULERS)
+        load_default=None, allow_none=True, validate=validate.OneOf(LR_SCHEDULERS)
     )
     lr_step_size = fields.Integer(load_default=_D.lr_step_size, validate=validate.Range(1, 10_000))
     lr_gamma = fields.Float(
         load_default=_D.lr_gamma, validate=validate.Range(0.0, 1.0, min_inclusive=False)
+    )
+    adam_beta2 = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(0.0, 1.0, max_inclusive=False)
+    )
+    label_smoothing = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(0.0, 0.5)
+    )
+    scaling = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(["standard", "robust"])
+    )
+    embedding = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(EMBEDDINGS)
+    )
+    embedding_frequencies = fields.Integer(
+        load_default=_D.embedding_frequencies, validate=validate.Range(1, 256)
+    )
+    embedding_dim = fields.Integer(load_default=_D.embedding_dim, validate=validate.Range(1, 256))
+    scale_layer = fields.Boolean(load_default=None, allow_none=True)
+    ensemble_size = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(1, 64)
+    )
+    temperature_scaling = fields.Boolean(load_default=None, allow_none=True)
+    dropout_schedule = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(DROPOUT_SCHEDULES)
+    )
+    best_epoch_metric = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(BEST_EPOCH_METRICS)
     )
     seed = fields.Integer(
         load_default=None,
