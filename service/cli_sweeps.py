@@ -272,9 +272,8 @@ def leaderboard(sweep: dict, out: IO[str]) -> None:
         for t in sweep.get("leaderboard", [])
     ]
     metric = sweep["metric"].upper()
-    _table(
-        ["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"], rows, out
-    )
+    _table(["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"],
+           rows, out)
 
 
 def cmd_sweeps(args: argparse.Namespace, client: Client) -> int:

@@ -91,7 +91,9 @@ class Ready(MethodView):
 
 def _version(name: str, version: str | None) -> int | None:
     """A version number, or the one an alias points to (resolved once per request)."""
-    return aliases.resolve_version(services().database, tenant(), name, version, services().models)
+    return aliases.resolve_version(
+        services().database, tenant(), name, version, services().models
+    )
 
 
 def _metadata(name: str, version: str | None) -> dict:
