@@ -103,6 +103,7 @@ def run_trainserve(overrides: dict, train, test, types, seed):
         validation_fraction=config.validation_fraction,
         seed=seed,
         scaling=config.scaling,
+        folds=config.folds if config.network == "tabular" else 0,
     )
     bundle, _ = train_bundle(data, config)
     seconds = time.perf_counter() - started

@@ -76,6 +76,18 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--version", type=int, help="a model version (default: the latest)")
     predict.set_defaults(run=_guarded(cmd_predict))
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[server],
+        help="a model's accuracy, log-loss, calibration and confusion matrix on a labelled CSV",
+    )
+    evaluate.add_argument("model", help="the model's name")
+    evaluate.add_argument("data", type=Path, help="a CSV file with a header row and the labels")
+    evaluate.add_argument("--version", type=int, help="a model version (default: the latest)")
+    evaluate.add_argument("--target", help="the column of labels (default: the model's target)")
+    evaluate.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    evaluate.set_defaults(run=_guarded(cmd_evaluate))
+
     jobs = sub.add_parser("jobs", parents=[server], help="list training jobs, newest first")
     jobs.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
     jobs.add_argument("--model-name", help="only this model's jobs")
@@ -254,6 +266,34 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
         f"{rows} predictions of {args.model} version {version['version']} written to {where}",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, client: Client) -> int:
+    answer = client.evaluate_csv(args.model, args.data, version=args.version, target=args.target)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    model = answer["model"]
+    print(f"{model['name']} version {model['version']} on {args.data}: {answer['rows']} rows")
+    if answer["skipped_rows"]:
+        print(f"({answer['skipped_rows']} row(s) without a {answer['target']!r} label left out)")
+    print(
+        f"accuracy {answer['accuracy']:.4f}  macro-F1 {answer['macro_f1']:.4f}  "
+        f"log-loss {answer['log_loss']:.4f}  ECE {answer['ece']:.4f}"
+    )
+    print()
+    rows = [
+        [label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])]
+        for label, c in answer["per_class"].items()
+    ]
+    _table(["CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"], rows, sys.stdout)
+    matrix = answer["confusion_matrix"]
+    print()
+    print("confusion matrix (rows: true class, columns: predicted class)")
+    labels, counts = matrix["labels"], matrix["counts"]
+    rows = [[label, *map(str, row)] for label, row in zip(labels, counts, strict=True)]
+    _table(["", *labels], rows, sys.stdout)
     return 0
 
 

@@ -123,7 +123,13 @@ def _mean(total: float, count: int) -> float | None:
     return float(total / count) if count else None
 
 
-def evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tuple) -> dict | None:
+def evaluate(
+    network: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: tuple,
+    folds: torch.Tensor | None = None,
+) -> dict | None:
     """:class:`Metrics` of a network on encoded rows (the validation split).
 
     Parameters
@@ -134,17 +140,25 @@ def evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tupl
         Validation features and class codes.
     classes:
         Class labels in code order, used as keys.
+    folds:
+        With k-fold bagging, each row's fold: it is predicted by the member that did
+        not train on it (out of fold), so the metrics are not measured on training data.
 
     Returns
     -------
     A JSON-safe dict, or ``None`` when there are no validation rows.
     """
+    from service.ml.training import out_of_fold
+
     if len(y) == 0:
         return None
     network.eval()
     metrics = Metrics(classes)
     with torch.inference_mode():
         for i in range(0, len(y), 8192):
-            logits = network(x[i : i + 8192]).double()
+            if folds is None:
+                logits = network(x[i : i + 8192]).double()
+            else:
+                logits = out_of_fold(network, x[i : i + 8192], folds[i : i + 8192]).double()
             metrics.add(torch.softmax(logits, dim=1).numpy(), y[i : i + 8192].numpy())
     return metrics.result()

@@ -189,6 +189,21 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
+def stratified_folds(codes: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each row's fold, 0..k-1, so that every class is spread evenly over the folds.
+
+    Depends only on ``codes``, ``k`` and ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(codes), dtype=np.int64)
+    start = 0
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        folds[rows] = (np.arange(len(rows)) + start) % k
+        start += len(rows)  # the next class goes on where this one stopped
+    return folds
+
+
 def robust_spread(q25: float, q75: float, low: float, high: float) -> float:
     """The scale of robust scaling: the interquartile range; where the quartiles
     coincide, half the range; 1 for a constant column."""

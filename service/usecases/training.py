@@ -176,6 +176,8 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         feature_types,
         validation_fraction=config.validation_fraction,
         seed=config.seed,
+        scaling=config.scaling,
+        folds=config.folds if config.network == "tabular" else 0,
     )
     trainer = prepared.trainer(config)
     if checkpoint is not None:
@@ -212,7 +214,9 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
     metrics = {
         "epoch": model_epoch,  # the epoch whose weights the model has
         "best_epoch": trainer.best_epoch,  # the epoch of the lowest validation loss
-        "validation": evaluate(bundle.network, prepared.x_val, prepared.y_val, bundle.classes),
+        "validation": evaluate(
+            bundle.network, prepared.x_val, prepared.y_val, bundle.classes, prepared.folds
+        ),
         "epochs_run": trainer.last_epoch,
         "n_parameters": count_parameters(trainer.arch),
         "train_rows": len(prepared.y_train),
@@ -220,6 +224,10 @@ def _train(db: Database, settings: Settings, attempt: Attempt) -> str:
         "dropped_rows": prepared.dropped_rows,
         "training_time_s": time.perf_counter() - started,
         "resumed_from_epoch": attempt.resume_epoch or None,
+        "folds": prepared.n_folds,
+        "temperature": float(state["temperature"]) if "temperature" in state else None,
+        # The recipe that trained it: every hyperparameter, resolved.
+        "recipe": config.to_json(),
     }
     return _store_model(db, settings, attempt, bundle, metrics)
 

@@ -43,6 +43,7 @@ def small_tabular(**overrides) -> TrainingConfig:
         "ensemble_size": 3,
         "embedding_frequencies": 4,
         "embedding_dim": 2,
+        "folds": 0,
         "seed": 7,
     }
     return TrainingConfig(**{**values, **overrides})
@@ -63,6 +64,7 @@ def _prepared(config: TrainingConfig, n: int = 160):
         validation_fraction=config.validation_fraction,
         seed=config.seed,
         scaling=config.scaling,
+        folds=config.folds,
     )
 
 
@@ -163,8 +165,9 @@ def test_tabular_training_is_deterministic_under_a_seed():
     assert float(first.network.temperature) != 1.0  # fitted on the validation split
 
 
-def test_tabular_resume_from_a_checkpoint_is_exact():
-    config = small_tabular(epochs=5)
+@pytest.mark.parametrize("folds", [0, 3])
+def test_tabular_resume_from_a_checkpoint_is_exact(folds):
+    config = small_tabular(epochs=5, folds=folds)
     straight = _prepared(config).trainer(config)
     records = list(straight.fit())
     interrupted = _prepared(config).trainer(config)
@@ -226,3 +229,27 @@ def test_plain_recipe_trains_as_before():
     assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.999)
     assert trainer.loss_fn.label_smoothing == 0.0 and trainer.scheduler is None
     assert trainer.patience == 10 and trainer.batch_size == 32
+
+
+def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
+    from service.ml.evaluation import evaluate
+    from service.ml.preprocessing import stratified_folds
+    from service.ml.training import folds_for
+
+    assert folds_for("auto", 1999) == 5 and folds_for("auto", 2000) == 0 and folds_for(3, 9) == 3
+    codes = np.array([0] * 10 + [1] * 5)
+    folds = stratified_folds(codes, 5, seed=0)
+    assert sorted(np.bincount(folds)) == [3, 3, 3, 3, 3]
+    assert all(len(set(folds[codes == c])) == min(5, (codes == c).sum()) for c in (0, 1))
+
+    config = small_tabular(folds=3, epochs=3)
+    data = _prepared(config)
+    assert data.n_folds == 3 and len(data.y_train) == len(data.y_val) == 160
+    bundle, trainer = train_bundle(data, config)
+    assert bundle.arch.ensemble_size == 3
+    records = trainer.last_epoch
+    assert records == 3
+    out_of_fold = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes, data.folds)
+    in_sample = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes)
+    assert out_of_fold["rows"] == in_sample["rows"] == 160
+    assert out_of_fold["log_loss"] != in_sample["log_loss"]

@@ -3,6 +3,7 @@
 from marshmallow import fields, validate
 
 from service.api.common import BaseSchema
+from service.api.models.schemas import ModelRefSchema
 
 
 class EvaluateArgsSchema(BaseSchema):
@@ -43,11 +44,6 @@ class ReliabilityBinSchema(BaseSchema):
         allow_none=True, metadata={"description": "Mean top probability in the bin"}
     )
     accuracy = fields.Float(allow_none=True, metadata={"description": "Share right in the bin"})
-
-
-class ModelRefSchema(BaseSchema):
-    name = fields.String()
-    version = fields.Integer()
 
 
 class EvaluationSchema(BaseSchema):

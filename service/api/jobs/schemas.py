@@ -35,14 +35,20 @@ class ClassWeight(fields.Field):
         return weights
 
 
-class BatchSize(fields.Field):
-    """An integer from 1 to 65536, or ``"auto"``."""
+class IntegerOrAuto(fields.Field):
+    """An integer within bounds, or ``"auto"``."""
+
+    def __init__(self, low: int, high: int, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
 
     def _deserialize(self, value, attr, data, **kwargs):
         if value == "auto":
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
-            raise ValidationError("must be an integer from 1 to 65536, or 'auto'")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"must be an integer from {self.low} to {self.high}, or 'auto'")
+        if not self.low <= value <= self.high:
+            raise ValidationError(f"must be an integer from {self.low} to {self.high}, or 'auto'")
         return value
 
 
@@ -92,7 +98,9 @@ class HyperparametersSchema(BaseSchema):
     )
     momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
     weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
-    batch_size = BatchSize(
+    batch_size = IntegerOrAuto(
+        1,
+        65536,
         load_default=None,
         allow_none=True,
         metadata={
@@ -173,6 +181,21 @@ class HyperparametersSchema(BaseSchema):
     scale_layer = fields.Boolean(load_default=None, allow_none=True)
     ensemble_size = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(1, 64)
+    )
+    folds = IntegerOrAuto(
+        0,
+        20,
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "k-fold bagging of the tabular network: k members, each trained "
+            "without one fold and validated on it (0 or 1: one validation split); 'auto': "
+            "5 under 2,000 labelled rows, else 0; null: the recipe's",
+            "oneOf": [
+                {"type": "integer", "minimum": 0, "maximum": 20},
+                {"type": "string", "enum": ["auto"]},
+            ],
+        },
     )
     temperature_scaling = fields.Boolean(load_default=None, allow_none=True)
     dropout_schedule = fields.String(
