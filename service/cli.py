@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run API + worker + sweeper on embedded defaults")
+    up = sub.add_parser("up", help="run API + worker + upkeep loop on embedded defaults")
     up.add_argument(
         "--home", type=Path, default=None, help=f"where the files live (default {default_home()})"
     )
@@ -91,20 +91,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(run=cmd_worker)
 
-    sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
-    sweeper.add_argument(
+    upkeep = sub.add_parser(
+        "upkeep",
+        aliases=["sweeper"],
+        help="run the upkeep loop: republish lost jobs, requeue dead workers' jobs",
+    )
+    upkeep.add_argument(
         "--interval",
         type=float,
         default=None,
         help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)",
     )
-    sweeper.set_defaults(run=cmd_sweeper)
+    upkeep.set_defaults(run=cmd_upkeep)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="migrate the schema to the latest revision")
     _home_option(upgrade)
     upgrade.set_defaults(run=cmd_db_upgrade)
+    wait = db_sub.add_parser(
+        "wait",
+        help="wait until the schema is at the latest revision (a deployment's init step, "
+        "while a migration job runs)",
+    )
+    wait.add_argument(
+        "--timeout", type=float, default=300.0, help="give up after S seconds (default 300)"
+    )
+    _home_option(wait)
+    wait.set_defaults(run=cmd_db_wait)
 
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(metavar="ACTION")
@@ -169,6 +183,20 @@ def cmd_db_upgrade(args) -> int:
     upgrade(settings.database_url)
     log.info("database schema is at head")
     return 0
+
+
+def cmd_db_wait(args) -> int:
+    from service.db.migrate import wait_for_head
+
+    _use_home(args)
+    settings = _settings()
+    if wait_for_head(settings.database_url, args.timeout):
+        log.info("database schema is at head")
+        return 0
+    log.error(
+        "database schema not at head after %.0f s (has `trainserve db upgrade` run?)", args.timeout
+    )
+    return 1
 
 
 def _keys_database():
@@ -353,22 +381,22 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def cmd_sweeper(args) -> int:
+def cmd_upkeep(args) -> int:
     settings = _settings()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    sweeper = _Sweeper(settings)
+    upkeep = _Upkeep(settings)
     interval = args.interval or settings.sweep_interval_seconds
-    log.info("sweeper running every %.0f s", interval)
+    log.info("upkeep running every %.0f s", interval)
     while not stop.is_set():
-        sweeper.run_once()
+        upkeep.run_once()
         stop.wait(interval)
     return 0
 
 
-class _Sweeper:
-    """The sweeper's database and publisher, created once and reused for every pass."""
+class _Upkeep:
+    """The upkeep loop's database and publisher, created once and reused for every pass."""
 
     def __init__(self, settings: Settings):
         from service.db.session import Database
@@ -380,16 +408,16 @@ class _Sweeper:
         self.publisher = CeleryPublisher(create_celery(settings, database=self.database))
 
     def run_once(self) -> None:
-        from service.usecases.sweeper import sweep
+        from service.usecases.upkeep import upkeep_pass
 
         try:
-            report = sweep(self.database, self.settings, self.publisher)
+            report = upkeep_pass(self.database, self.settings, self.publisher)
         except Exception:  # noqa: BLE001 - one failed pass must not end the loop
-            log.exception("sweep failed; will try again")
+            log.exception("upkeep pass failed; will try again")
             return
         if report.requeued or report.failed or report.published:
             log.info(
-                "sweep: %d requeued, %d failed, %d published",
+                "upkeep: %d requeued, %d failed, %d published",
                 len(report.requeued),
                 len(report.failed),
                 len(report.published),
@@ -445,18 +473,18 @@ def cmd_up(args) -> int:
             home,
         )
     supervisor.start()
-    sweeper = _Sweeper(settings)
+    upkeep = _Upkeep(settings)
     log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
-    next_sweep = time.monotonic() + 5
+    next_upkeep = time.monotonic() + 5
     code = 0
     try:
         while not stop.wait(1.0):
             if not supervisor.check():
                 code = 1
                 break
-            if time.monotonic() >= next_sweep:
-                sweeper.run_once()
-                next_sweep = time.monotonic() + settings.sweep_interval_seconds
+            if time.monotonic() >= next_upkeep:
+                upkeep.run_once()
+                next_upkeep = time.monotonic() + settings.sweep_interval_seconds
     finally:
         log.info("stopping")
         supervisor.stop()
@@ -516,8 +544,10 @@ class _Supervisor:
     def stop(self, timeout: float = 15.0) -> None:
         for child in self.children.values():
             if child.poll() is None:
-                # SIGQUIT is Celery's cold shutdown: the job's lease lapses and the
-                # sweeper hands it to the next worker. gunicorn stops gracefully on TERM.
+                # SIGTERM is Celery's warm shutdown: the worker hands its running job
+                # back at its last checkpoint and exits. gunicorn stops gracefully on TERM.
+                # A child still alive at the deadline is killed; its job's lease lapses
+                # and the upkeep loop requeues it.
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name, child in self.children.items():

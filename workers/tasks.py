@@ -8,8 +8,8 @@ from celery import shared_task
 
 from service.logs import job_context
 from service.usecases.jobs import publish
-from service.usecases.sweeps import after_trial
-from service.usecases.training import run_training
+from service.usecases.sweeps import after_trial, stop_hopeless_trials
+from service.usecases.training import Outcome, run_training
 from workers.celery_app import TRAIN_TASK
 from workers.publisher import CeleryPublisher
 
@@ -20,12 +20,14 @@ def train_job(self, job_id: str) -> str:
     context = self.app.trainserve
     worker = f"{self.request.hostname}/{os.getpid()}"
     with job_context(job_id):
-        outcome = run_training(context.database, context.settings, job_id, worker)
+        outcome = run_training(
+            context.database, context.settings, job_id, worker, [stop_hopeless_trials]
+        )
         publisher = CeleryPublisher(self.app)
-        if outcome == "released":
+        if outcome is Outcome.RELEASED:
             # This worker is shutting down: give the job straight to another one.
             publish(context.database, publisher, job_id)
-        elif outcome != "lease_lost":
-            # A trial that ended lets its sweep start the next one (the sweeper also does).
+        elif outcome is not Outcome.LEASE_LOST:
+            # A trial that ended lets its sweep start the next one (the upkeep loop also does).
             after_trial(context.database, context.settings, publisher, job_id)
     return outcome

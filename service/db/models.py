@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,9 +22,33 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
-SWEEP_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """A training job's state: queued → running → succeeded | failed | cancelled (a
+    running job also goes back to queued when its worker hands it back or dies; see
+    FINISHED_STATUSES and ACTIVE_STATUSES below)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SweepStatus(StrEnum):
+    """A hyperparameter sweep's state."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# The values as plain text (for dict keys, JSON and OpenAPI enums).
+JOB_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)
+FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
+SWEEP_STATUSES: tuple[str, ...] = tuple(s.value for s in SweepStatus)
 
 
 def utcnow() -> datetime:
@@ -113,7 +138,7 @@ class Job(Base):
     feature_types: Mapped[dict[str, Any]]
     model_name: Mapped[str] = mapped_column(String(128), index=True)
     hyperparameters: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when the worker running the job shuts down: the job goes back to the queue
     # at its last checkpoint instead of holding up the shutdown.
@@ -231,7 +256,7 @@ class Sweep(Base):
     max_parallel: Mapped[int] = mapped_column(Integer)
     early_stopping: Mapped[dict[str, Any]]
     promote_to: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.RUNNING, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # How many trial jobs exist so far (the next trial number).
     created_trials: Mapped[int] = mapped_column(Integer, default=0)

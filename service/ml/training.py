@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from dataclasses import fields as dataclass_fields
 
 import numpy as np
 import torch
@@ -21,94 +20,15 @@ from torch import nn
 
 from service.ml.calibration import fit_temperature
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
+from service.ml.hyperparameters import BY_NAME, TrainingConfig
 from service.ml.network import Architecture, TabularNet, build_network
-from service.ml.recipes import RECIPES
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULERS = (
-    "none",
-    "step",
-    "cosine",
-    "reduce_on_plateau",
-    "one_cycle",
-    "coslog4",
-    "flat_cosine",
-)
-DROPOUT_SCHEDULES = ("constant", "flat_cosine")
-BEST_EPOCH_METRICS = ("loss", "accuracy")
+OPTIMIZERS = BY_NAME["optimizer"].choices
+LR_SCHEDULERS = BY_NAME["lr_scheduler"].choices
+DROPOUT_SCHEDULES = BY_NAME["dropout_schedule"].choices
+BEST_EPOCH_METRICS = BY_NAME["best_epoch_metric"].choices
 
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """A job's hyperparameters after validation, with every default filled in.
-
-    Knobs that default to ``None`` take their value from the ``recipe``
-    (:mod:`service.ml.recipes`) when the config is made, so a config's fields are
-    always concrete. A config made in code defaults to the ``plain`` recipe (cheap, for
-    tests and scripts); the API's default is ``tabular``.
-    """
-
-    recipe: str = "plain"
-    network: str | None = None
-    hidden_layers: tuple[int, ...] | None = None
-    activation: str | None = None
-    dropout: float | None = None
-    batch_norm: bool = False
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    # an int, or "auto": see batch_size_for
-    batch_size: int | str | None = None
-    epochs: int | None = None
-    validation_fraction: float = 0.2
-    early_stopping: bool | None = None
-    early_stopping_patience: int | None = 10
-    min_delta: float = 0.0
-    lr_scheduler: str | None = None
-    lr_step_size: int = 10
-    lr_gamma: float = 0.1
-    gradient_clip: float | None = None
-    # None, "balanced", or {class label as text: weight}
-    class_weight: str | dict | None = None
-    seed: int = 0
-    adam_beta2: float | None = None
-    label_smoothing: float | None = None
-    scaling: str | None = None
-    embedding: str | None = None
-    embedding_frequencies: int = 16
-    embedding_dim: int = 3
-    scale_layer: bool | None = None
-    ensemble_size: int | None = None
-    # 0: one validation split; k >= 2: k-fold bagging (tabular network); "auto": see folds_for
-    folds: int | str | None = None
-    temperature_scaling: bool | None = None
-    dropout_schedule: str | None = None
-    best_epoch_metric: str | None = None
-
-    def __post_init__(self) -> None:
-        recipe = RECIPES[self.recipe]
-        for name, value in recipe.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        if not isinstance(self.hidden_layers, tuple):
-            object.__setattr__(self, "hidden_layers", tuple(self.hidden_layers))
-
-    def to_json(self) -> dict:
-        """JSON-safe form (lists, not tuples)."""
-        return {**asdict(self), "hidden_layers": list(self.hidden_layers)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> TrainingConfig:
-        """Inverse of :meth:`to_json`. A config stored before the recipes existed (no
-        ``recipe``) is the plain recipe it was trained with."""
-        known = {f.name for f in dataclass_fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values.setdefault("recipe", "plain")
-        if values.get("hidden_layers") is not None:
-            values["hidden_layers"] = tuple(values["hidden_layers"])
-        return cls(**values)
-
+__all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
 
 @dataclass(frozen=True)
 class EpochRecord:

@@ -1,7 +1,7 @@
 """Submit, read, list and cancel training jobs.
 
 A job is committed before it is published; if publishing fails the job stays
-queued with ``published_at`` empty and the sweeper publishes it (see ``sweeper``).
+queued with ``published_at`` empty and the upkeep loop publishes it (see ``upkeep``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import FINISHED_STATUSES, Checkpoint, EpochMetric, Job, utcnow
+from service.db.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Checkpoint,
+    EpochMetric,
+    Job,
+    JobStatus,
+    utcnow,
+)
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
@@ -90,8 +98,8 @@ def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | Non
     """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
     try:
         publisher.publish(job_id)
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweeper
-        log.warning("could not publish job %s (the sweeper will retry): %s", job_id, exc)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the upkeep loop
+        log.warning("could not publish job %s (the upkeep loop will retry): %s", job_id, exc)
         return False
     with db.transaction() as session:
         session.execute(
@@ -157,8 +165,8 @@ def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
 
 def request_cancel(session: Session, job: Job) -> None:
     """Cancel an unfinished job in ``session``: a queued one at once, a running one by flag."""
-    if job.status == "queued":
-        job.status = "cancelled"
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
         job.finished_at = utcnow()
         # A job handed back by a stopping worker may have a checkpoint.
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
@@ -175,7 +183,7 @@ def active_jobs(session: Session, tenant: str) -> int:
     return session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+        .where(Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
     )
 
 
@@ -245,7 +253,7 @@ class JobPlan:
             hyperparameters=config.to_json(),
             epochs=config.epochs,
             idempotency_key=idempotency_key,
-            status="queued",
+            status=JobStatus.QUEUED,
             cancel_requested=False,
             epoch=0,
             attempt=0,

@@ -4,17 +4,7 @@ from marshmallow import ValidationError, fields, validate
 
 from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
-from service.ml.network import ACTIVATIONS, EMBEDDINGS, KINDS
-from service.ml.recipes import DEFAULT_RECIPE, RECIPE_NAMES
-from service.ml.training import (
-    BEST_EPOCH_METRICS,
-    DROPOUT_SCHEDULES,
-    LR_SCHEDULERS,
-    OPTIMIZERS,
-    TrainingConfig,
-)
-
-_D = TrainingConfig()
+from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
 
 class ClassWeight(fields.Field):
@@ -45,171 +35,58 @@ class IntegerOrAuto(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if value == "auto":
             return value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError(f"must be an integer from {self.low} to {self.high}, or 'auto'")
-        if not self.low <= value <= self.high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not self.low <= value <= self.high
+        ):
             raise ValidationError(f"must be an integer from {self.low} to {self.high}, or 'auto'")
         return value
 
 
-class HyperparametersSchema(BaseSchema):
-    """Every knob of the network and its training, each with a default."""
+def _field(h: Hyperparameter) -> fields.Field:
+    """The marshmallow field of one row of the hyperparameter table."""
+    common: dict = {"load_default": h.default, "metadata": {"description": h.help}}
+    if h.nullable or h.recipe:
+        common["allow_none"] = True
+    bounds = validate.Range(
+        h.minimum,
+        h.maximum,
+        min_inclusive=not h.exclusive_minimum,
+        max_inclusive=not h.exclusive_maximum,
+    )
+    if h.kind is Kind.INT_LIST:
+        default = None if h.default is None else list(h.default)
+        return fields.List(
+            fields.Integer(validate=bounds),
+            **{**common, "load_default": default},
+            validate=validate.Length(max=h.max_items),
+        )
+    if h.kind is Kind.INT_OR_AUTO:
+        common["metadata"]["oneOf"] = [
+            {"type": "integer", "minimum": h.minimum, "maximum": h.maximum},
+            {"type": "string", "enum": ["auto"]},
+        ]
+        return IntegerOrAuto(int(h.minimum), int(h.maximum), **common)
+    if h.kind is Kind.CLASS_WEIGHT:
+        common["metadata"]["oneOf"] = [
+            {"type": "string", "enum": ["balanced"]},
+            {"type": "object", "additionalProperties": {"type": "number"}},
+        ]
+        return ClassWeight(**common)
+    if h.kind is Kind.CHOICE:
+        return fields.String(validate=validate.OneOf(list(h.choices)), **common)
+    if h.kind is Kind.BOOL:
+        return fields.Boolean(**common)
+    number = fields.Integer if h.kind is Kind.INT else fields.Float
+    return number(validate=bounds, **common)
 
-    recipe = fields.String(
-        load_default=DEFAULT_RECIPE,
-        validate=validate.OneOf(RECIPE_NAMES),
-        metadata={
-            "description": "Defaults for the knobs marked 'null: the recipe's': tabular "
-            "(the default: embeddings, ensemble, calibrated) or plain (a small MLP, fast)"
-        },
-    )
-    network = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=validate.OneOf(KINDS),
-        metadata={"description": "mlp or tabular; null: the recipe's"},
-    )
-    hidden_layers = fields.List(
-        fields.Integer(validate=validate.Range(1, 8192)),
-        load_default=None,
-        allow_none=True,
-        validate=validate.Length(max=16),
-        metadata={
-            "description": "Width of each hidden layer, input side first; null: the recipe's"
-        },
-    )
-    activation = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(list(ACTIVATIONS))
-    )
-    dropout = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0.0, 1.0, max_inclusive=False),
-    )
-    batch_norm = fields.Boolean(
-        load_default=_D.batch_norm,
-        metadata={"description": "Batch normalisation after each hidden Linear layer"},
-    )
-    optimizer = fields.String(load_default=_D.optimizer, validate=validate.OneOf(OPTIMIZERS))
-    learning_rate = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0.0, 10.0, min_inclusive=False),
-    )
-    momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
-    weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
-    batch_size = IntegerOrAuto(
-        1,
-        65536,
-        load_default=None,
-        allow_none=True,
-        metadata={
-            "description": "Rows per step: 1 to 65536, or 'auto' (256, fewer on tables "
-            "under 2,048 training rows); null: the recipe's",
-            "oneOf": [
-                {"type": "integer", "minimum": 1, "maximum": 65536},
-                {"type": "string", "enum": ["auto"]},
-            ],
-        },
-    )
-    # The upper bound is TRAINSERVE_MAX_EPOCHS, checked at submit time.
-    epochs = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
-    validation_fraction = fields.Float(
-        load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
-    )
-    early_stopping = fields.Boolean(
-        load_default=None,
-        allow_none=True,
-        metadata={
-            "description": "Stop when the validation loss stops improving; null: the recipe's"
-        },
-    )
-    early_stopping_patience = fields.Integer(
-        load_default=_D.early_stopping_patience,
-        allow_none=True,
-        validate=validate.Range(0, 10_000),
-        metadata={
-            "description": "Stop after this many epochs without a better validation loss "
-            "and keep the best epoch's weights; null: off"
-        },
-    )
-    min_delta = fields.Float(
-        load_default=_D.min_delta,
-        validate=validate.Range(0.0, 1e6),
-        metadata={"description": "Smallest fall of the validation loss that counts as better"},
-    )
-    gradient_clip = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0.0, 1e6, min_inclusive=False),
-        metadata={"description": "Clip the gradients' global norm to this; null: off"},
-    )
-    class_weight = ClassWeight(
-        load_default=None,
-        allow_none=True,
-        metadata={
-            "description": "null, 'balanced' (inverse class frequency), or {class: weight}",
-            "oneOf": [
-                {"type": "string", "enum": ["balanced"]},
-                {"type": "object", "additionalProperties": {"type": "number"}},
-            ],
-        },
-    )
-    lr_scheduler = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(LR_SCHEDULERS)
-    )
-    lr_step_size = fields.Integer(load_default=_D.lr_step_size, validate=validate.Range(1, 10_000))
-    lr_gamma = fields.Float(
-        load_default=_D.lr_gamma, validate=validate.Range(0.0, 1.0, min_inclusive=False)
-    )
-    adam_beta2 = fields.Float(
-        load_default=None, allow_none=True, validate=validate.Range(0.0, 1.0, max_inclusive=False)
-    )
-    label_smoothing = fields.Float(
-        load_default=None, allow_none=True, validate=validate.Range(0.0, 0.5)
-    )
-    scaling = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(["standard", "robust"])
-    )
-    embedding = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(EMBEDDINGS)
-    )
-    embedding_frequencies = fields.Integer(
-        load_default=_D.embedding_frequencies, validate=validate.Range(1, 256)
-    )
-    embedding_dim = fields.Integer(load_default=_D.embedding_dim, validate=validate.Range(1, 256))
-    scale_layer = fields.Boolean(load_default=None, allow_none=True)
-    ensemble_size = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(1, 64)
-    )
-    folds = IntegerOrAuto(
-        0,
-        20,
-        load_default=None,
-        allow_none=True,
-        metadata={
-            "description": "k-fold bagging of the tabular network: k members, each trained "
-            "without one fold and validated on it (0 or 1: one validation split); 'auto': "
-            "5 under 2,000 labelled rows, else 0; null: the recipe's",
-            "oneOf": [
-                {"type": "integer", "minimum": 0, "maximum": 20},
-                {"type": "string", "enum": ["auto"]},
-            ],
-        },
-    )
-    temperature_scaling = fields.Boolean(load_default=None, allow_none=True)
-    dropout_schedule = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(DROPOUT_SCHEDULES)
-    )
-    best_epoch_metric = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(BEST_EPOCH_METRICS)
-    )
-    seed = fields.Integer(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0, 2**31 - 1),
-        metadata={"description": "Random seed; null: one is drawn and stored with the job"},
-    )
+
+#: Every knob of the network and its training, each with a default: one field per row
+#: of ``service.ml.hyperparameters.HYPERPARAMETERS``.
+HyperparametersSchema = BaseSchema.from_dict(
+    {h.name: _field(h) for h in HYPERPARAMETERS}, name="HyperparametersSchema"
+)
 
 
 class JobCreateSchema(BaseSchema):
