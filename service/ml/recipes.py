@@ -50,7 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "embedding": "periodic",
         "scale_layer": True,
         "ensemble_size": 1,
-        "folds": "auto",
+        "folds": 0,
         "temperature_scaling": True,
         "dropout_schedule": "flat_cosine",
         "best_epoch_metric": "accuracy",

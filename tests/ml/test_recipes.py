@@ -56,9 +56,9 @@ def _table(n: int = 160, seed: int = 1) -> pd.DataFrame:
     return frame
 
 
-def _prepared(config: TrainingConfig, n: int = 160):
+def _prepared(config: TrainingConfig, n: int = 160, seed: int = 1):
     return prepare(
-        _table(n),
+        _table(n, seed),
         "species",
         TYPES,
         validation_fraction=config.validation_fraction,
@@ -253,3 +253,24 @@ def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     in_sample = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes)
     assert out_of_fold["rows"] == in_sample["rows"] == 160
     assert out_of_fold["log_loss"] != in_sample["log_loss"]
+
+
+def test_a_job_stored_before_the_recipes_resumes_from_its_checkpoint_exactly():
+    """A plain job checkpointed at epoch 2 of 4 by the code before the recipes (fixture
+    made at main 93bb975) resumes after the upgrade and ends with the weights the old
+    code ended with."""
+    from safetensors.torch import load as load_safetensors
+
+    folder = FIXTURE.parent / "checkpoint_v1"
+    job = json.loads((folder / "job.json").read_text())
+    assert "recipe" not in job["hyperparameters"]
+    config = TrainingConfig.from_json(job["hyperparameters"])
+    assert config.recipe == "plain" and config.network == "mlp"
+    trainer = _prepared(config, n=200, seed=5).trainer(config)
+    trainer.restore((folder / "checkpoint.safetensors").read_bytes(), job["state"])
+    assert [r.epoch for r in trainer.fit()] == [3, 4]
+    _, state = trainer.final_state()
+    expected = load_safetensors((folder / "final.safetensors").read_bytes())
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
