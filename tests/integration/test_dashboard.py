@@ -48,6 +48,7 @@ def trained(tmp_path_factory):
                     "target": "species",
                     "hyperparameters": json.dumps(
                         {
+                            "recipe": "plain",
                             "epochs": EPOCHS,
                             "early_stopping_patience": None,
                             "learning_rate": 0.005,  # a curve that visibly falls in 12 epochs

@@ -98,7 +98,10 @@ def test_up_restarts_its_worker_when_it_dies(service):
         job = requests.post(
             f"{base}/v1/jobs",
             files={"file": ("flowers.csv", f)},
-            data={"target": "species", "hyperparameters": json.dumps({"epochs": 3})},
+            data={
+                "target": "species",
+                "hyperparameters": json.dumps({"recipe": "plain", "epochs": 3}),
+            },
             timeout=10,
         ).json()
     deadline = time.monotonic() + 90
