@@ -51,7 +51,7 @@ run: install
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
 test: install browser kubectl
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests bench client
 	TRAINSERVE_CHROMIUM=$(CHROMIUM) TRAINSERVE_KUBECTL=$(KUBECTL) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Benchmarks (not part of the tests): default hyperparameters vs scikit-learn.
@@ -68,7 +68,7 @@ bench-speed: install
 	$(BIN)/python bench/predict.py
 
 lint: install
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests bench client
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

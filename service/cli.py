@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     _home_option(listing)
     listing.set_defaults(run=cmd_keys_list)
 
-    from service.cli_client import add_client_commands
+    from trainserve_client.cli import add_client_commands
 
     add_client_commands(sub)
     return parser

@@ -22,6 +22,7 @@ from service.ml.errors import DataError, MissingDependency
 from service.usecases.errors import (
     Conflict,
     CorruptModel,
+    InvalidFields,
     InvalidRequest,
     NotFound,
     TooManyJobs,
@@ -117,6 +118,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InvalidRequest)
     def _invalid(error: InvalidRequest):
         return _field_problem(error.message, error.field)
+
+    @app.errorhandler(InvalidFields)
+    def _invalid_fields(error: InvalidFields):
+        return problem(400, _summary(error.errors), errors=error.errors)
 
     @app.errorhandler(Unauthenticated)
     def _unauthenticated(error: Unauthenticated):

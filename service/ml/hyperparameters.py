@@ -5,15 +5,16 @@ Everything else is generated from :data:`HYPERPARAMETERS`:
 - :data:`TrainingConfig`, the frozen dataclass the ML core takes;
 - the ``hyperparameters`` schema of ``POST /v1/jobs`` and of sweeps
   (``service.api.jobs.schemas``), and so the OpenAPI document and the dashboard's form;
-- the flags of ``trainserve train`` (``service.cli_client``).
+- the flags of ``trainserve train`` (``trainserve_client.commands``; the client package
+  ships this file as ``trainserve_client/hyperparameters.py``, a link to it).
 
 A row marked ``recipe`` defaults to ``null``, meaning "the recipe's value": the ``recipe``
-row picks a set of such values (:mod:`service.ml.recipes`), and a config fills them in
+row picks a set of such values (:data:`RECIPES`), and a config fills them in
 when it is made, so its fields are always concrete. A config stored before the recipes
 existed (no ``recipe`` key) is the ``plain`` recipe it was trained with.
 
 Adding a knob is one new :class:`Hyperparameter` row here (then use it in the ML core
-and name it in the docs); ``tests/ml/test_hyperparameters.py`` checks that all of the
+and name it in the docs); ``tests/test_hyperparameters.py`` checks that all of the
 above agree with the table. This module imports nothing but the standard library, so
 the client and the ML core can both read it.
 """
@@ -24,8 +25,6 @@ import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-
-from service.ml.recipes import RECIPES
 
 
 class Kind(StrEnum):
@@ -38,6 +37,56 @@ class Kind(StrEnum):
     INT_LIST = "int_list"  # a list of integers, each within the bounds; a tuple in the config
     CLASS_WEIGHT = "class_weight"  # "balanced" or {class label as text: weight in (0, 1e6]}
     INT_OR_AUTO = "int_or_auto"  # an integer within the bounds, or "auto"
+
+
+#: Recipes: named sets of values for the knobs marked ``recipe``. ``tabular`` is the
+#: default, chosen by measurement on the accuracy suite (``bench/accuracy.py``,
+#: ``bench/README.md``); ``plain`` is the recipe of every model trained before it (a
+#: small MLP, Adam, batch 32, early stopping), for raw speed.
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {
+        "network": "mlp",
+        "hidden_layers": (64, 64),
+        "activation": "relu",
+        "dropout": 0.0,
+        "learning_rate": 1e-3,
+        "batch_size": 32,
+        "epochs": 100,
+        "early_stopping": True,
+        "lr_scheduler": "none",
+        "adam_beta2": 0.999,
+        "label_smoothing": 0.0,
+        "scaling": "standard",
+        "embedding": "none",
+        "scale_layer": False,
+        "ensemble_size": 1,
+        "folds": 0,
+        "temperature_scaling": False,
+        "dropout_schedule": "constant",
+        "best_epoch_metric": "loss",
+    },
+    "tabular": {
+        "network": "tabular",
+        "hidden_layers": (256, 256, 256),
+        "activation": "selu",
+        "dropout": 0.15,
+        "learning_rate": 0.04,
+        "batch_size": "auto",
+        "epochs": 64,
+        "early_stopping": False,
+        "lr_scheduler": "coslog4",
+        "adam_beta2": 0.95,
+        "label_smoothing": 0.1,
+        "scaling": "robust",
+        "embedding": "periodic",
+        "scale_layer": True,
+        "ensemble_size": 1,
+        "folds": 0,
+        "temperature_scaling": True,
+        "dropout_schedule": "flat_cosine",
+        "best_epoch_metric": "accuracy",
+    },
+}
 
 
 _SAME = object()

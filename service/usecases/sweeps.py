@@ -48,7 +48,7 @@ from service.usecases.jobs import (
     publish,
     request_cancel,
 )
-from service.usecases.search import source_field
+from service.usecases.search import HyperparameterLoader, expand, source_field
 from service.usecases.stopping import Curve, StoppingRule, best_so_far, decide
 from service.usecases.training import EpochEnd, Outcome, Stop
 
@@ -60,14 +60,14 @@ METRICS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """A validated sweep submission: ``trials`` holds each trial's searched values."""
+    """A sweep submission whose fields have their shapes; ``hyperparameters`` (the base of
+    every trial) and ``search`` are checked and expanded into trials by submit."""
 
     dataset_id: str
     target: str
     model_name: str
     hyperparameters: dict[str, Any]
     search: dict[str, Any]
-    trials: list[dict[str, Any]]
     metric: str = "val_loss"
     mode: str | None = None
     max_parallel: int = 2
@@ -128,10 +128,17 @@ class SweepReport:
 
 
 def submit_sweep(
-    db: Database, settings: Settings, publisher: Publisher, tenant: str, request: SweepRequest
+    db: Database,
+    settings: Settings,
+    publisher: Publisher,
+    tenant: str,
+    request: SweepRequest,
+    load_hyperparameters: HyperparameterLoader,
 ) -> SweepReport:
-    """Check every trial against the dataset, store the sweep and its first trials,
-    then publish those. Nothing is stored if any trial is refused."""
+    """Expand the search into trials, check each (``load_hyperparameters``, then against
+    the dataset), store the sweep and its first trials, then publish those. Nothing is
+    stored if any trial is refused."""
+    base, trials = expand(request.search, request.hyperparameters, load_hyperparameters)
     if request.max_parallel > settings.max_active_jobs_per_tenant:
         raise InvalidRequest(
             f"must be at most the per-tenant active-job limit "
@@ -143,9 +150,9 @@ def submit_sweep(
     mode = request.mode or METRICS[request.metric]
     with db.transaction() as session:
         plan = plan_job(session, settings, tenant, _job_request(request))
-        for trial, values in enumerate(request.trials):
+        for trial, values in enumerate(trials):
             try:
-                plan.check(settings, {**request.hyperparameters, **values})
+                plan.check(settings, {**base, **values})
             except InvalidRequest as exc:
                 raise InvalidRequest(
                     f"trial {trial}: {exc.message}",
@@ -158,9 +165,9 @@ def submit_sweep(
             features=request.features,
             column_types=request.column_types,
             model_name=request.model_name,
-            hyperparameters=request.hyperparameters,
+            hyperparameters=base,
             search=request.search,
-            trials=request.trials,
+            trials=trials,
             metric=request.metric,
             mode=mode,
             max_parallel=request.max_parallel,

@@ -2,7 +2,7 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import DATASET_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import DATASET_NAME, BaseSchema, PageArgsSchema
 
 
 class DatasetUploadSchema(BaseSchema):

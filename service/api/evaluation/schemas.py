@@ -2,8 +2,8 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import BaseSchema
 from service.api.models.schemas import ModelRefSchema
+from service.api.schemas import BaseSchema
 
 
 class EvaluateArgsSchema(BaseSchema):

@@ -2,9 +2,11 @@
 
 from marshmallow import ValidationError, fields, validate
 
-from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
+from service.errors import flatten_messages
 from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
+from service.usecases.errors import InvalidFields
 
 
 class ClassWeight(fields.Field):
@@ -87,6 +89,15 @@ def _field(h: Hyperparameter) -> fields.Field:
 HyperparametersSchema = BaseSchema.from_dict(
     {h.name: _field(h) for h in HYPERPARAMETERS}, name="HyperparametersSchema"
 )
+
+
+def load_hyperparameters(raw: dict) -> dict:
+    """``raw`` loaded by :data:`HyperparametersSchema`; InvalidFields names each bad
+    value by its path (how the sweeps use case checks every trial)."""
+    try:
+        return HyperparametersSchema().load(raw)
+    except ValidationError as exc:
+        raise InvalidFields(flatten_messages(exc.messages)) from None
 
 
 class JobCreateSchema(BaseSchema):

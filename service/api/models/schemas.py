@@ -2,7 +2,7 @@
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from service.api.common import BaseSchema
+from service.api.schemas import BaseSchema
 
 
 class ModelSummarySchema(BaseSchema):

@@ -7,9 +7,11 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from service.api.common import Blueprint, body_kind, json_body, services, tenant
+from service.api.blueprint import Blueprint
+from service.api.body import json_body, media_type
 from service.api.oip import schemas
 from service.api.oip.tensors import TensorError, metadata_inputs, outputs, records_from_inputs
+from service.api.services import services, tenant
 from service.errors import UnsupportedMediaType, flatten_messages
 from service.ml import DataError, tabular
 from service.usecases import aliases, models
@@ -117,7 +119,7 @@ def _metadata(name: str, version: str | None) -> dict:
 
 def _infer(name: str, version: str | None) -> dict:
     svc = services()
-    body_kind("application/json")
+    media_type("application/json")
     request = schemas.InferRequestSchema().load(json_body())
     found = models.resolve_version(
         svc.database, svc.models, tenant(), name, _version(name, version)
