@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: install browser kubectl run test lint bench bench-speed clean
+.PHONY: install browser kubectl run test lint bench bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-speed: install
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
+
+## GPU against CPU training throughput (not part of the tests; without CUDA it measures
+## the CPU and says so).
+bench-gpu: install
+	$(BIN)/python bench/gpu.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client

@@ -17,7 +17,6 @@ PUBLIC_ENDPOINTS = frozenset(
     {"health.Health", "health.Ready", "oip.Live", "oip.Ready", "metrics.Metrics"}
 )
 PUBLIC_BLUEPRINTS = frozenset({"api-docs", "dashboard", "docs_assets"})
-AUTH_MODES = ("required", "off")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

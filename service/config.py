@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 PREFIX = "TRAINSERVE_"
+# TRAINSERVE_AUTH: API keys required, or every caller is tenant "default" (loopback only).
+AUTH_MODES = ("required", "off")
 
 
 def default_home() -> Path:
@@ -116,8 +118,9 @@ class Settings:
                 values[field.name] = _parse(field, raw)
         values.update(overrides)
         settings = cls(**values)
-        if settings.auth not in ("required", "off"):
-            raise ValueError(f"{PREFIX}AUTH must be 'required' or 'off', not {settings.auth!r}")
+        if settings.auth not in AUTH_MODES:
+            modes = " or ".join(map(repr, AUTH_MODES))
+            raise ValueError(f"{PREFIX}AUTH must be {modes}, not {settings.auth!r}")
         if settings.log_format not in ("text", "json"):
             raise ValueError(
                 f"{PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}"

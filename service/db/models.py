@@ -281,3 +281,20 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A running `trainserve worker`, as its main process last reported itself: what it
+    trains on and which queues it consumes (so a GPU job can tell whether anyone will
+    take it). A row not seen for a lease belongs to a worker that is gone."""
+
+    __tablename__ = "workers"
+
+    # The Celery node name, e.g. "trainserve-4242@gpu-node-1"; jobs it runs carry
+    # "<name>/<pool process id>" in their ``worker`` column.
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # "cpu", or the CUDA device it trains GPU jobs on ("cuda:0").
+    device: Mapped[str] = mapped_column(String(64))
+    queues: Mapped[list[Any]]
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -327,6 +327,19 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "seed", Kind.INT, None, "Random seed; null: one is drawn and stored with the job",
         minimum=0, maximum=2**31 - 1, nullable=True, config_default=0,
     ),
+    # A job stored before these rows existed trained on the CPU in float32: the defaults.
+    Hyperparameter(
+        "device", Kind.CHOICE, "cpu",
+        "cpu, or gpu: trained by a GPU worker (the training-gpu queue; batch_size then "
+        "defaults to 512); the model serves on any API process all the same",
+        choices=("cpu", "gpu"),
+    ),
+    Hyperparameter(
+        "precision", Kind.CHOICE, "fp32",
+        "fp32, or bf16: forward passes under bfloat16 autocast (weights and the stored "
+        "model stay float32); pays on GPUs",
+        choices=("fp32", "bf16"),
+    ),
 )  # fmt: skip
 
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}

@@ -45,8 +45,9 @@ class PreparedData:
         """Bagging folds, 0 with a separate validation split."""
         return 0 if self.folds is None else int(self.folds.max()) + 1
 
-    def trainer(self, config: TrainingConfig) -> Trainer:
-        """A trainer for these splits with the network ``config`` describes."""
+    def trainer(self, config: TrainingConfig, device: torch.device | None = None) -> Trainer:
+        """A trainer for these splits with the network ``config`` describes, on ``device``
+        (default the CPU)."""
         arch = architecture_for(
             config,
             self.encoder.n_inputs,
@@ -63,6 +64,7 @@ class PreparedData:
             self.y_val,
             class_weights=self.class_weights(config.class_weight),
             folds=self.folds,
+            device=device or torch.device("cpu"),
         )
 
     def notes(self) -> list[str]:

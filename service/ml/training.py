@@ -20,6 +20,7 @@ from torch import nn
 
 from service.ml.calibration import fit_temperature
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
+from service.ml.device import autocast
 from service.ml.hyperparameters import BY_NAME, TrainingConfig
 from service.ml.network import Architecture, TabularNet, build_network
 
@@ -68,6 +69,10 @@ class Trainer:
         ensemble trains on the rows outside fold *m* and is validated on fold *m*, so the
         validation rows are the training rows, each predicted by the one member that did
         not see it (out of fold). ``None``: the validation split is separate.
+    device:
+        Where to train. The network is initialised on the CPU (the same weights on any
+        device), then it and the four tensors move to ``device`` once, here; batches
+        are cut on the device. Checkpoints and :meth:`final_state` are CPU tensors.
     """
 
     arch: Architecture
@@ -82,10 +87,12 @@ class Trainer:
 
     class_weights: torch.Tensor | None = None
     folds: torch.Tensor | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.config.seed)
         self.model = build_network(self.arch)
+        self._place()
         self.optimizer = _make_optimizer(self.model, self.config)
         self.batch_size = batch_size_for(self.config.batch_size, len(self.y_train))
         self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.batch_size))
@@ -106,6 +113,19 @@ class Trainer:
         self.stale_epochs = 0
         self._final: tuple[int, dict[str, torch.Tensor]] | None = None
 
+    def _place(self) -> None:
+        """Move the network and the data to the device, once per job."""
+        if self.device.type != "cpu":
+            self.model.to(self.device)
+            self.x_train, self.y_train, self.x_val, self.y_val = (
+                t.to(self.device) for t in (self.x_train, self.y_train, self.x_val, self.y_val)
+            )
+            if self.class_weights is not None:
+                self.class_weights = self.class_weights.to(self.device)
+            if self.folds is not None:
+                self.folds = self.folds.to(self.device)
+        self.autocast = autocast(self.device, self.config.precision)
+
     @property
     def patience(self) -> int | None:
         """Epochs without improvement before stopping; ``None``: no early stopping."""
@@ -119,15 +139,31 @@ class Trainer:
 
     def train_step(
         self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None = None
-    ) -> tuple[float, int]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on one batch.
 
         Returns the batch's summed loss and how many of its rows were classified right
-        (by the weights before the step). An ensemble's loss is its members' mean loss;
-        its prediction is their mean probability. With ``fold`` (bagging), each member's
-        loss leaves out the rows of its own fold.
+        (by the weights before the step), as 0-d tensors on the device: reading them
+        would wait for the device after every batch, so the epoch adds them up first.
+        An ensemble's loss is its members' mean loss; its prediction is their mean
+        probability. With ``fold`` (bagging), each member's loss leaves out the rows of
+        its own fold.
         """
         self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss, logits = self._loss(xb, yb, fold)
+        loss.backward()
+        if self.config.gradient_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
+        self.optimizer.step()
+        if isinstance(self.scheduler, _PER_STEP):
+            self.scheduler.step()
+        correct = (logits.detach().argmax(dim=1) == yb).sum()
+        return loss.detach() * len(yb), correct
+
+    def _loss(
+        self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.model, TabularNet):
             members = self.model.member_logits(xb)
             k = members.shape[0]
@@ -135,20 +171,12 @@ class Trainer:
                 loss = self.loss_fn(members.reshape(k * len(yb), -1), yb.repeat(k))
             else:
                 losses = self.row_loss(members.reshape(k * len(yb), -1), yb.repeat(k))
-                keep = (fold.unsqueeze(0) != torch.arange(k).unsqueeze(1)).reshape(-1)
+                keep = (fold.unsqueeze(0) != torch.arange(k, device=fold.device).unsqueeze(1))
+                keep = keep.reshape(-1)
                 loss = (losses * keep).sum() / keep.sum().clamp(min=1)
-            logits = self.model.combine(members.detach())
-        else:
-            logits = self.model(xb)
-            loss = self.loss_fn(logits, yb)
-        loss.backward()
-        if self.config.gradient_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
-        self.optimizer.step()
-        if isinstance(self.scheduler, _PER_STEP):
-            self.scheduler.step()
-        correct = int((logits.detach().argmax(dim=1) == yb).sum())
-        return loss.item() * len(yb), correct
+            return loss, self.model.combine(members.detach())
+        logits = self.model(xb)
+        return self.loss_fn(logits, yb), logits
 
     def validation_step(self) -> tuple[float | None, float | None]:
         """Loss and accuracy on the whole validation split, in large batches."""
@@ -156,14 +184,15 @@ class Trainer:
             return None, None
         self.model.eval()
         total_loss, correct = 0.0, 0
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(self.y_val), 8192):
                 xb = self.x_val[start : start + 8192]
                 yb = self.y_val[start : start + 8192]
                 if self.folds is None:
-                    logits = self.model(xb)
+                    logits = self.model(xb).float()
                 else:
-                    logits = out_of_fold(self.model, xb, self.folds[start : start + 8192])
+                    folds = self.folds[start : start + 8192]
+                    logits = out_of_fold(self.model, xb, folds).float()
                 total_loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
                 correct += int((logits.argmax(dim=1) == yb).sum())
         n = len(self.y_val)
@@ -176,8 +205,12 @@ class Trainer:
         ``should_stop`` interrupted the epoch.
         """
         self.model.train()
-        order = torch.randperm(len(self.y_train), generator=self.generator)
-        total, correct, seen = 0.0, 0, 0
+        # Shuffled on the CPU by the job's own generator, so the order is the same on
+        # any device (and restorable from a checkpoint); one index vector per epoch moves.
+        order = torch.randperm(len(self.y_train), generator=self.generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         size = self.batch_size
         for start in range(0, len(order), size):
             if should_stop():
@@ -187,8 +220,10 @@ class Trainer:
                 continue  # batch norm cannot normalise a batch of one row
             fold = None if self.folds is None else self.folds[index]
             loss, right = self.train_step(self.x_train[index], self.y_train[index], fold)
-            total, correct, seen = total + loss, correct + right, seen + len(index)
-        return total / seen, correct / seen
+            total += loss
+            correct += right
+            seen += len(index)
+        return total.item() / seen, correct.item() / seen
 
     def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
         """Train up to epoch ``config.epochs``, yielding one record per finished epoch.
@@ -242,9 +277,10 @@ class Trainer:
         """
         if self._final is None:
             if self.keeps_best and self.best_state is not None:
-                epoch, state = self.best_epoch, dict(self.best_state)
+                epoch = self.best_epoch
+                state = {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
             else:
-                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
                 epoch = self.last_epoch
             if self.config.temperature_scaling and "temperature" in state and len(self.y_val):
                 state["temperature"] = self._fit_temperature(state)
@@ -257,15 +293,17 @@ class Trainer:
         network.load_state_dict(state)
         network.eval()
         chunks = []
+        x_val, y_val = self.x_val.cpu(), self.y_val.cpu()  # the kept weights are on the CPU
+        folds = None if self.folds is None else self.folds.cpu()
         with torch.inference_mode():
-            for i in range(0, len(self.y_val), 8192):
-                members = network.member_logits(self.x_val[i : i + 8192])
-                if self.folds is not None:  # each row's out-of-fold member only
+            for i in range(0, len(y_val), 8192):
+                members = network.member_logits(x_val[i : i + 8192])
+                if folds is not None:  # each row's out-of-fold member only
                     rows = torch.arange(members.shape[1])
-                    members = members[self.folds[i : i + 8192], rows].unsqueeze(0)
+                    members = members[folds[i : i + 8192], rows].unsqueeze(0)
                 chunks.append(members)
         members = torch.cat(chunks, dim=1)
-        return torch.tensor(fit_temperature(members, self.y_val), dtype=torch.float32)
+        return torch.tensor(fit_temperature(members, y_val), dtype=torch.float32)
 
     def _schedule_dropout(self, epoch: int) -> None:
         if self.config.dropout_schedule != "flat_cosine" or not self.config.dropout:
@@ -308,7 +346,7 @@ class Trainer:
 def out_of_fold(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
     """Log-probabilities of each row from the one member that did not train on it."""
     members = network.member_logits(x)
-    chosen = members[folds, torch.arange(len(folds))]
+    chosen = members[folds, torch.arange(len(folds), device=folds.device)]
     return torch.log_softmax(chosen / network.temperature, dim=-1)
 
 

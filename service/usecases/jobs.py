@@ -29,7 +29,7 @@ from service.db.models import (
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import count_parameters
-from service.ml.preprocessing import LabelEncoder, label_key
+from service.ml.preprocessing import LabelEncoder, column_width, label_key
 from service.ml.training import TrainingConfig, architecture_for
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    """Delivers a job id to the workers; raises if the broker cannot take it."""
+    """Delivers a job id to the workers (with ``gpu``, to the GPU workers' queue);
+    raises if the broker cannot take it."""
 
-    def publish(self, job_id: str) -> None: ...
+    def publish(self, job_id: str, *, gpu: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,15 @@ def submit_job(
 
 
 def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | None = None) -> bool:
-    """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
+    """Publish a queued job to the queue its device asks for and record when; ``False``
+    (and a log line) if the broker failed."""
+    with db.transaction() as session:
+        hyperparameters = session.scalar(select(Job.hyperparameters).where(Job.id == job_id))
     try:
-        publisher.publish(job_id)
+        if (hyperparameters or {}).get("device") == "gpu":
+            publisher.publish(job_id, gpu=True)
+        else:
+            publisher.publish(job_id)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the upkeep loop
         log.warning("could not publish job %s (the upkeep loop will retry): %s", job_id, exc)
         return False
@@ -205,7 +212,12 @@ def _new_job(
 ) -> Job:
     plan = plan_job(session, settings, tenant, request)
     config = plan.check(settings, request.hyperparameters)
-    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key)
+    notes = None
+    if config.device == "gpu":
+        from service.usecases.workers import gpu_job_notes
+
+        notes = gpu_job_notes(session, settings) or None
+    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key, notes=notes)
 
 
 @dataclass
@@ -385,12 +397,9 @@ def _check_size(
 ) -> None:
     if config.epochs > settings.max_epochs:
         raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
-    # The encoder's widths: one-hot plus a missing/unseen slot, or one input plus a
-    # missing indicator where values are missing.
+    # At most the encoder's width: every category kept, an indicator where values are missing.
     n_inputs = sum(
-        columns[name]["n_unique"] + 1
-        if kind == "categorical"
-        else 1 + (columns[name]["missing"] > 0)
+        column_width(kind, columns[name]["n_unique"], columns[name]["missing"] > 0)
         for name, kind in types.items()
     )
     # Numeric columns are embedded by the tabular network (0/1 columns are not, so this

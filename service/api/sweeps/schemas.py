@@ -10,6 +10,7 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from service.api.schemas import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES, SWEEP_STATUSES
+from service.ml.tabular import COLUMN_TYPES
 from service.usecases.aliases import ALIAS_PATTERN, ALIAS_RULE
 from service.usecases.search import MAX_TRIALS
 from service.usecases.stopping import RULES, StoppingRule
@@ -96,7 +97,7 @@ class SweepCreateSchema(BaseSchema):
     )
     column_types = fields.Dict(
         keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(["numeric", "categorical", "boolean"])),
+        values=fields.String(validate=validate.OneOf(list(COLUMN_TYPES))),
     )
     model_name = fields.String(required=True, validate=MODEL_NAME)
     hyperparameters = fields.Dict(

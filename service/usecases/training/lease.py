@@ -153,7 +153,8 @@ class AttemptLease:
     def heartbeat(self) -> bool:
         """Between batches: renews the lease when a third of it (at most 5 s) has passed;
         true once the job is to stop (cancelled, or handed back)."""
-        every = max(0.5, min(self.settings.lease_seconds / 3, 5.0))
+        # TRAINSERVE_HEARTBEAT_SECONDS, at most a third of the lease (two renewals may fail).
+        every = max(0.1, min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3))
         if time.monotonic() - self._last_renewal >= every:
             self.write(self.renew)
         return self.cancel_requested or self.release_requested

@@ -27,6 +27,7 @@ from service.db.models import Checkpoint, EpochMetric, JobStatus, utcnow
 from service.db.session import Database
 from service.logs import bind_attempt
 from service.ml import MLError
+from service.ml.device import describe, job_device
 from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
@@ -93,10 +94,13 @@ def run_training(
     job_id: str,
     worker: str,
     stop_rules: Sequence[StopRule] = (),
+    device: str = "cpu",
 ) -> Outcome:
     """Claim ``job_id`` and train it; returns what happened (see :class:`Outcome`).
 
     ``stop_rules`` are asked after every epoch, after :func:`cancelled_or_released`.
+    ``device`` is the worker's (``"cpu"``, or ``"cuda:N"`` for GPU jobs); a CPU job
+    trains on the CPU anywhere.
     """
     lease = AttemptLease.claim(db, settings, job_id, worker)
     if lease is None:
@@ -115,7 +119,7 @@ def run_training(
     try:
         if lease.cancel_requested:
             return Outcome(lease.finish(JobStatus.CANCELLED))
-        return _run(lease, [cancelled_or_released, *stop_rules])
+        return _run(lease, [cancelled_or_released, *stop_rules], device)
     except LeaseLost:
         log.warning("job %s: attempt %d lost its lease; stopping", job_id, lease.number)
         return Outcome.LEASE_LOST
@@ -139,9 +143,16 @@ def run_training(
         return Outcome(lease.finish(JobStatus.FAILED, error))
 
 
-def _run(lease: AttemptLease, stop_rules: Sequence[StopRule]) -> Outcome:
+def _run(lease: AttemptLease, stop_rules: Sequence[StopRule], worker_device: str) -> Outcome:
     data = training_data.load(lease)
-    trainer = data.prepared.trainer(data.config)
+    if data.config.device == "gpu" and worker_device == "cpu":
+        # Only GPU workers consume the GPU queue; a GPU job that reached a CPU worker
+        # anyway goes back, and the task publishes it to its own queue.
+        log.warning("job %s asks for a GPU and this worker has none", lease.job_id)
+        lease.release()
+        return Outcome.RELEASED
+    device = job_device(data.config.device, worker_device)
+    trainer = data.prepared.trainer(data.config, device)
     if data.checkpoint is not None:
         trainer.restore(*data.checkpoint)
     notes = data.prepared.notes() or None
@@ -170,6 +181,8 @@ def _run(lease: AttemptLease, stop_rules: Sequence[StopRule]) -> Outcome:
         "dropped_rows": prepared.dropped_rows,
         "training_time_s": time.perf_counter() - started,
         "resumed_from_epoch": lease.resume_epoch or None,
+        "device": describe(device),
+        "precision": data.config.precision,
         "folds": prepared.n_folds,
         "temperature": float(state["temperature"]) if "temperature" in state else None,
         # The recipe that trained it: every hyperparameter, resolved.

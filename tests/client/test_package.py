@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("torch", "flask", "sqlalchemy", "celery", "marshmallow", "numpy", "service")
 
 
