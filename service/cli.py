@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--tenant", required=True, help="the tenant the key acts as")
     create.add_argument("--name", default=None, help="a label to recognise the key by")
+    create.add_argument(
+        "--scope",
+        action="append",
+        default=None,
+        metavar="SCOPES",
+        help="what the key may do: predict (predict, OIP, reading models), read, train "
+        "(datasets, jobs, sweeps), admin (deletes, aliases); comma-separated or repeated "
+        "(default: all four; give an application only what it needs, docs/security.md)",
+    )
     _home_option(create)
     create.set_defaults(run=cmd_keys_create)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or prefix")
@@ -181,11 +190,15 @@ def _keys_database():
 
 
 def cmd_keys_create(args) -> int:
-    from service.usecases.keys import create_key
+    from service.usecases.keys import create_key, parse_scopes
 
     _use_home(args)
-    key, plain = create_key(_keys_database(), args.tenant, args.name)
-    print(f"created API key {key.id} ({key.prefix}...) for tenant {key.tenant!r}")
+    scopes = parse_scopes(",".join(args.scope)) if args.scope else None
+    key, plain = create_key(_keys_database(), args.tenant, args.name, scopes)
+    print(
+        f"created API key {key.id} ({key.prefix}...) for tenant {key.tenant!r} "
+        f"with scopes {key.scopes.replace(' ', ',')}"
+    )
     print("store it now: it is shown only once")
     print(plain)
     return 0
@@ -206,7 +219,9 @@ def cmd_keys_list(args) -> int:
     _use_home(args)
     for key in list_keys(_keys_database()):
         state = "revoked" if key.revoked_at else "active"
-        print(f"{key.id}  {key.prefix}...  {key.tenant}  {state}  {key.name or ''}".rstrip())
+        scopes = key.scopes.replace(" ", ",")
+        line = f"{key.id}  {key.prefix}...  {key.tenant}  {scopes}  {state}  {key.name or ''}"
+        print(line.rstrip())
     return 0
 
 
