@@ -62,16 +62,17 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=8,
-        help="threads per worker process: requests (event streams included) served at "
-        "once by each (default 8; gthread workers only)",
+        help="threads per worker process for long requests (event streams, uploads and "
+        "other bodies over 1 MiB), served beside the predictions (default 8)",
     )
     api.add_argument(
         "--worker-class",
-        choices=("gthread", "sync"),
-        default="gthread",
-        help="gthread (default): threads, so event streams do not hold whole processes; "
-        "sync: one request per process, the lowest predict tail latency, for a deployment "
-        "that serves predictions and no event streams (bench/README.md)",
+        choices=("hybrid", "sync"),
+        default="hybrid",
+        help="hybrid (default): each process serves requests one at a time in its main "
+        "thread, as sync workers do, and long requests in --threads threads beside them; "
+        "sync: gunicorn's sync worker, where a stream or upload holds a whole process "
+        "(docs/architecture.md)",
     )
     api.set_defaults(run=cmd_api)
 
@@ -235,6 +236,9 @@ def _refuse_open_access(settings: Settings, host: str) -> None:
         )
 
 
+WORKER_CLASSES = {"hybrid": "service.server.HybridWorker", "sync": "sync"}
+
+
 def cmd_api(args) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -248,11 +252,10 @@ def cmd_api(args) -> int:
             # No --preload: each worker builds its own app (torch and connections after fork).
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
-            # Threads, so a long-lived /events stream holds one thread, not a whole
-            # process; streams close after TRAINSERVE_EVENT_STREAM_SECONDS.
-            self.cfg.set("worker_class", args.worker_class)
-            if args.worker_class == "gthread":
-                self.cfg.set("threads", args.threads)
+            # Requests one at a time in each process's main thread; event streams and
+            # uploads in threads beside them (service/server.py).
+            self.cfg.set("worker_class", WORKER_CLASSES[args.worker_class])
+            self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
@@ -266,8 +269,6 @@ def cmd_api(args) -> int:
             from service.app import create_app
 
             app = create_app(settings)
-            if args.worker_class == "gthread":
-                app.wsgi_app = _OneRequestAtATime(app.wsgi_app)
             # Everything imported so far (torch, pandas, SQLAlchemy...) lives as long as
             # the process: keep it out of the collector's full passes, which otherwise
             # stall a request now and then for hundreds of ms (bench/README.md).
@@ -281,32 +282,19 @@ def cmd_api(args) -> int:
         args.port,
         workers,
         args.worker_class,
-        f" of {args.threads} threads" if args.worker_class == "gthread" else "",
+        f" ({args.threads} threads each for long requests)"
+        if args.worker_class == "hybrid"
+        else "",
     )
+    master = os.getpid()
     try:
         _Gunicorn().run()
     finally:
-        if not settings.prometheus_dir:
-            shutil.rmtree(samples, ignore_errors=True)  # the temporary one
+        # A worker that exits unwinds through here too (it is a fork of this frame):
+        # only the master removes the temporary samples directory the workers share.
+        if not settings.prometheus_dir and os.getpid() == master:
+            shutil.rmtree(samples, ignore_errors=True)
     return 0
-
-
-class _OneRequestAtATime:
-    """Under gthread workers, one request runs at a time per process, but event streams,
-    which mostly sleep between database polls, run beside them. CPU-bound requests in
-    threads of one process only contend for the GIL: this keeps a predict's latency as
-    under sync workers while streams still hold a thread, not a process
-    (bench/README.md)."""
-
-    def __init__(self, wsgi):
-        self.wsgi = wsgi
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "").endswith("/events"):
-            return self.wsgi(environ, start_response)
-        with self.lock:
-            return self.wsgi(environ, start_response)
 
 
 def _api_post_fork(_server, _worker) -> None:
