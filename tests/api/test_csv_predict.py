@@ -243,3 +243,36 @@ def test_300_000_rows_stream_in_bounded_memory(tmp_path):
     stream, held = results["stream"]["growth_mib"], results["buffered"]["growth_mib"]
     assert stream < 96, results
     assert held > 2 * stream, results
+
+
+def labelled_csv(n: int, seed: int = 1) -> tuple[bytes, bytes]:
+    """The same rows with and without the target column (a labelled file, as trained on)."""
+    frame = mixed_table(n, seed).astype(object)
+    frame["flag"] = frame["flag"].map({True: "true", False: "false"})
+    with_target = frame.to_csv(index=False, na_rep="NA").encode()
+    return with_target, frame.drop(columns="species").to_csv(index=False, na_rep="NA").encode()
+
+
+def test_a_labelled_file_is_scored_as_it_is_and_the_target_is_ignored(client, trained):
+    """curl users batch-score the file they trained on: the target column is set aside,
+    the answer is the same as without it, and X-Ignored-Columns says so."""
+    labelled, bare = labelled_csv(30)
+    # CSV answered in CSV (batch predict, read in chunks).
+    scored, plain = post_csv(client, labelled), post_csv(client, bare)
+    assert scored.status_code == 200, scored.get_json()
+    assert scored.headers["X-Ignored-Columns"] == "species"
+    assert "X-Ignored-Columns" not in plain.headers
+    assert scored.get_data() == plain.get_data()
+    # CSV answered in JSON, and JSON records answered in JSON.
+    scored = client.post("/v1/models/iris/predict", data=labelled, content_type="text/csv")
+    plain = client.post("/v1/models/iris/predict", data=bare, content_type="text/csv")
+    assert scored.headers["X-Ignored-Columns"] == "species"
+    assert scored.get_json()["predictions"] == plain.get_json()["predictions"]
+    records = list(csv.DictReader(io.StringIO(labelled.decode())))
+    scored = client.post("/v1/models/iris/predict", json={"records": records})
+    assert scored.status_code == 200 and scored.headers["X-Ignored-Columns"] == "species"
+    assert scored.get_json()["predictions"] == plain.get_json()["predictions"]
+    # Any other unknown column is still a 400 naming it.
+    records[0]["petal"] = "1"
+    refused = client.post("/v1/models/iris/predict", json={"records": records})
+    assert refused.status_code == 400 and "records.petal" in refused.get_json()["errors"]
