@@ -11,7 +11,7 @@ COPY migrations ./migrations
 # which the compose file's flower service runs from this image, and the onnx extra,
 # with which the API exports models as ONNX.
 RUN pip install --no-cache-dir -c constraints.txt -e '.[flower,onnx]' \
-    && useradd --create-home trainserve
-USER trainserve
+    && useradd --create-home --uid 10001 trainserve
+USER 10001
 EXPOSE 8000
 CMD ["trainserve", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 KSERVE_STAMP := $(VENV)/kserve/.installed
 
 CHROMIUM ?= /usr/bin/chromium
+KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: install browser run test lint bench bench-speed clean
+.PHONY: install browser kubectl run test lint bench bench-speed clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,15 +37,29 @@ browser:
 	  fi; }
 	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing after apt-get" >&2; exit 1; }
 
+## kubectl, whose built-in kustomize (v5) renders deploy/k8s in the tests. It is part of
+## this machine image (Google Cloud CLI's kubectl package, /usr/bin/kubectl), which CI
+## shares; no registry reachable here has a recent one (Debian's kubernetes-client is
+## 1.20, whose kustomize v2 cannot read the overlays). Elsewhere: install kubectl >= 1.27
+## from the Kubernetes project and pass KUBECTL=/path/to/kubectl. A missing one fails
+## the test; it never skips.
+kubectl:
+	@test -x $(KUBECTL) || { \
+	  echo "make: $(KUBECTL) is missing; the Kubernetes manifests test renders deploy/k8s" \
+	    "with it: install kubectl >= 1.27 (it carries kustomize v5) and pass" \
+	    "KUBECTL=/path/to/kubectl" >&2; exit 1; }
+	@$(KUBECTL) kustomize --help >/dev/null 2>&1 || { \
+	  echo "make: $(KUBECTL) has no kustomize; kubectl >= 1.27 is needed" >&2; exit 1; }
+
 ## Start the all-in-one service (API + worker + sweeper) on 127.0.0.1:8000.
 run: install
 	$(BIN)/trainserve up $(ARGS)
 
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
-test: install browser
+test: install browser kubectl
 	$(BIN)/ruff check service workers migrations tests bench
-	TRAINSERVE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
+	TRAINSERVE_CHROMIUM=$(CHROMIUM) TRAINSERVE_KUBECTL=$(KUBECTL) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Benchmarks (not part of the tests): default hyperparameters vs scikit-learn.
 bench: install

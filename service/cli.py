@@ -106,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="migrate the schema to the latest revision")
     _home_option(upgrade)
     upgrade.set_defaults(run=cmd_db_upgrade)
+    wait = db_sub.add_parser(
+        "wait",
+        help="wait until the schema is at the latest revision (a deployment's init step, "
+        "while a migration job runs)",
+    )
+    wait.add_argument(
+        "--timeout", type=float, default=300.0, help="give up after S seconds (default 300)"
+    )
+    _home_option(wait)
+    wait.set_defaults(run=cmd_db_wait)
 
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(metavar="ACTION")
@@ -179,6 +189,20 @@ def cmd_db_upgrade(args) -> int:
     upgrade(settings.database_url)
     log.info("database schema is at head")
     return 0
+
+
+def cmd_db_wait(args) -> int:
+    from service.db.migrate import wait_for_head
+
+    _use_home(args)
+    settings = _settings()
+    if wait_for_head(settings.database_url, args.timeout):
+        log.info("database schema is at head")
+        return 0
+    log.error(
+        "database schema not at head after %.0f s (has `trainserve db upgrade` run?)", args.timeout
+    )
+    return 1
 
 
 def _keys_database():

@@ -14,29 +14,45 @@ from pathlib import Path
 from typing import IO, Any
 
 from service.client import Client, ClientError
+from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
-# (flag, type, help) of every hyperparameter `trainserve train` passes on; the server
-# validates them and names the one at fault.
-_HYPERPARAMETERS: list[tuple[str, Callable[[str], Any], str]] = [
-    ("epochs", int, "at most this many passes over the training rows (default 100)"),
-    ("learning-rate", float, "optimiser step size (default 0.001)"),
-    ("hidden-layers", lambda s: [int(x) for x in s.split(",") if x], "widths, e.g. 64,64"),
-    ("activation", str, "relu, tanh, sigmoid, gelu or leaky_relu"),
-    ("dropout", float, "share of hidden outputs zeroed while training"),
-    ("optimizer", str, "adam, adamw or sgd"),
-    ("momentum", float, "sgd momentum"),
-    ("weight-decay", float, "L2 penalty"),
-    ("batch-size", int, "rows per optimiser step"),
-    ("validation-fraction", float, "stratified share held out (0.05-0.5)"),
-    ("early-stopping-patience", lambda s: None if s == "none" else int(s), "epochs, or none"),
-    ("min-delta", float, "smallest validation-loss fall that counts"),
-    ("lr-scheduler", str, "none, step, cosine, reduce_on_plateau or one_cycle"),
-    ("lr-step-size", int, "epochs between steps of the step scheduler"),
-    ("lr-gamma", float, "factor of the step and plateau schedulers"),
-    ("gradient-clip", float, "clip the gradients' global norm"),
-    ("class-weight", lambda s: s if s == "balanced" else json.loads(s), "balanced or JSON"),
-    ("seed", int, "random seed (default: drawn and stored with the job)"),
-]
+
+def _parse(h: Hyperparameter) -> Callable[[str], Any]:
+    """How the text of ``h``'s flag becomes the value sent; the server validates it and
+    names the one at fault."""
+    parse: Callable[[str], Any] = {
+        Kind.INT: int,
+        Kind.FLOAT: float,
+        Kind.CHOICE: str,
+        Kind.INT_LIST: lambda s: [int(x) for x in s.split(",") if x],
+        Kind.CLASS_WEIGHT: lambda s: s if s == "balanced" else json.loads(s),
+    }[h.kind]
+    if not h.nullable:
+        return parse
+    return lambda s: None if s == "none" else parse(s)
+
+
+def _help(h: Hyperparameter) -> str:
+    text = h.help.replace("null", "none")  # the flags spell JSON's null as none
+    if h.kind is Kind.CHOICE:
+        text += f": {', '.join(h.choices)}"
+    elif h.kind is Kind.INT_LIST:
+        text += ", e.g. 128,64"
+    elif h.kind is Kind.CLASS_WEIGHT:
+        text += " as JSON"
+    default = ",".join(map(str, h.default)) if h.kind is Kind.INT_LIST else h.default
+    return f"{text} (default {'none' if default is None else default})".replace("%", "%%")
+
+
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per row of the hyperparameter table. Only the flags given reach the
+    server, which applies its defaults to the rest."""
+    group = parser.add_argument_group("hyperparameters (default: the server's)")
+    for h in HYPERPARAMETERS:
+        if h.kind is Kind.BOOL:
+            group.add_argument(h.flag, action="store_true", default=argparse.SUPPRESS, help=h.help)
+        else:
+            group.add_argument(h.flag, type=_parse(h), help=_help(h), default=argparse.SUPPRESS)
 
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
@@ -55,13 +71,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--column-types", type=json.loads, help='JSON, e.g. {"grade": "categorical"}'
     )
-    hyper = train.add_argument_group("hyperparameters (default: the server's)")
-    for flag, kind, text in _HYPERPARAMETERS:
-        # Only the flags given reach the server; it applies its defaults to the rest.
-        hyper.add_argument(f"--{flag}", type=kind, help=text, default=argparse.SUPPRESS)
-    hyper.add_argument(
-        "--batch-norm", action="store_true", default=argparse.SUPPRESS, help="batch normalisation"
-    )
+    add_hyperparameter_flags(train)
     train.add_argument(
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"
     )
@@ -116,8 +126,8 @@ def _guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:
 
 
 def cmd_train(args: argparse.Namespace, client: Client) -> int:
-    names = [flag.replace("-", "_") for flag, _, _ in _HYPERPARAMETERS] + ["batch_norm"]
-    hyperparameters = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    given = [h.name for h in HYPERPARAMETERS if hasattr(args, h.name)]
+    hyperparameters = {name: getattr(args, name) for name in given}
     job = client.train(
         args.data,
         target=args.target,

@@ -34,6 +34,14 @@ class Settings:
     broker_url: str = ""
     # Queue the training tasks go to (the worker consumes it).
     queue: str = "training"
+    # Queue of the jobs that ask for "device": "gpu"; only GPU workers consume it.
+    gpu_queue: str = "training-gpu"
+    # What a worker trains GPU jobs on: "auto" (the first CUDA device if there is one,
+    # else none: the worker is a CPU worker), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # A GPU job submitted while no GPU worker has been seen for a lease: "wait" (it is
+    # accepted and stays queued, and the job says what it waits for) or "refuse" (409).
+    no_gpu_worker: str = "wait"
     # "required": every request needs an API key (Authorization: Bearer ...);
     # "off": everyone is the default tenant (trainserve up, loopback only).
     auth: str = "required"
@@ -60,6 +68,10 @@ class Settings:
     # runs, after how long an unclaimed queued job is published again, and how many
     # attempts a job gets before it fails.
     lease_seconds: float = 60.0
+    # How often a running job renews its lease and reads its cancel flag (at most a third
+    # of the lease). Shorter leases fail over faster when a host vanishes unseen, at the
+    # cost of more writes: one UPDATE per running job every heartbeat (docs/guarantees.md).
+    heartbeat_seconds: float = 5.0
     sweep_interval_seconds: float = 15.0
     republish_after_seconds: float = 30.0
     max_attempts: int = 3
@@ -110,6 +122,14 @@ class Settings:
             raise ValueError(
                 f"{PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}"
             )
+        if settings.no_gpu_worker not in ("wait", "refuse"):
+            raise ValueError(
+                f"{PREFIX}NO_GPU_WORKER must be 'wait' or 'refuse', not {settings.no_gpu_worker!r}"
+            )
+        if not _is_device(settings.device):
+            raise ValueError(
+                f"{PREFIX}DEVICE must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {settings.device!r}"
+            )
         if not settings.database_url or not settings.broker_url:
             home = Path(environ.get(f"{PREFIX}HOME") or default_home())
             database_url, broker_url = sqlite_urls(home)
@@ -119,6 +139,13 @@ class Settings:
                 broker_url=settings.broker_url or broker_url,
             )
         return settings
+
+
+def _is_device(value: str) -> bool:
+    if value in ("auto", "cpu", "cuda"):
+        return True
+    kind, _, index = value.partition(":")
+    return kind == "cuda" and index.isdigit()
 
 
 def _parse(field: dataclasses.Field, raw: str) -> object:

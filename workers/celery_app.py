@@ -61,9 +61,13 @@ def create_celery(
         broker_transport_options=transport_options,
         include=["workers.tasks"],
     )
-    app.trainserve = WorkerContext(
-        settings, database or Database(settings.database_url), concurrency
-    )
+    if database is None:
+        # A worker's transaction idle for longer than a lease is from a worker that can no
+        # longer hold its job: PostgreSQL ends it and frees the job's row (see make_engine).
+        database = Database(
+            settings.database_url, idle_transaction_timeout_s=settings.lease_seconds
+        )
+    app.trainserve = WorkerContext(settings, database, concurrency)
     return app
 
 

@@ -11,18 +11,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine for ``url`` with the settings each backend needs."""
+def make_engine(url: str, idle_transaction_timeout_s: float | None = None) -> Engine:
+    """Create the engine for ``url`` with the settings each backend needs.
+
+    ``idle_transaction_timeout_s`` (PostgreSQL): the server ends a session of this
+    engine that sits inside a transaction for longer, releasing its row locks. A worker
+    cut off from the network in the middle of a transaction would otherwise hold its
+    job's row until TCP keepalive gives up (hours), and the sweeper's requeue, and so
+    the failover, would wait on that lock.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    connect_args = {}
+    if idle_transaction_timeout_s and "options" not in make_url(url).query:
+        milliseconds = max(1000, int(idle_transaction_timeout_s * 1000))
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={milliseconds}"
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -45,9 +59,9 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """One engine and its session factory; create one per process (after any fork)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, idle_transaction_timeout_s: float | None = None):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, idle_transaction_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

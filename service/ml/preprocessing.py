@@ -1,6 +1,8 @@
 """The fitted feature encoder and the stratified split, both plain data serialisable as JSON.
 
-Fitted on the training split only:
+Fitted on the training split only, from its statistics (``ml.stats``: one streaming
+pass, so a table of any size fits; the median is exact up to 100 000 rows per column
+and estimated from a uniform sample beyond):
 
 - numeric: median imputation, then standardisation with the training mean and
   standard deviation (a 0/1 column is kept as 0/1);
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from service.ml.errors import DataError
+from service.ml.stats import ColumnStats, TableStats, table_stats
 
 ENCODER_FORMAT = 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -62,7 +65,7 @@ class FeatureEncoder:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, types: dict[str, str]) -> FeatureEncoder:
-        """Fit on the training split.
+        """Fit on the training split held in memory (see :meth:`fit_stats`).
 
         Parameters
         ----------
@@ -71,7 +74,36 @@ class FeatureEncoder:
         types:
             Feature name → ``numeric`` | ``categorical`` | ``boolean``, in input order.
         """
-        return cls(tuple(_fit_column(frame[name], name, kind) for name, kind in types.items()))
+        for name, kind in types.items():
+            if kind not in ("numeric", "boolean", "categorical"):
+                raise DataError(f"unknown column type {kind!r}", name)
+        return cls.fit_stats(table_stats(frame, types), types)
+
+    @classmethod
+    def fit_stats(
+        cls,
+        stats: TableStats,
+        types: dict[str, str],
+        *,
+        max_categories: int | None = None,
+    ) -> FeatureEncoder:
+        """Fit from the training split's statistics (one streaming pass, ``ml.stats``).
+
+        Parameters
+        ----------
+        stats:
+            Statistics of the training rows, gathered with these ``types``.
+        types:
+            Feature name → ``numeric`` | ``categorical`` | ``boolean``, in input order.
+        max_categories:
+            Keep at most this many categories per column (the most frequent); the
+            others share the missing/unseen slot. ``None``: every category seen.
+        """
+        return cls(
+            tuple(
+                _fit_column(stats[name], name, kind, max_categories) for name, kind in types.items()
+            )
+        )
 
     @property
     def n_inputs(self) -> int:
@@ -167,50 +199,65 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
-def _fit_column(column: pd.Series, name: str, kind: str) -> ColumnEncoding:
+def _fit_column(
+    stats: ColumnStats, name: str, kind: str, max_categories: int | None
+) -> ColumnEncoding:
     if kind not in ("numeric", "boolean", "categorical"):
         raise DataError(f"unknown column type {kind!r}", name)
-    numeric_codes = kind == "categorical" and _all_numbers(column)
+    counts = stats.counts or {}
+    numeric_codes = kind == "categorical" and _all_number_texts(counts)
     if numeric_codes:
-        column = category_text(column)
-    missing = bool(column.isna().any())
-    n_unique = int(column.nunique(dropna=True))
+        counts = _merge_number_texts(counts)
+    missing = stats.missing > 0
+    n_unique = len(counts) if numeric_codes else stats.n_unique
     if n_unique == 0:
         return ColumnEncoding(name, "dropped", note=f"{name!r} dropped: every value is missing")
     if n_unique == 1 and not missing:
         return ColumnEncoding(name, "dropped", note=f"{name!r} dropped: it has one value only")
     if kind == "numeric":
-        values = column.to_numpy(dtype="float64", na_value=np.nan)
-        present = values[~np.isnan(values)]
-        median = float(np.median(present))
-        if set(np.unique(present)) <= {0.0, 1.0}:
+        median = float(stats.quantile(0.5))
+        if stats.only_01:
             return ColumnEncoding(name, kind, median=median, mean=0.0, std=1.0, indicator=missing)
-        filled = np.where(np.isnan(values), median, values)
-        std = float(filled.std())
+        mean, std = _filled_moments(stats, median)
         return ColumnEncoding(
-            name,
-            kind,
-            median=median,
-            mean=float(filled.mean()),
-            std=std if std > 0 else 1.0,
-            indicator=missing,
+            name, kind, median=median, mean=mean, std=std if std > 0 else 1.0, indicator=missing
         )
     if kind == "boolean":
-        present = column.dropna().astype(bool)
-        fill = 1.0 if present.mean() >= 0.5 else 0.0
+        fill = 1.0 if stats.n_true / stats.count >= 0.5 else 0.0
         return ColumnEncoding(name, kind, fill=fill, indicator=missing)
-    categories = tuple(sorted(str(v) for v in column.dropna().unique()))
+    if max_categories is not None and len(counts) > max_categories:
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        counts = dict(ranked[:max_categories])
+    categories = tuple(sorted(counts))
     note = None
-    if n_unique == len(column) and n_unique >= 20:
+    if n_unique == stats.rows and n_unique >= 20:
         note = f"{name!r} looks like an ID: every value is distinct; consider leaving it out"
     return ColumnEncoding(name, kind, categories=categories, numeric_codes=numeric_codes, note=note)
 
 
-def _all_numbers(column: pd.Series) -> bool:
-    present = column.dropna()
-    if str(column.dtype) == "float64":
-        return True
-    return len(present) > 0 and bool(pd.to_numeric(present, errors="coerce").notna().all())
+def _filled_moments(stats: ColumnStats, fill: float) -> tuple[float, float]:
+    """Mean and (population) standard deviation once missing values are ``fill``."""
+    n, m = stats.count, stats.missing
+    total = n + m
+    mean = (n * stats.mean + m * fill) / total
+    m2 = n * stats.variance + n * (stats.mean - mean) ** 2 + m * (fill - mean) ** 2
+    return float(mean), float(np.sqrt(max(m2 / total, 0.0)))
+
+
+def _all_number_texts(counts: dict[str, int]) -> bool:
+    if not counts:
+        return False
+    numbers = pd.to_numeric(pd.Series(list(counts), dtype="str"), errors="coerce")
+    return bool(numbers.notna().all())
+
+
+def _merge_number_texts(counts: dict[str, int]) -> dict[str, int]:
+    """Counts keyed by :func:`category_text` (``"3.0"`` and ``"3"`` are one category)."""
+    keys = category_text(pd.Series(list(counts), dtype="str")).tolist()
+    merged: dict[str, int] = {}
+    for key, n in zip(keys, counts.values(), strict=True):
+        merged[key] = merged.get(key, 0) + n
+    return merged
 
 
 def category_text(values: pd.Series) -> pd.Series:

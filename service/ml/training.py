@@ -19,48 +19,13 @@ import torch
 from torch import nn
 
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
+from service.ml.hyperparameters import BY_NAME, TrainingConfig
 from service.ml.network import Architecture, build_mlp
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULERS = ("none", "step", "cosine", "reduce_on_plateau", "one_cycle")
+OPTIMIZERS = BY_NAME["optimizer"].choices
+LR_SCHEDULERS = BY_NAME["lr_scheduler"].choices
 
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """A job's hyperparameters after validation, with every default filled in."""
-
-    hidden_layers: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    dropout: float = 0.0
-    batch_norm: bool = False
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    # Measured (bench/accuracy.py): up to 100 epochs, stopping 10 epochs after the best
-    # validation loss and keeping that epoch's weights.
-    epochs: int = 100
-    validation_fraction: float = 0.2
-    early_stopping_patience: int | None = 10
-    min_delta: float = 0.0
-    lr_scheduler: str = "none"
-    lr_step_size: int = 10
-    lr_gamma: float = 0.1
-    gradient_clip: float | None = None
-    # None, "balanced", or {class label as text: weight}
-    class_weight: str | dict | None = None
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        """JSON-safe form (lists, not tuples)."""
-        return {**asdict(self), "hidden_layers": list(self.hidden_layers)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> TrainingConfig:
-        """Inverse of :meth:`to_json`."""
-        return cls(**{**data, "hidden_layers": tuple(data["hidden_layers"])})
-
+__all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
 
 @dataclass(frozen=True)
 class EpochRecord:

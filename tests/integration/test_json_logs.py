@@ -4,6 +4,7 @@ job and the attempt, whichever logger wrote it; `trainserve up` and gunicorn log
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -36,6 +37,10 @@ def test_every_worker_line_of_a_job_carries_its_id_and_attempt(json_settings, st
     job_id = job["id"]
     assert job["status"] == "succeeded", worker.output()[-3000:]
 
+    # The job's row says succeeded a moment before the worker logs it: wait for the line.
+    deadline = time.monotonic() + 30
+    while "succeeded as logged version 1" not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
     lines = []
     for text in worker.output().splitlines():
         if text.startswith("{"):

@@ -11,7 +11,7 @@ from service.ml.inference import ModelBundle
 from service.ml.network import Architecture, build_mlp, count_parameters
 from service.ml.pipeline import prepare
 from service.ml.tabular import frame_from_records, infer_columns, read_csv
-from service.ml.training import LR_SCHEDULERS, TrainingConfig
+from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
 from tests.data import mixed_csv
 
 TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
@@ -83,7 +83,7 @@ def test_should_stop_interrupts_between_batches():
     assert list(trainer.fit(should_stop=stop_after_five)) == []
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("scheduler", LR_SCHEDULERS)
 def test_every_optimizer_and_scheduler_trains(optimizer, scheduler):
     config = TrainingConfig(epochs=3, optimizer=optimizer, lr_scheduler=scheduler, seed=0)

@@ -4,10 +4,7 @@ from marshmallow import ValidationError, fields, validate
 
 from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
-from service.ml.network import ACTIVATIONS
-from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
-
-_D = TrainingConfig()
+from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
 
 class ClassWeight(fields.Field):
@@ -28,81 +25,42 @@ class ClassWeight(fields.Field):
         return weights
 
 
-class HyperparametersSchema(BaseSchema):
-    """Every knob of the network and its training, each with a default."""
+def _field(h: Hyperparameter) -> fields.Field:
+    """The marshmallow field of one row of the hyperparameter table."""
+    common: dict = {"load_default": h.default, "metadata": {"description": h.help}}
+    if h.nullable:
+        common["allow_none"] = True
+    bounds = validate.Range(
+        h.minimum,
+        h.maximum,
+        min_inclusive=not h.exclusive_minimum,
+        max_inclusive=not h.exclusive_maximum,
+    )
+    if h.kind is Kind.INT_LIST:
+        return fields.List(
+            fields.Integer(validate=bounds),
+            **{**common, "load_default": list(h.default)},
+            validate=validate.Length(max=h.max_items),
+        )
+    if h.kind is Kind.CLASS_WEIGHT:
+        common["metadata"]["oneOf"] = [
+            {"type": "string", "enum": ["balanced"]},
+            {"type": "object", "additionalProperties": {"type": "number"}},
+        ]
+        return ClassWeight(**common)
+    if h.kind is Kind.CHOICE:
+        return fields.String(validate=validate.OneOf(list(h.choices)), **common)
+    if h.kind is Kind.BOOL:
+        return fields.Boolean(**common)
+    number = fields.Integer if h.kind is Kind.INT else fields.Float
+    return number(validate=bounds, **common)
 
-    hidden_layers = fields.List(
-        fields.Integer(validate=validate.Range(1, 8192)),
-        load_default=list(_D.hidden_layers),
-        validate=validate.Length(max=16),
-        metadata={"description": "Width of each hidden layer, input side first"},
-    )
-    activation = fields.String(
-        load_default=_D.activation, validate=validate.OneOf(list(ACTIVATIONS))
-    )
-    dropout = fields.Float(
-        load_default=_D.dropout, validate=validate.Range(0.0, 1.0, max_inclusive=False)
-    )
-    batch_norm = fields.Boolean(
-        load_default=_D.batch_norm,
-        metadata={"description": "Batch normalisation after each hidden Linear layer"},
-    )
-    optimizer = fields.String(load_default=_D.optimizer, validate=validate.OneOf(OPTIMIZERS))
-    learning_rate = fields.Float(
-        load_default=_D.learning_rate, validate=validate.Range(0.0, 10.0, min_inclusive=False)
-    )
-    momentum = fields.Float(load_default=_D.momentum, validate=validate.Range(0.0, 1.0))
-    weight_decay = fields.Float(load_default=_D.weight_decay, validate=validate.Range(0.0, 1.0))
-    batch_size = fields.Integer(load_default=_D.batch_size, validate=validate.Range(1, 65536))
-    # The upper bound is TRAINSERVE_MAX_EPOCHS, checked at submit time.
-    epochs = fields.Integer(load_default=_D.epochs, validate=validate.Range(min=1))
-    validation_fraction = fields.Float(
-        load_default=_D.validation_fraction, validate=validate.Range(0.05, 0.5)
-    )
-    early_stopping_patience = fields.Integer(
-        load_default=_D.early_stopping_patience,
-        allow_none=True,
-        validate=validate.Range(0, 10_000),
-        metadata={
-            "description": "Stop after this many epochs without a better validation loss "
-            "and keep the best epoch's weights; null: off"
-        },
-    )
-    min_delta = fields.Float(
-        load_default=_D.min_delta,
-        validate=validate.Range(0.0, 1e6),
-        metadata={"description": "Smallest fall of the validation loss that counts as better"},
-    )
-    gradient_clip = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0.0, 1e6, min_inclusive=False),
-        metadata={"description": "Clip the gradients' global norm to this; null: off"},
-    )
-    class_weight = ClassWeight(
-        load_default=None,
-        allow_none=True,
-        metadata={
-            "description": "null, 'balanced' (inverse class frequency), or {class: weight}",
-            "oneOf": [
-                {"type": "string", "enum": ["balanced"]},
-                {"type": "object", "additionalProperties": {"type": "number"}},
-            ],
-        },
-    )
-    lr_scheduler = fields.String(
-        load_default=_D.lr_scheduler, validate=validate.OneOf(LR_SCHEDULERS)
-    )
-    lr_step_size = fields.Integer(load_default=_D.lr_step_size, validate=validate.Range(1, 10_000))
-    lr_gamma = fields.Float(
-        load_default=_D.lr_gamma, validate=validate.Range(0.0, 1.0, min_inclusive=False)
-    )
-    seed = fields.Integer(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(0, 2**31 - 1),
-        metadata={"description": "Random seed; null: one is drawn and stored with the job"},
-    )
+
+#: Every knob of the network and its training, each with a default: one field per row
+#: of ``service.ml.hyperparameters.HYPERPARAMETERS``.
+HyperparametersSchema = BaseSchema.from_dict(
+    {h.name: _field(h) for h in HYPERPARAMETERS}, name="HyperparametersSchema"
+)
 
 
 class JobCreateSchema(BaseSchema):
