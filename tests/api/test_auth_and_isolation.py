@@ -318,8 +318,12 @@ def test_keys_made_before_scopes_keep_full_rights(tmp_path):
     assert principal.tenant == "acme" and principal.scopes == set(keys.SCOPES)
 
 
-def test_keys_create_with_scopes_on_the_command_line(tmp_path, capsys):
+def test_keys_create_with_scopes_on_the_command_line(tmp_path, capsys, monkeypatch):
+    from service import cli
     from service.cli import main
+
+    # The command configures the root logger; here it must not keep pytest's stream.
+    monkeypatch.setattr(cli, "_configure_logging", lambda *args: None)
 
     home = tmp_path / "home"
     create = ["keys", "create", "--tenant", "acme", "--home", str(home), "--scope"]
