@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY service ./service
 COPY workers ./workers
+COPY client ./client
 COPY migrations ./migrations
 # Editable, so `trainserve db upgrade` finds migrations/ beside the code; with Flower,
 # which the compose file's flower service runs from this image, and the onnx extra,

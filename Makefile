@@ -9,7 +9,7 @@ KSERVE_STAMP := $(VENV)/kserve/.installed
 CHROMIUM ?= /usr/bin/chromium
 KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: install browser kubectl run test lint bench bench-speed clean
+.PHONY: install browser kubectl run test lint bench bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,7 +58,7 @@ run: install
 ## Run every test: ML core, API, migrations, and the integration tests
 ## (embedded SQLite broker, and PostgreSQL + Redis on this machine).
 test: install browser kubectl
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests bench client
 	TRAINSERVE_CHROMIUM=$(CHROMIUM) TRAINSERVE_KUBECTL=$(KUBECTL) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Benchmarks (not part of the tests): default hyperparameters vs scikit-learn.
@@ -74,8 +74,13 @@ bench-speed: install
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
 
+## GPU against CPU training throughput (not part of the tests; without CUDA it measures
+## the CPU and says so).
+bench-gpu: install
+	$(BIN)/python bench/gpu.py $(ARGS)
+
 lint: install
-	$(BIN)/ruff check service workers migrations tests bench
+	$(BIN)/ruff check service workers migrations tests bench client
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

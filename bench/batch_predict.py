@@ -34,7 +34,7 @@ from service.usecases.training import run_training  # noqa: E402
 
 
 class _Publisher:
-    def publish(self, job_id: str) -> None:
+    def publish(self, job_id: str, *, gpu: bool = False) -> None:
         pass
 
     def ping(self) -> None:

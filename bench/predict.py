@@ -73,7 +73,7 @@ def train_reference(env: dict[str, str], workdir: Path) -> dict:
     upgrade(settings.database_url)
 
     class NoBroker:
-        def publish(self, job_id: str) -> None:
+        def publish(self, job_id: str, *, gpu: bool = False) -> None:
             pass
 
     app = create_app(settings, publisher=NoBroker())

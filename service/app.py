@@ -8,7 +8,8 @@ import logging
 from flask import Flask
 
 from service.api import register
-from service.api.common import Api, Services
+from service.api.services import Services
+from service.api.spec import Api
 from service.auth import init_auth
 from service.config import Settings
 from service.db.session import Database

@@ -27,7 +27,6 @@ PUBLIC_ENDPOINTS = frozenset(
     }
 )
 PUBLIC_BLUEPRINTS = frozenset({"api-docs", "dashboard", "docs_assets"})
-AUTH_MODES = ("required", "off")
 ALL_SCOPES = frozenset(SCOPES)
 
 # (endpoint, method) → the scope it needs. ``predict`` serves predictions and reads models

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run API + worker + sweeper on embedded defaults")
+    up = sub.add_parser("up", help="run API + worker + upkeep loop on embedded defaults")
     up.add_argument(
         "--home", type=Path, default=None, help=f"where the files live (default {default_home()})"
     )
@@ -90,16 +91,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send task events and heartbeats, for Flower (docker-compose.yml does)",
     )
+    # `trainserve up` starts a standby worker this way: ready to consume once it reads a
+    # byte from this file descriptor (the supervisor writes one when the worker dies).
+    worker.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)
     worker.set_defaults(run=cmd_worker)
 
-    sweeper = sub.add_parser("sweeper", help="run the periodic upkeep loop")
-    sweeper.add_argument(
+    upkeep = sub.add_parser(
+        "upkeep",
+        aliases=["sweeper"],
+        help="run the upkeep loop: republish lost jobs, requeue dead workers' jobs",
+    )
+    upkeep.add_argument(
         "--interval",
         type=float,
         default=None,
         help="seconds between passes (default TRAINSERVE_SWEEP_INTERVAL_SECONDS)",
     )
-    sweeper.set_defaults(run=cmd_sweeper)
+    upkeep.set_defaults(run=cmd_upkeep)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
@@ -143,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     _home_option(listing)
     listing.set_defaults(run=cmd_keys_list)
 
-    from service.cli_client import add_client_commands
+    from trainserve_client.cli import add_client_commands
 
     add_client_commands(sub)
     return parser
@@ -357,11 +365,29 @@ def _share_prometheus_samples(settings: Settings) -> Path:
 
 
 def cmd_worker(args) -> int:
+    from service.ml import MLError
+    from service.ml.device import worker_device
     from workers.celery_app import create_celery
 
     settings = _settings()
-    app = create_celery(settings, concurrency=args.concurrency)
-    queues = args.queues or settings.queue
+    try:
+        device = worker_device(settings.device)
+    except MLError as exc:
+        raise SystemExit(f"trainserve worker: {exc}") from None
+    # A GPU worker consumes the GPU queue; a CPU worker the training queue. --queues
+    # may add the other, except that a CPU worker never takes GPU jobs.
+    default = settings.gpu_queue if device != "cpu" else settings.queue
+    queues = [q for q in (args.queues or default).split(",") if q]
+    if device == "cpu" and settings.gpu_queue in queues:
+        raise SystemExit(
+            f"trainserve worker: {settings.gpu_queue!r} is the GPU jobs' queue and this worker "
+            f"has no GPU ({PREFIX}DEVICE={settings.device})"
+        )
+    app = create_celery(settings, concurrency=args.concurrency, device=device, queues=queues)
+    if args.standby_fd is not None and not _wait_as_standby(args.standby_fd):
+        return 0
+    log.info("worker trains on %s; queues %s", device, ", ".join(queues))
+    queues = ",".join(queues)
     app.worker_main(
         [
             "worker",
@@ -380,22 +406,34 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def cmd_sweeper(args) -> int:
+def _wait_as_standby(fd: int) -> bool:
+    """Import what a worker imports, then wait for a byte on ``fd``: ``True`` to start
+    consuming, ``False`` (end of file: the supervisor is gone) to exit."""
+    import torch._dynamo  # noqa: F401 - what the worker_init preload would do (~3 s)
+    import torch.optim  # noqa: F401
+
+    try:
+        return bool(os.read(fd, 1))
+    finally:
+        os.close(fd)
+
+
+def cmd_upkeep(args) -> int:
     settings = _settings()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    sweeper = _Sweeper(settings)
+    upkeep = _Upkeep(settings)
     interval = args.interval or settings.sweep_interval_seconds
-    log.info("sweeper running every %.0f s", interval)
+    log.info("upkeep running every %.0f s", interval)
     while not stop.is_set():
-        sweeper.run_once()
+        upkeep.run_once()
         stop.wait(interval)
     return 0
 
 
-class _Sweeper:
-    """The sweeper's database and publisher, created once and reused for every pass."""
+class _Upkeep:
+    """The upkeep loop's database and publisher, created once and reused for every pass."""
 
     def __init__(self, settings: Settings):
         from service.db.session import Database
@@ -406,17 +444,28 @@ class _Sweeper:
         self.database = Database(settings.database_url)
         self.publisher = CeleryPublisher(create_celery(settings, database=self.database))
 
+    def worker_died(self, name: str, pid: int) -> None:
+        """``trainserve up`` saw its worker exit: fail its jobs over at once (the
+        worker's Celery name is ``trainserve-<pid>@<host>``, see cmd_worker)."""
+        import socket
+
+        from service.usecases.workers import fail_over
+
+        if name == "worker":
+            node = f"trainserve-{pid}@{socket.gethostname()}/"
+            fail_over(self.database, self.publisher, node, "trainserve up saw it exit")
+
     def run_once(self) -> None:
-        from service.usecases.sweeper import sweep
+        from service.usecases.upkeep import upkeep_pass
 
         try:
-            report = sweep(self.database, self.settings, self.publisher)
+            report = upkeep_pass(self.database, self.settings, self.publisher)
         except Exception:  # noqa: BLE001 - one failed pass must not end the loop
-            log.exception("sweep failed; will try again")
+            log.exception("upkeep pass failed; will try again")
             return
         if report.requeued or report.failed or report.published:
             log.info(
-                "sweep: %d requeued, %d failed, %d published",
+                "upkeep: %d requeued, %d failed, %d published",
                 len(report.requeued),
                 len(report.failed),
                 len(report.published),
@@ -453,6 +502,7 @@ def cmd_up(args) -> int:
             ],
         },
         restart={"worker"},
+        standby={"worker"},
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -471,19 +521,22 @@ def cmd_up(args) -> int:
             "--tenant NAME --home %s`",
             home,
         )
+    upkeep = _Upkeep(settings)
+    supervisor.on_exit = upkeep.worker_died
     supervisor.start()
-    sweeper = _Sweeper(settings)
     log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
-    next_sweep = time.monotonic() + 5
+    next_upkeep = time.monotonic() + 5
     code = 0
     try:
-        while not stop.wait(1.0):
+        # Four checks a second: a dead worker is noticed, its jobs failed over and a new
+        # worker started within a quarter of a second.
+        while not stop.wait(0.25):
             if not supervisor.check():
                 code = 1
                 break
-            if time.monotonic() >= next_sweep:
-                sweeper.run_once()
-                next_sweep = time.monotonic() + settings.sweep_interval_seconds
+            if time.monotonic() >= next_upkeep:
+                upkeep.run_once()
+                next_upkeep = time.monotonic() + settings.sweep_interval_seconds
     finally:
         log.info("stopping")
         supervisor.stop()
@@ -504,21 +557,64 @@ def _redact(url: str) -> str:
 
 
 class _Supervisor:
-    """Child processes of ``trainserve up``: restarts the ones in ``restart`` when they die."""
+    """Child processes of ``trainserve up``: restarts the ones in ``restart`` when they die.
 
-    def __init__(self, commands: dict[str, list[str]], restart: set[str]):
+    For the names in ``standby`` a second process is kept started and waiting (imports
+    done, torch loaded, nothing consumed) on a pipe; when the active one dies, a byte on
+    the pipe makes the standby the active one, within about a second instead of a cold
+    start's several, and a new standby is started a few seconds later.
+    """
+
+    STANDBY_DELAY_S = 5.0
+
+    def __init__(
+        self, commands: dict[str, list[str]], restart: set[str], standby: set[str] = frozenset()
+    ):
         self.commands = commands
         self.restart = restart
+        self.standby = standby
         self.children: dict[str, subprocess.Popen] = {}
+        self.standbys: dict[str, tuple[subprocess.Popen, int]] = {}
+        self.standby_due: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
+        # Called with (name, pid) when a restartable child has died, before it restarts.
+        self.on_exit = lambda name, pid: None
 
     def start(self) -> None:
         for name in self.commands:
             self._spawn(name)
+        for name in self.standby:
+            self.standby_due[name] = time.monotonic() + self.STANDBY_DELAY_S
 
     def _spawn(self, name: str) -> None:
         # A session of its own: Ctrl-C reaches only `up`, which stops children in order.
         self.children[name] = subprocess.Popen(self.commands[name], start_new_session=True)
+
+    def _spawn_standby(self, name: str) -> None:
+        read, write = os.pipe()
+        process = subprocess.Popen(
+            [*self.commands[name], "--standby-fd", str(read)],
+            pass_fds=(read,),
+            start_new_session=True,
+        )
+        os.close(read)
+        self.standbys[name] = (process, write)
+
+    def _promote(self, name: str) -> bool:
+        """Make the waiting standby of ``name`` the active child; ``False`` if there is none."""
+        process, write = self.standbys.pop(name, (None, -1))
+        if process is None:
+            return False
+        try:
+            if process.poll() is not None:
+                return False
+            os.write(write, b"go")
+        except OSError:
+            return False
+        finally:
+            os.close(write)
+        self.children[name] = process
+        return True
 
     def check(self) -> bool:
         """Restart dead restartable children; ``False`` if a vital one died."""
@@ -536,18 +632,47 @@ class _Supervisor:
                 code,
                 self.restarts[name],
             )
-            time.sleep(min(30, 2 ** min(self.restarts[name], 5)) if self.restarts[name] > 3 else 1)
+            # Whatever of it survives (a pool process whose parent was killed) goes too,
+            # so that exactly one attempt trains once its jobs are failed over.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            self.on_exit(name, child.pid)
+            # At once the first three times (a job waits for the new worker); then backing
+            # off, so a worker that cannot start does not spin.
+            if self.restarts[name] > 3:
+                time.sleep(min(30, 2 ** min(self.restarts[name], 5)))
+            elif self._promote(name):
+                log.info("%s: the standby took over", name)
+                self.standby_due[name] = time.monotonic() + self.STANDBY_DELAY_S
+                continue
             self._spawn(name)
+        now = time.monotonic()
+        for name, due in list(self.standby_due.items()):
+            if now >= due:
+                del self.standby_due[name]
+                self._spawn_standby(name)
+        for name, (process, _write) in list(self.standbys.items()):
+            if process.poll() is not None and name not in self.standby_due:
+                log.warning("the standby %s exited with status %s", name, process.returncode)
+                os.close(self.standbys.pop(name)[1])
+                self.standby_due[name] = now + 30
         return True
 
     def stop(self, timeout: float = 15.0) -> None:
+        for process, write in self.standbys.values():
+            os.close(write)  # the standby reads end-of-file and exits
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         for child in self.children.values():
             if child.poll() is None:
-                # SIGQUIT is Celery's cold shutdown: the job's lease lapses and the
-                # sweeper hands it to the next worker. gunicorn stops gracefully on TERM.
+                # SIGTERM is Celery's warm shutdown: the worker hands its running job
+                # back at its last checkpoint and exits. gunicorn stops gracefully on TERM.
+                # A child still alive at the deadline is killed; its job's lease lapses
+                # and the upkeep loop requeues it.
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for name, child in self.children.items():
+        waiting = [*self.children.items(), *((n, p) for n, (p, _) in self.standbys.items())]
+        for name, child in waiting:
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

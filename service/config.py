@@ -1,6 +1,6 @@
 """Settings, read once from ``TRAINSERVE_*`` environment variables into a frozen dataclass.
 
-Every process (API, worker, sweeper, the CLI) builds its settings here and passes
+Every process (API, worker, upkeep loop, the CLI) builds its settings here and passes
 them down; nothing else reads the environment.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 PREFIX = "TRAINSERVE_"
+# TRAINSERVE_AUTH: API keys required, or every caller is tenant "default" (loopback only).
+AUTH_MODES = ("required", "off")
 
 
 def default_home() -> Path:
@@ -64,7 +66,7 @@ class Settings:
     max_cell_chars: int = 10_000
     # Queued + running jobs of one tenant at a time (more: 429).
     max_active_jobs_per_tenant: int = 100
-    # Reliability: the lease a worker holds on a running job, how often the sweeper
+    # Reliability: the lease a worker holds on a running job, how often the upkeep loop
     # runs, after how long an unclaimed queued job is published again, and how many
     # attempts a job gets before it fails.
     lease_seconds: float = 60.0
@@ -116,8 +118,9 @@ class Settings:
                 values[field.name] = _parse(field, raw)
         values.update(overrides)
         settings = cls(**values)
-        if settings.auth not in ("required", "off"):
-            raise ValueError(f"{PREFIX}AUTH must be 'required' or 'off', not {settings.auth!r}")
+        if settings.auth not in AUTH_MODES:
+            modes = " or ".join(map(repr, AUTH_MODES))
+            raise ValueError(f"{PREFIX}AUTH must be {modes}, not {settings.auth!r}")
         if settings.log_format not in ("text", "json"):
             raise ValueError(
                 f"{PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}"

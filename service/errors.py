@@ -23,6 +23,7 @@ from service.usecases.errors import (
     Conflict,
     CorruptModel,
     Forbidden,
+    InvalidFields,
     InvalidRequest,
     NotFound,
     TooManyJobs,
@@ -120,6 +121,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InvalidRequest)
     def _invalid(error: InvalidRequest):
         return _field_problem(error.message, error.field)
+
+    @app.errorhandler(InvalidFields)
+    def _invalid_fields(error: InvalidFields):
+        return problem(400, _summary(error.errors), errors=error.errors)
 
     @app.errorhandler(Unauthenticated)
     def _unauthenticated(error: Unauthenticated):

@@ -24,12 +24,15 @@ class RecordingPublisher:
 
     def __init__(self):
         self.published: list[str] = []
+        self.gpu: list[str] = []  # the jobs sent to the GPU workers' queue
         self.down = False
 
-    def publish(self, job_id: str) -> None:
+    def publish(self, job_id: str, *, gpu: bool = False) -> None:
         if self.down:
             raise ConnectionError("broker down")
         self.published.append(job_id)
+        if gpu:
+            self.gpu.append(job_id)
 
     def ping(self) -> None:
         if self.down:

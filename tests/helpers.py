@@ -64,7 +64,7 @@ def run_queued(app, before_each=None) -> list[str]:
     from sqlalchemy import select
 
     from service.db.models import Job
-    from service.usecases.sweeps import after_trial
+    from service.usecases.sweeps import after_trial, stop_hopeless_trials
 
     svc = app.extensions["trainserve"]
     ran: list[str] = []
@@ -80,6 +80,6 @@ def run_queued(app, before_each=None) -> list[str]:
         for job_id in queued:
             if before_each is not None:
                 before_each(job_id)
-            run_training(svc.database, svc.settings, job_id, "test")
+            run_training(svc.database, svc.settings, job_id, "test", [stop_hopeless_trials])
             after_trial(svc.database, svc.settings, svc.publisher, job_id)
             ran.append(job_id)

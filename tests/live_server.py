@@ -23,7 +23,7 @@ class ThreadWorker:
         self.app: Flask | None = None
         self.threads: list[threading.Thread] = []
 
-    def publish(self, job_id: str) -> None:
+    def publish(self, job_id: str, *, gpu: bool = False) -> None:
         thread = threading.Thread(target=self._train, args=(job_id,))
         self.threads.append(thread)
         thread.start()

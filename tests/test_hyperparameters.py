@@ -12,10 +12,10 @@ import pytest
 from marshmallow import ValidationError
 
 from service.api.jobs.schemas import HyperparametersSchema
-from service.cli_client import add_hyperparameter_flags
 from service.ml.hyperparameters import BY_NAME, HYPERPARAMETERS, Kind, TrainingConfig
 from service.ml.network import ACTIVATIONS
 from service.ml.training import LR_SCHEDULERS, OPTIMIZERS
+from trainserve_client.commands import add_hyperparameter_flags
 
 
 def _api_default(h):

@@ -93,7 +93,7 @@ def test_the_parts_of_the_deployment_are_there(rendered):
         "trainserve-api",
         "trainserve-worker",
         "trainserve-worker-gpu",
-        "trainserve-sweeper",
+        "trainserve-upkeep",
     } <= set(deployments)
     assert "trainserve-migrate" in by_kind(docs, "Job")
     assert "trainserve-config" in by_kind(docs, "ConfigMap")
@@ -166,7 +166,7 @@ def test_every_command_is_a_trainserve_command_that_parses(rendered):
             args = parser.parse_args(command[1:])
             assert hasattr(args, "run"), shlex.join(command)
             seen.add(" ".join(command[1:3]))
-    assert {"db upgrade", "db wait", "sweeper"} <= seen
+    assert {"db upgrade", "db wait", "upkeep"} <= seen
     assert any(s.startswith("api") for s in seen) and any(s.startswith("worker") for s in seen)
 
 

@@ -22,10 +22,15 @@ def test_the_wheel_ships_the_dashboard(tmp_path):
     (wheel,) = tmp_path.glob("trainserve-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     static = ROOT / "service" / "web" / "static"
-    expected = {f"service/web/static/{path.name}" for path in static.iterdir()}
-    assert expected == {
-        "service/web/static/dashboard.html",
-        "service/web/static/dashboard.js",
-        "service/web/static/dashboard.css",
+    expected = {
+        f"service/web/static/{path.relative_to(static).as_posix()}"
+        for path in static.rglob("*")
+        if path.is_file()
     }
+    assert {
+        "service/web/static/dashboard.html",
+        "service/web/static/dashboard.css",
+        "service/web/static/js/app.js",
+        "service/web/static/js/pages/jobs.js",
+    } <= expected
     assert expected <= names

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
-from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init, worker_shutting_down
+from celery import Celery, bootsteps
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from service.config import Settings
 from service.db.session import Database
@@ -28,10 +35,19 @@ class WorkerContext:
     settings: Settings
     database: Database
     concurrency: int = 1
+    # What this worker trains GPU jobs on ("cpu": a CPU worker), and the queues it consumes.
+    device: str = "cpu"
+    queues: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 def create_celery(
-    settings: Settings, *, concurrency: int = 1, database: Database | None = None
+    settings: Settings,
+    *,
+    concurrency: int = 1,
+    database: Database | None = None,
+    device: str = "cpu",
+    queues: list[str] | None = None,
 ) -> Celery:
     """Build the Celery app for ``settings``; importing this module does nothing."""
     app = Celery("trainserve", broker=settings.broker_url, set_as_current=True)
@@ -55,20 +71,44 @@ def create_celery(
         # The lease, not the broker, guards against a second attempt: keep training
         # through a broker blip instead of cancelling (see docs/architecture.md).
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # How long the parent waits for a result from a pool process that died before it
+        # raises WorkerLostError (Celery's default: 10 s). There is no result to wait
+        # for (ignore_result), and the failover of the job starts at that error.
+        worker_lost_wait=1.0,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         broker_transport_options=transport_options,
         include=["workers.tasks"],
     )
+    app.steps["worker"].add(_WatchPool)
     if database is None:
         # A worker's transaction idle for longer than a lease is from a worker that can no
         # longer hold its job: PostgreSQL ends it and frees the job's row (see make_engine).
         database = Database(
             settings.database_url, idle_transaction_timeout_s=settings.lease_seconds
         )
-    app.trainserve = WorkerContext(settings, database, concurrency)
+    app.trainserve = WorkerContext(
+        settings, database, concurrency, device, queues or [settings.queue]
+    )
     return app
+
+
+class _WatchPool(bootsteps.StartStopStep):
+    """Look for dead pool processes every half second.
+
+    Under the event loop (the Redis transport) Celery's prefork pool notices a process
+    that died with its job only on a 5 s timer, then waits ``worker_lost_wait`` before
+    it raises WorkerLostError, where the job's failover starts (workers/tasks.py). Half
+    a second keeps kill → failover to about 1.5 s; the check is a few ``waitpid``s.
+    """
+
+    requires = ("celery.worker.components:Pool",)
+
+    def start(self, worker) -> None:
+        hub, pool = getattr(worker, "hub", None), getattr(worker.pool, "_pool", None)
+        if hub is not None and hasattr(pool, "maintain_pool"):
+            hub.call_repeatedly(0.5, pool.maintain_pool)
 
 
 @setup_logging.connect
@@ -85,15 +125,58 @@ def _setup_logging(loglevel=None, **_kwargs) -> None:
 
 
 @worker_init.connect
-def _preload(**_kwargs) -> None:
-    """In the main process, before the pool forks: import what every job would import.
+def _preload(sender=None, **_kwargs) -> None:
+    """In the main process, before the pool forks: import what every job would import,
+    and release the jobs of an earlier worker of this very name, which is dead.
 
     torch's optimizers import ``torch._dynamo`` lazily, about 3 s on this machine; with
     one child per task that would be paid by every job. Importing runs no torch
     computation, so the main process stays fork-safe.
+
+    A worker's name is ``trainserve-<pid>@<host>``: one of the same name that held jobs
+    ran on this host with this process id, so it has exited. In a container restarted
+    by Kubernetes (same pod name, the worker is process 1 again) that is the container
+    that just died: its jobs are failed over at once instead of after their lease.
     """
+    from celery import current_app
+
+    context: WorkerContext | None = getattr(current_app, "trainserve", None)
+    if context is not None and sender is not None:
+        from service.usecases.workers import fail_over
+        from workers.publisher import CeleryPublisher
+
+        fail_over(
+            context.database,
+            CeleryPublisher(current_app),
+            f"{sender.hostname}/",
+            "a worker of the same name started",
+        )
     import torch._dynamo  # noqa: F401
     import torch.optim  # noqa: F401
+
+
+@worker_ready.connect
+def _register(sender=None, **_kwargs) -> None:
+    """In the main process once it consumes: register in the worker table and keep the
+    row fresh every ``heartbeat_seconds`` from a thread (GPU jobs look for GPU workers)."""
+    from celery import current_app
+
+    from service.usecases import workers
+
+    context: WorkerContext | None = getattr(current_app, "trainserve", None)
+    if context is None or sender is None:
+        return
+    name, db = sender.hostname, context.database
+
+    def beat() -> None:
+        while not context.stop.is_set():
+            try:
+                workers.heartbeat(db, name, context.device, context.queues)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; jobs do not depend on it
+                logging.getLogger(__name__).warning("worker heartbeat failed", exc_info=True)
+            context.stop.wait(context.settings.heartbeat_seconds)
+
+    threading.Thread(target=beat, name="trainserve-heartbeat", daemon=True).start()
 
 
 @worker_process_init.connect
@@ -130,6 +213,13 @@ def _release_jobs(sender=None, **_kwargs) -> None:
     context: WorkerContext | None = getattr(current_app, "trainserve", None)
     if context is None or sender is None:
         return
+    context.stop.set()
+    try:
+        from service.usecases.workers import unregister
+
+        unregister(context.database, str(sender))
+    except Exception:  # noqa: BLE001 - the row ages out after a lease
+        logging.getLogger(__name__).warning("could not unregister the worker", exc_info=True)
     try:
         count = request_release(context.database, f"{sender}/")
     except Exception:  # noqa: BLE001 - shutdown goes on; the lease covers the rest

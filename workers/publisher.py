@@ -13,12 +13,14 @@ class CeleryPublisher:
     def __init__(self, app: Celery):
         self.app = app
 
-    def publish(self, job_id: str) -> None:
+    def publish(self, job_id: str, *, gpu: bool = False) -> None:
+        """Send the job to the training queue, or with ``gpu`` to the GPU workers' queue."""
+        queue = self.app.trainserve.settings.gpu_queue if gpu else self.app.conf.task_default_queue
         self.app.send_task(
             TRAIN_TASK,
             args=[job_id],
             task_id=job_id,
-            queue=self.app.conf.task_default_queue,
+            queue=queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         )

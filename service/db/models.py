@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,9 +22,33 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
-SWEEP_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """A training job's state: queued → running → succeeded | failed | cancelled (a
+    running job also goes back to queued when its worker hands it back or dies; see
+    FINISHED_STATUSES and ACTIVE_STATUSES below)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SweepStatus(StrEnum):
+    """A hyperparameter sweep's state."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# The values as plain text (for dict keys, JSON and OpenAPI enums).
+JOB_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)
+FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
+SWEEP_STATUSES: tuple[str, ...] = tuple(s.value for s in SweepStatus)
 
 
 def utcnow() -> datetime:
@@ -116,7 +141,7 @@ class Job(Base):
     feature_types: Mapped[dict[str, Any]]
     model_name: Mapped[str] = mapped_column(String(128), index=True)
     hyperparameters: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when the worker running the job shuts down: the job goes back to the queue
     # at its last checkpoint instead of holding up the shutdown.
@@ -234,7 +259,7 @@ class Sweep(Base):
     max_parallel: Mapped[int] = mapped_column(Integer)
     early_stopping: Mapped[dict[str, Any]]
     promote_to: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.RUNNING, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # How many trial jobs exist so far (the next trial number).
     created_trials: Mapped[int] = mapped_column(Integer, default=0)
@@ -259,3 +284,20 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A running `trainserve worker`, as its main process last reported itself: what it
+    trains on and which queues it consumes (so a GPU job can tell whether anyone will
+    take it). A row not seen for a lease belongs to a worker that is gone."""
+
+    __tablename__ = "workers"
+
+    # The Celery node name, e.g. "trainserve-4242@gpu-node-1"; jobs it runs carry
+    # "<name>/<pool process id>" in their ``worker`` column.
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # "cpu", or the CUDA device it trains GPU jobs on ("cuda:0").
+    device: Mapped[str] = mapped_column(String(64))
+    queues: Mapped[list[Any]]
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -23,7 +23,7 @@ def make_engine(url: str, idle_transaction_timeout_s: float | None = None) -> En
     ``idle_transaction_timeout_s`` (PostgreSQL): the server ends a session of this
     engine that sits inside a transaction for longer, releasing its row locks. A worker
     cut off from the network in the middle of a transaction would otherwise hold its
-    job's row until TCP keepalive gives up (hours), and the sweeper's requeue, and so
+    job's row until TCP keepalive gives up (hours), and the upkeep loop's requeue, and so
     the failover, would wait on that lock.
     """
     if url.startswith("sqlite"):

@@ -42,6 +42,8 @@ def save_checkpoint(trainer) -> tuple[bytes, dict[str, Any]]:
                 scalars.setdefault(str(index), {})[key] = value
     tensors["rng.generator"] = trainer.generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
+    if trainer.device.type == "cuda":  # dropout on the GPU draws from the GPU's generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": trainer.last_epoch,
@@ -52,7 +54,8 @@ def save_checkpoint(trainer) -> tuple[bytes, dict[str, Any]]:
         "optimizer_scalars": scalars,
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
     }
-    blob = save_safetensors({k: v.detach().contiguous().clone() for k, v in tensors.items()})
+    # CPU tensors: a checkpoint taken on a GPU resumes on any device.
+    blob = save_safetensors({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
     return blob, _json_safe(state)
 
 
@@ -79,6 +82,8 @@ def load_checkpoint(trainer, tensors_blob: bytes, state: dict[str, Any]) -> None
         trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
+    if trainer.device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
     trainer.last_epoch = state["epoch"]
     trainer.best_epoch = state["best_epoch"]
     trainer.best_loss = state["best_loss"]

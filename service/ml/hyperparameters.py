@@ -5,10 +5,11 @@ Everything else is generated from :data:`HYPERPARAMETERS`:
 - :data:`TrainingConfig`, the frozen dataclass the ML core takes;
 - the ``hyperparameters`` schema of ``POST /v1/jobs`` and of sweeps
   (``service.api.jobs.schemas``), and so the OpenAPI document and the dashboard's form;
-- the flags of ``trainserve train`` (``service.cli_client``).
+- the flags of ``trainserve train`` (``trainserve_client.commands``; the client package
+  ships this file as ``trainserve_client/hyperparameters.py``, a link to it).
 
 Adding a knob is one new :class:`Hyperparameter` row here (then use it in the ML core
-and name it in the docs); ``tests/ml/test_hyperparameters.py`` checks that all of the
+and name it in the docs); ``tests/test_hyperparameters.py`` checks that all of the
 above agree with the table. This module imports nothing but the standard library, so
 the client and the ML core can both read it.
 """
@@ -166,6 +167,19 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
         "seed", Kind.INT, None, "Random seed; null: one is drawn and stored with the job",
         minimum=0, maximum=2**31 - 1, nullable=True, config_default=0,
+    ),
+    # A job stored before these rows existed trained on the CPU in float32: the defaults.
+    Hyperparameter(
+        "device", Kind.CHOICE, "cpu",
+        "cpu, or gpu: trained by a GPU worker (the training-gpu queue; batch_size then "
+        "defaults to 512); the model serves on any API process all the same",
+        choices=("cpu", "gpu"),
+    ),
+    Hyperparameter(
+        "precision", Kind.CHOICE, "fp32",
+        "fp32, or bf16: forward passes under bfloat16 autocast (weights and the stored "
+        "model stay float32); pays on GPUs",
+        choices=("fp32", "bf16"),
     ),
 )  # fmt: skip
 

@@ -27,8 +27,9 @@ class PreparedData:
     y_val: torch.Tensor
     dropped_rows: int
 
-    def trainer(self, config: TrainingConfig) -> Trainer:
-        """A trainer for these splits with the network ``config`` describes."""
+    def trainer(self, config: TrainingConfig, device: torch.device | None = None) -> Trainer:
+        """A trainer for these splits with the network ``config`` describes, on ``device``
+        (default the CPU)."""
         arch = Architecture(
             n_inputs=self.encoder.n_inputs,
             n_classes=len(self.labels.classes),
@@ -45,6 +46,7 @@ class PreparedData:
             self.x_val,
             self.y_val,
             class_weights=self.class_weights(config.class_weight),
+            device=device or torch.device("cpu"),
         )
 
     def notes(self) -> list[str]:

@@ -50,11 +50,32 @@ class ColumnEncoding:
     @property
     def width(self) -> int:
         """How many network inputs this column produces."""
-        if self.type == "dropped":
-            return 0
-        if self.type == "categorical":
-            return len(self.categories) + 1
-        return 1 + int(self.indicator)
+        return column_width(self.type, len(self.categories), self.indicator)
+
+
+def column_width(kind: str, n_categories: int, indicator: bool) -> int:
+    """How many network inputs a column of type ``kind`` produces: a categorical one,
+    one-hot over its ``n_categories`` plus one slot for missing and unseen values; a
+    numeric or boolean one, its value plus a missing ``indicator`` when it has one.
+
+    Parameters
+    ----------
+    kind:
+        ``numeric``, ``boolean``, ``categorical`` or ``dropped``.
+    n_categories:
+        The categories kept (categorical only).
+    indicator:
+        Whether missing values get an indicator input (numeric and boolean only).
+
+    Returns
+    -------
+    The width (0 for a dropped column).
+    """
+    if kind == "dropped":
+        return 0
+    if kind == "categorical":
+        return n_categories + 1
+    return 1 + int(indicator)
 
 
 @dataclass(frozen=True)

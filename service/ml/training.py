@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
+from service.ml.device import autocast
 from service.ml.hyperparameters import BY_NAME, TrainingConfig
 from service.ml.network import Architecture, build_mlp
 
@@ -26,6 +27,7 @@ OPTIMIZERS = BY_NAME["optimizer"].choices
 LR_SCHEDULERS = BY_NAME["lr_scheduler"].choices
 
 __all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -60,6 +62,10 @@ class Trainer:
         The hyperparameters.
     x_train, y_train, x_val, y_val:
         float32 features and int64 class codes; the validation part may be empty.
+    device:
+        Where to train. The network is initialised on the CPU (the same weights on any
+        device), then it and the four tensors move to ``device`` once, here; batches
+        are cut on the device. Checkpoints and :meth:`final_state` are CPU tensors.
     """
 
     arch: Architecture
@@ -73,10 +79,12 @@ class Trainer:
     last_epoch: int = field(init=False, default=0)
 
     class_weights: torch.Tensor | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.config.seed)
         self.model = build_mlp(self.arch)
+        self._place()
         self.optimizer = _make_optimizer(self.model, self.config)
         self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.config.batch_size))
         self.scheduler = _make_scheduler(self.optimizer, self.config, self.steps_per_epoch)
@@ -86,23 +94,36 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stale_epochs = 0
 
-    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
+    def _place(self) -> None:
+        """Move the network and the data to the device, once per job."""
+        if self.device.type != "cpu":
+            self.model.to(self.device)
+            self.x_train, self.y_train, self.x_val, self.y_val = (
+                t.to(self.device) for t in (self.x_train, self.y_train, self.x_val, self.y_val)
+            )
+            if self.class_weights is not None:
+                self.class_weights = self.class_weights.to(self.device)
+        self.autocast = autocast(self.device, self.config.precision)
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on one batch.
 
         Returns the batch's summed loss and how many of its rows were classified right
-        (by the weights before the step).
+        (by the weights before the step), as 0-d tensors on the device: reading them
+        would wait for the device after every batch, so the epoch adds them up first.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(xb)
-        loss = self.loss_fn(logits, yb)
+        with self.autocast():
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
         loss.backward()
         if self.config.gradient_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
         self.optimizer.step()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
             self.scheduler.step()
-        correct = int((logits.detach().argmax(dim=1) == yb).sum())
-        return loss.item() * len(yb), correct
+        correct = (logits.detach().argmax(dim=1) == yb).sum()
+        return loss.detach() * len(yb), correct
 
     def validation_step(self) -> tuple[float | None, float | None]:
         """Loss and accuracy on the whole validation split, in large batches."""
@@ -110,11 +131,11 @@ class Trainer:
             return None, None
         self.model.eval()
         total_loss, correct = 0.0, 0
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(self.y_val), 8192):
                 xb = self.x_val[start : start + 8192]
                 yb = self.y_val[start : start + 8192]
-                logits = self.model(xb)
+                logits = self.model(xb).float()
                 total_loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
                 correct += int((logits.argmax(dim=1) == yb).sum())
         n = len(self.y_val)
@@ -127,8 +148,12 @@ class Trainer:
         ``should_stop`` interrupted the epoch.
         """
         self.model.train()
-        order = torch.randperm(len(self.y_train), generator=self.generator)
-        total, correct, seen = 0.0, 0, 0
+        # Shuffled on the CPU by the job's own generator, so the order is the same on
+        # any device (and restorable from a checkpoint); one index vector per epoch moves.
+        order = torch.randperm(len(self.y_train), generator=self.generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         size = self.config.batch_size
         for start in range(0, len(order), size):
             if should_stop():
@@ -137,8 +162,10 @@ class Trainer:
             if len(index) < 2 and self.arch.batch_norm and seen:
                 continue  # batch norm cannot normalise a batch of one row
             loss, right = self.train_step(self.x_train[index], self.y_train[index])
-            total, correct, seen = total + loss, correct + right, seen + len(index)
-        return total / seen, correct / seen
+            total += loss
+            correct += right
+            seen += len(index)
+        return total.item() / seen, correct.item() / seen
 
     def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
         """Train up to epoch ``config.epochs``, yielding one record per finished epoch.
@@ -188,8 +215,10 @@ class Trainer:
         With early stopping on, the best epoch's (lowest monitored loss); else the last.
         """
         if self.config.early_stopping_patience is not None and self.best_state is not None:
-            return self.best_epoch, self.best_state
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return self.best_epoch, {
+                k: v.detach().cpu().clone() for k, v in self.best_state.items()
+            }
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         return self.last_epoch, state
 
     def _step_scheduler(self, monitored: float) -> None:

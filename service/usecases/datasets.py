@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import Dataset, Job, new_id
+from service.db.models import ACTIVE_STATUSES, Dataset, Job, new_id
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.storage import DatabaseStorage
@@ -111,7 +111,7 @@ def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
         busy = session.scalar(
             select(func.count())
             .select_from(Job)
-            .where(Job.dataset_id == dataset_id, Job.status.in_(("queued", "running")))
+            .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
         )
         if busy:
             raise Conflict(

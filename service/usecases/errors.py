@@ -25,6 +25,16 @@ class InvalidRequest(UseCaseError):
         self.field = field
 
 
+class InvalidFields(InvalidRequest):
+    """Several fields of the request cannot be used: ``errors`` maps each field's path
+    (``search.grid.learning_rate[1]``) to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        field, messages = next(iter(errors.items()))
+        super().__init__(messages[0], field)
+        self.errors = errors
+
+
 class TooManyJobs(UseCaseError):
     """The tenant already has as many queued and running jobs as it may."""
 

@@ -1,7 +1,7 @@
 """Submit, read, list and cancel training jobs.
 
 A job is committed before it is published; if publishing fails the job stays
-queued with ``published_at`` empty and the sweeper publishes it (see ``sweeper``).
+queued with ``published_at`` empty and the upkeep loop publishes it (see ``upkeep``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import FINISHED_STATUSES, Checkpoint, EpochMetric, Job, utcnow
+from service.db.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Checkpoint,
+    EpochMetric,
+    Job,
+    JobStatus,
+    utcnow,
+)
 from service.db.session import Database
 from service.ml import DataError, tabular
 from service.ml.network import Architecture, count_parameters
-from service.ml.preprocessing import LabelEncoder, label_key
+from service.ml.preprocessing import LabelEncoder, column_width, label_key
 from service.ml.training import TrainingConfig
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
@@ -31,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    """Delivers a job id to the workers; raises if the broker cannot take it."""
+    """Delivers a job id to the workers (with ``gpu``, to the GPU workers' queue);
+    raises if the broker cannot take it."""
 
-    def publish(self, job_id: str) -> None: ...
+    def publish(self, job_id: str, *, gpu: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,17 @@ def submit_job(
 
 
 def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | None = None) -> bool:
-    """Publish a queued job and record when; ``False`` (and a log line) if the broker failed."""
+    """Publish a queued job to the queue its device asks for and record when; ``False``
+    (and a log line) if the broker failed."""
+    with db.transaction() as session:
+        hyperparameters = session.scalar(select(Job.hyperparameters).where(Job.id == job_id))
     try:
-        publisher.publish(job_id)
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweeper
-        log.warning("could not publish job %s (the sweeper will retry): %s", job_id, exc)
+        if (hyperparameters or {}).get("device") == "gpu":
+            publisher.publish(job_id, gpu=True)
+        else:
+            publisher.publish(job_id)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the upkeep loop
+        log.warning("could not publish job %s (the upkeep loop will retry): %s", job_id, exc)
         return False
     with db.transaction() as session:
         session.execute(
@@ -157,8 +172,8 @@ def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
 
 def request_cancel(session: Session, job: Job) -> None:
     """Cancel an unfinished job in ``session``: a queued one at once, a running one by flag."""
-    if job.status == "queued":
-        job.status = "cancelled"
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
         job.finished_at = utcnow()
         # A job handed back by a stopping worker may have a checkpoint.
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
@@ -175,7 +190,7 @@ def active_jobs(session: Session, tenant: str) -> int:
     return session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+        .where(Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
     )
 
 
@@ -197,7 +212,12 @@ def _new_job(
 ) -> Job:
     plan = plan_job(session, settings, tenant, request)
     config = plan.check(settings, request.hyperparameters)
-    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key)
+    notes = None
+    if config.device == "gpu":
+        from service.usecases.workers import gpu_job_notes
+
+        notes = gpu_job_notes(session, settings) or None
+    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key, notes=notes)
 
 
 @dataclass
@@ -245,7 +265,7 @@ class JobPlan:
             hyperparameters=config.to_json(),
             epochs=config.epochs,
             idempotency_key=idempotency_key,
-            status="queued",
+            status=JobStatus.QUEUED,
             cancel_requested=False,
             epoch=0,
             attempt=0,
@@ -377,12 +397,9 @@ def _check_size(
 ) -> None:
     if config.epochs > settings.max_epochs:
         raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
-    # The encoder's widths: one-hot plus a missing/unseen slot, or one input plus a
-    # missing indicator where values are missing.
+    # At most the encoder's width: every category kept, an indicator where values are missing.
     n_inputs = sum(
-        columns[name]["n_unique"] + 1
-        if kind == "categorical"
-        else 1 + (columns[name]["missing"] > 0)
+        column_width(kind, columns[name]["n_unique"], columns[name]["missing"] > 0)
         for name, kind in types.items()
     )
     arch = Architecture(

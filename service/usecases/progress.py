@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from service.db.models import FINISHED_STATUSES, JOB_STATUSES, EpochMetric, Job
+from service.db.models import FINISHED_STATUSES, JOB_STATUSES, EpochMetric, Job, JobStatus
 from service.db.session import Database
 from service.usecases.errors import InvalidRequest, NotFound
 from service.usecases.jobs import find_job
@@ -53,7 +53,7 @@ class Cursor:
             )
         epoch, status = int(match.group(1)), match.group(2)
         # An epoch event is only ever sent once the job has run.
-        return cls(epoch, status or ("running" if epoch else None))
+        return cls(epoch, status or (JobStatus.RUNNING if epoch else None))
 
     def __str__(self) -> str:
         return f"{self.epoch}:{self.status}" if self.status else str(self.epoch)

@@ -4,13 +4,14 @@ A sweep stores every trial's hyperparameters at submit (each checked like a job'
 its trials are ordinary jobs (``Job.sweep_id``, ``Job.trial``), created lazily so that
 at most ``max_parallel`` are queued or running at once, within the tenant's
 active-job limit. :func:`advance` creates the next trials and ends the sweep when
-none is left; the worker calls it after each trial's final write and the sweeper on
+none is left; the worker calls it after each trial's final write and the upkeep loop on
 every pass, and it locks the sweep's row, so concurrent calls neither create a trial
 twice nor miss one. When the sweep ends with a winner and ``promote_to`` is set, the
 winner's model version gets that alias in the same transaction.
 
-Between epochs a running trial asks :func:`trial_stop_reason` whether the sweep's
-early-termination rule (``service.usecases.stopping``) ends it now.
+Between epochs a running trial asks :func:`stop_hopeless_trials`, the stop rule the
+worker gives each training run, whether the sweep's early-termination rule
+(``service.usecases.stopping``) ends it now.
 """
 
 from __future__ import annotations
@@ -18,13 +19,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import FINISHED_STATUSES, EpochMetric, Job, Sweep, utcnow
+from service.db.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    JOB_STATUSES,
+    EpochMetric,
+    Job,
+    JobStatus,
+    Sweep,
+    SweepStatus,
+    utcnow,
+)
 from service.db.session import Database
 from service.usecases.aliases import check_alias, set_alias_in
 from service.usecases.errors import Conflict, InvalidRequest, NotFound, UseCaseError
@@ -36,8 +48,9 @@ from service.usecases.jobs import (
     publish,
     request_cancel,
 )
-from service.usecases.search import source_field
+from service.usecases.search import HyperparameterLoader, expand, source_field
 from service.usecases.stopping import Curve, StoppingRule, best_so_far, decide
+from service.usecases.training import EpochEnd, Outcome, Stop
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +60,14 @@ METRICS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """A validated sweep submission: ``trials`` holds each trial's searched values."""
+    """A sweep submission whose fields have their shapes; ``hyperparameters`` (the base of
+    every trial) and ``search`` are checked and expanded into trials by submit."""
 
     dataset_id: str
     target: str
     model_name: str
     hyperparameters: dict[str, Any]
     search: dict[str, Any]
-    trials: list[dict[str, Any]]
     metric: str = "val_loss"
     mode: str | None = None
     max_parallel: int = 2
@@ -101,8 +114,7 @@ class SweepReport:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(("pending", "queued", "running", "succeeded", "failed"), 0)
-        counts["cancelled"] = counts["stopped_early"] = 0
+        counts = dict.fromkeys(("pending", *JOB_STATUSES, "stopped_early"), 0)
         for row in self.leaderboard:
             counts[row.status] += 1
             counts["stopped_early"] += row.stopped_early
@@ -116,10 +128,17 @@ class SweepReport:
 
 
 def submit_sweep(
-    db: Database, settings: Settings, publisher: Publisher, tenant: str, request: SweepRequest
+    db: Database,
+    settings: Settings,
+    publisher: Publisher,
+    tenant: str,
+    request: SweepRequest,
+    load_hyperparameters: HyperparameterLoader,
 ) -> SweepReport:
-    """Check every trial against the dataset, store the sweep and its first trials,
-    then publish those. Nothing is stored if any trial is refused."""
+    """Expand the search into trials, check each (``load_hyperparameters``, then against
+    the dataset), store the sweep and its first trials, then publish those. Nothing is
+    stored if any trial is refused."""
+    base, trials = expand(request.search, request.hyperparameters, load_hyperparameters)
     if request.max_parallel > settings.max_active_jobs_per_tenant:
         raise InvalidRequest(
             f"must be at most the per-tenant active-job limit "
@@ -131,9 +150,9 @@ def submit_sweep(
     mode = request.mode or METRICS[request.metric]
     with db.transaction() as session:
         plan = plan_job(session, settings, tenant, _job_request(request))
-        for trial, values in enumerate(request.trials):
+        for trial, values in enumerate(trials):
             try:
-                plan.check(settings, {**request.hyperparameters, **values})
+                plan.check(settings, {**base, **values})
             except InvalidRequest as exc:
                 raise InvalidRequest(
                     f"trial {trial}: {exc.message}",
@@ -146,15 +165,15 @@ def submit_sweep(
             features=request.features,
             column_types=request.column_types,
             model_name=request.model_name,
-            hyperparameters=request.hyperparameters,
+            hyperparameters=base,
             search=request.search,
-            trials=request.trials,
+            trials=trials,
             metric=request.metric,
             mode=mode,
             max_parallel=request.max_parallel,
             early_stopping=request.early_stopping.to_json(),
             promote_to=request.promote_to,
-            status="running",
+            status=SweepStatus.RUNNING,
             cancel_requested=False,
             created_trials=0,
         )
@@ -170,7 +189,7 @@ def advance(db: Database, settings: Settings, publisher: Publisher, sweep_id: st
     when no trial is left; idempotent. Returns the ids of the trials created."""
     with db.transaction() as session:
         sweep = session.get(Sweep, sweep_id, with_for_update=True)
-        if sweep is None or sweep.status != "running":
+        if sweep is None or sweep.status != SweepStatus.RUNNING:
             return []
         created = _advance_in(session, settings, sweep)
     _publish(db, publisher, created)
@@ -187,9 +206,9 @@ def after_trial(db: Database, settings: Settings, publisher: Publisher, job_id: 
 
 
 def advance_all(db: Database, settings: Settings, publisher: Publisher) -> list[str]:
-    """Advance every running sweep (the sweeper's safety net)."""
+    """Advance every running sweep (the upkeep loop's safety net)."""
     with db.transaction() as session:
-        running = list(session.scalars(select(Sweep.id).where(Sweep.status == "running")))
+        running = list(session.scalars(select(Sweep.id).where(Sweep.status == SweepStatus.RUNNING)))
     created: list[str] = []
     for sweep_id in running:
         try:
@@ -222,11 +241,11 @@ def cancel_sweep(db: Database, settings: Settings, tenant: str, sweep_id: str) -
     seconds); the sweep ends ``cancelled`` once none is running."""
     with db.transaction() as session:
         sweep = _find(session, tenant, sweep_id, lock=True)
-        if sweep.status != "running":
+        if sweep.status != SweepStatus.RUNNING:
             raise Conflict(f"sweep {sweep_id!r} has already finished ({sweep.status})")
         sweep.cancel_requested = True
         for job in session.scalars(
-            select(Job).where(Job.sweep_id == sweep.id, Job.status.in_(("queued", "running")))
+            select(Job).where(Job.sweep_id == sweep.id, Job.status.in_(ACTIVE_STATUSES))
         ):
             request_cancel(session, job)
         session.flush()
@@ -240,7 +259,7 @@ def trial_stop_reason(db: Database, job_id: str, epoch: int) -> str | None:
     with db.transaction() as session:
         job = session.get(Job, job_id)
         sweep = session.get(Sweep, job.sweep_id) if job and job.sweep_id else None
-        if sweep is None or sweep.status != "running":
+        if sweep is None or sweep.status != SweepStatus.RUNNING:
             return None
         rule = StoppingRule(**sweep.early_stopping)
         if rule.rule == "none" or epoch < rule.grace_epochs:
@@ -248,6 +267,16 @@ def trial_stop_reason(db: Database, job_id: str, epoch: int) -> str | None:
         curves = _curves(session, sweep, up_to=epoch)
     mine = curves.pop(job_id, Curve({})).values
     return decide(rule, sweep.mode, sweep.metric, epoch, mine, list(curves.values()))
+
+
+def stop_hopeless_trials(end: EpochEnd) -> Stop | None:
+    """The training run's stop rule for trials: ends a trial the sweep's early-termination
+    rule finds hopeless, keeping the model it has (its ``stop_reason`` says why)."""
+    lease = end.lease
+    if lease.sweep_id is None or end.last:
+        return None
+    reason = lease.retry(partial(trial_stop_reason, lease.db, lease.job_id, end.record.epoch))
+    return Stop(Outcome.SUCCEEDED, reason) if reason else None
 
 
 def leaderboard(session: Session, sweep: Sweep) -> list[TrialRow]:
@@ -296,7 +325,7 @@ def _advance_in(session: Session, settings: Settings, sweep: Sweep) -> list[str]
             select(Job.status, func.count()).where(Job.sweep_id == sweep.id).group_by(Job.status)
         ).all()
     )
-    active = counts.get("queued", 0) + counts.get("running", 0)
+    active = sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
     left = len(sweep.trials) - sweep.created_trials
     created: list[str] = []
     if not sweep.cancel_requested and left and active < sweep.max_parallel:
@@ -331,15 +360,15 @@ def _create_trials(session: Session, settings: Settings, sweep: Sweep, count: in
 def _finish(session: Session, sweep: Sweep) -> None:
     rows = leaderboard(session, sweep)
     winner = next(
-        (r for r in rows if r.status == "succeeded" and r.model_version is not None), None
+        (r for r in rows if r.status == JobStatus.SUCCEEDED and r.model_version is not None), None
     )
     sweep.finished_at = utcnow()
     if sweep.error is not None:
-        sweep.status = "failed"
+        sweep.status = SweepStatus.FAILED
     elif sweep.cancel_requested:
-        sweep.status = "cancelled"
+        sweep.status = SweepStatus.CANCELLED
     elif winner is None:
-        sweep.status = "failed"
+        sweep.status = SweepStatus.FAILED
         sweep.error = {
             "type": "all_trials_failed",
             "message": f"none of the {len(rows)} trials produced a model",
@@ -349,7 +378,7 @@ def _finish(session: Session, sweep: Sweep) -> None:
             ],
         }
     else:
-        sweep.status = "succeeded"
+        sweep.status = SweepStatus.SUCCEEDED
         sweep.winner_job_id, sweep.winner_version = winner.job_id, winner.model_version
         if sweep.promote_to:
             set_alias_in(

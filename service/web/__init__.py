@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api.common import Api
+from service.api.spec import Api
 from service.web import dashboard, docs, scrape
 
 

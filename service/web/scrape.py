@@ -8,7 +8,8 @@ from flask import Flask, Response, g, request
 from flask.views import MethodView
 
 from service import metrics
-from service.api.common import Blueprint, services
+from service.api.blueprint import Blueprint
+from service.api.services import services
 
 blp = Blueprint("metrics", __name__, description="Operations")
 

@@ -293,14 +293,14 @@ def test_scopes_do_not_cross_tenants(secured, scoped):
 
 
 def test_keys_made_before_scopes_keep_full_rights(tmp_path):
-    """Migration 0007 gives every existing key all four scopes."""
+    """Migration 0008 gives every existing key all four scopes."""
     from sqlalchemy import text
 
     from service.db.migrate import upgrade
     from service.db.session import Database
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    upgrade(url, "0006")
+    upgrade(url, "0007")
     db = Database(url)
     with db.transaction() as session:
         session.execute(

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from service.app import create_app
 from service.db.models import Job, Sweep, utcnow
-from service.usecases.sweeper import sweep as upkeep
+from service.usecases.upkeep import upkeep_pass
 from tests.data import mixed_csv
 from tests.helpers import run_queued
 
@@ -199,12 +199,12 @@ def test_a_sweep_whose_trials_all_fail_ends_failed_with_the_reasons(client, app,
 
 
 def test_cancel_stops_creating_trials_and_cancels_the_unfinished(client, app, db, dataset):
-    from service.usecases.training import claim
+    from service.usecases.training import AttemptLease
 
     svc = app.extensions["trainserve"]
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset)).get_json()
     running, queued = trial_jobs(db, sweep["id"])
-    assert claim(db, svc.settings, running.id, "w") is not None
+    assert AttemptLease.claim(db, svc.settings, running.id, "w") is not None
 
     response = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
     assert response.status_code == 202
@@ -230,15 +230,15 @@ def test_cancel_stops_creating_trials_and_cancels_the_unfinished(client, app, db
     assert client.get("/v1/models/flowers").status_code == 404
 
 
-def test_the_sweeper_advances_a_sweep_whose_trial_ended_elsewhere(client, app, db, dataset):
+def test_the_upkeep_loop_advances_a_sweep_whose_trial_ended_elsewhere(client, app, db, dataset):
     svc = app.extensions["trainserve"]
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset, max_parallel=1)).get_json()
     (first,) = trial_jobs(db, sweep["id"])
     assert client.post(f"/v1/jobs/{first.id}/cancel").status_code == 202  # a plain job cancel
-    report = upkeep(db, svc.settings, svc.publisher)
+    report = upkeep_pass(db, svc.settings, svc.publisher)
     assert len(report.trials_created) == 1
     assert len(trial_jobs(db, sweep["id"])) == 2
-    assert upkeep(db, svc.settings, svc.publisher).trials_created == []  # idempotent
+    assert upkeep_pass(db, svc.settings, svc.publisher).trials_created == []  # idempotent
 
 
 def test_trials_wait_for_room_under_the_tenant_limit(settings, publisher, dataset):

@@ -4,7 +4,9 @@ multiprocess sum is tests/integration/test_dashboard.py's)."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,22 +36,62 @@ def keyed_app(settings, publisher):
     app.extensions["trainserve"].close()
 
 
+STATIC = Path(__file__).resolve().parents[2] / "service" / "web" / "static"
+
+
 def test_the_root_leads_to_the_dashboard_whose_files_are_all_local(client):
     assert client.get("/").headers["Location"] == "/ui"
     page = fetch(client, "/ui")
     assert page.status_code == 200 and page.mimetype == "text/html"
-    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     html = page.get_data(as_text=True)
     assert "<title>trainserve dashboard</title>" in html
     assets = [url for url in references(html) if url.startswith("/ui/")]
-    assert sorted(assets) == ["/ui/dashboard.css", "/ui/dashboard.js"]
+    assert sorted(assets) == ["/ui/dashboard.css", "/ui/js/app.js"]
     for url in references(html):
-        assert not urlsplit(url).netloc, url  # no CDN, no other host
-    script = fetch(client, "/ui/dashboard.js")
+        assert url.startswith("data:") or not urlsplit(url).netloc, url  # no CDN, no other host
+    script = fetch(client, "/ui/js/app.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
-    assert "/v1/jobs" in script.get_data(as_text=True)
+    assert script.headers["Content-Security-Policy"] == policy
     assert fetch(client, "/ui/dashboard.css").mimetype == "text/css"
-    assert client.get("/ui/secrets.txt").status_code == 404
+    for url in (
+        "/ui/secrets.txt",
+        "/ui/../web/dashboard.py",
+        "/ui/js/nothing.js",
+        "/ui/__init__.py",
+    ):
+        assert client.get(url).status_code == 404, url
+
+
+def modules() -> dict[str, str]:
+    """Every script module of the dashboard, by its path under /ui/."""
+    return {
+        path.relative_to(STATIC).as_posix(): path.read_text()
+        for path in sorted(STATIC.rglob("*.js"))
+    }
+
+
+def test_every_module_the_dashboard_imports_is_served(client):
+    for name, source in modules().items():
+        for target in re.findall(r'^import .*? from "([^"]+)";', source, re.M):
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+            assert resolved in modules(), (name, target)
+            assert fetch(client, f"/ui/{resolved}").status_code == 200
+
+
+def test_the_dashboard_writes_values_as_text_and_calls_only_the_v1_api():
+    """No markup is ever built from strings (the CSP forbids inline script, and values from
+    the API are data), no other host is called, and nothing is evaluated."""
+    forbidden = re.compile(
+        r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+        r"setAttribute\(\s*[\"']style|https?://(?!www\.w3\.org/2000/svg)"
+    )
+    for name, source in modules().items():
+        assert not forbidden.search(source), (name, forbidden.search(source).group(0))
+        for path in re.findall(r'(?:api|send|follow)\(\s*[`"](/[^`"$?]*)', source):
+            assert path.startswith(("/v1/", "/openapi.json")), (name, path)
 
 
 def test_docs_reference_no_other_host_and_every_asset_answers(client):
@@ -73,7 +115,7 @@ def test_docs_reference_no_other_host_and_every_asset_answers(client):
 
 def test_pages_and_metrics_need_no_key_but_the_api_still_does(keyed_app):
     client = keyed_app.test_client()
-    for url in ("/", "/ui", "/ui/dashboard.js", "/docs", "/docs/assets/swagger-ui.css", "/metrics"):
+    for url in ("/", "/ui", "/ui/js/app.js", "/docs", "/docs/assets/swagger-ui.css", "/metrics"):
         assert fetch(client, url).status_code in (200, 302), url
     assert client.get("/v1/jobs").status_code == 401
     assert client.get("/v1/models").status_code == 401

@@ -1,5 +1,5 @@
 """Many hosts, for real: PostgreSQL and Redis on one network namespace, two API replicas
-and the sweeper on two more, two workers on two more, each with its own hostname and
+and the upkeep loop on two more, two workers on two more, each with its own hostname and
 home, talking over a bridge by the namespaces' addresses only (tests/integration/netns.py).
 
 What it shows: jobs spread over both workers; a worker whose cable is pulled mid-job
@@ -183,7 +183,7 @@ def test_workers_on_other_hosts_fail_over_and_are_fenced(cluster: Cluster):
     c.key = c.trainserve(c.api1, "keys", "create", "--tenant", "netns").strip().splitlines()[-1]
     for api in (c.api1, c.api2):
         c.start(api, api.name, "api", "--host", api.address, "--port", "8000", "--workers", "1")
-    c.start(c.api2, "sweeper", "sweeper", "--interval", "1")
+    c.start(c.api2, "upkeep", "upkeep", "--interval", "1")
     workers = {"w1": c.start(c.w1, "w1", "worker"), "w2": c.start(c.w2, "w2", "worker")}
     for name in workers:
         wait_until(lambda name=name: " ready." in c.log(name), 90, f"worker {name}")

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, running_service
 
 pytestmark = pytest.mark.integration
 
@@ -76,35 +76,63 @@ def test_ctrl_c_stops_the_api_and_the_worker(service):
     assert leftover.stdout.strip() == ""
 
 
-def test_up_restarts_its_worker_when_it_dies(service):
+def test_up_restarts_its_worker_when_it_dies(tmp_path):
+    """SIGKILL to the worker of `trainserve up` in the middle of a job: the supervisor
+    sees it exit, releases the job's lease at once (the lease is 60 s here) and hands
+    the work to its standby worker; the job resumes from its checkpoint within seconds
+    (docs/guarantees.md quotes the figure)."""
+
+    log_path = tmp_path / "up.log"
+    # One torch thread: two on this 2-core machine, shared with the API, crawl under load.
+    env = {"TRAINSERVE_TORCH_THREADS": "1"}
+    with running_service(tmp_path / "home", log_path, env) as (port, _process):
+        running_again = _kill_the_worker_mid_job(port, tmp_path, log_path)
+    print(f"\n`trainserve up` worker killed mid-job → attempt 2 running in {running_again:.1f} s")
+    assert running_again <= 10
+
+
+def _kill_the_worker_mid_job(port, tmp_path, log_path) -> float:
+    import sqlite3
+
     import requests
 
-    port, process, log_path = service
-    found = subprocess.run(
-        ["pgrep", "-P", str(process.pid), "-f", "service.cli worker"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    worker_pid = int(found.stdout.split()[0])
-    os.killpg(worker_pid, signal.SIGKILL)  # the worker and its pool children
-    deadline = time.monotonic() + 30
-    while "restarting it" not in log_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert "worker exited with status -9; restarting it" in log_path.read_text()
+    from tests.data import mixed_csv
 
     base = f"http://127.0.0.1:{port}"
-    with open(ROOT / "examples" / "flowers.csv", "rb") as f:
-        job = requests.post(
-            f"{base}/v1/jobs",
-            files={"file": ("flowers.csv", f)},
-            data={"target": "species", "hyperparameters": json.dumps({"epochs": 3})},
-            timeout=10,
-        ).json()
+    dataset = requests.post(
+        f"{base}/v1/datasets", data=mixed_csv(600), headers={"Content-Type": "text/csv"},
+        timeout=30,
+    ).json()  # fmt: skip
+    hyperparameters = {"epochs": 30, "early_stopping_patience": None, "batch_size": 8, "seed": 5}
+    job_id = requests.post(
+        f"{base}/v1/jobs",
+        json={"dataset_id": dataset["id"], "target": "species", "model_name": "m",
+              "hyperparameters": hyperparameters},
+        timeout=30,
+    ).json()["id"]  # fmt: skip
+
+    def job() -> dict:
+        return requests.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()
+
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        status = requests.get(f"{base}/v1/jobs/{job['id']}", timeout=5).json()["status"]
-        if status in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.5)
-    assert status == "succeeded"
+    while job()["epoch"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with sqlite3.connect(tmp_path / "home" / "trainserve.db") as db:
+        (worker,) = db.execute("SELECT worker FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    node_pid = int(worker.split("@")[0].removeprefix("trainserve-"))  # trainserve-<pid>@host/…
+    os.killpg(node_pid, signal.SIGKILL)  # the worker and its pool children
+    killed = time.monotonic()
+    while not (job()["attempt"] == 2 and job()["status"] == "running"):
+        assert time.monotonic() - killed < 30, log_path.read_text()[-3000:]
+        time.sleep(0.1)
+    running_again = time.monotonic() - killed
+    deadline = time.monotonic() + 90
+    while job()["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    output = log_path.read_text()
+    assert "worker exited with status -9; restarting it" in output
+    assert "trainserve up saw it exit" in output
+    assert job()["status"] == "succeeded", output[-3000:]
+    epochs = requests.get(f"{base}/v1/jobs/{job_id}/metrics", timeout=10).json()["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 31))
+    return running_again

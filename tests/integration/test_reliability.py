@@ -17,7 +17,7 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.models import EpochMetric, Job
 from service.db.session import Database
-from service.usecases.sweeper import sweep
+from service.usecases.upkeep import upkeep_pass
 from tests.data import mixed_csv
 from tests.integration.helpers import job_of, wait_epoch, wait_finished, wait_until
 
@@ -87,7 +87,7 @@ def sweep_until(svc, predicate, what, timeout=60):
     """Run sweeper passes (as `trainserve sweeper` would) until ``predicate`` holds."""
 
     def step():
-        sweep(svc.database, svc.settings, svc.publisher)
+        upkeep_pass(svc.database, svc.settings, svc.publisher)
         return predicate()
 
     return wait_until(step, timeout, what)

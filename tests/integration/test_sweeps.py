@@ -11,7 +11,7 @@ import pytest
 
 from service.config import Settings
 from service.db.migrate import upgrade
-from service.usecases.sweeper import sweep as upkeep
+from service.usecases.upkeep import upkeep_pass
 from tests.data import mixed_csv
 from tests.integration.helpers import wait_until
 
@@ -177,7 +177,7 @@ def test_a_sweep_survives_a_killed_worker(tmp_path, queue_name, start_worker, ap
         client,
         sweep["id"],
         timeout=400,
-        step=lambda: upkeep(svc.database, svc.settings, svc.publisher),
+        step=lambda: upkeep_pass(svc.database, svc.settings, svc.publisher),
     )
     assert done["status"] == "succeeded", done
     assert done["counts"]["succeeded"] == 6

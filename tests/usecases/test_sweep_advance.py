@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import select, update
 
-from service.api.jobs.schemas import HyperparametersSchema
+from service.api.jobs.schemas import HyperparametersSchema, load_hyperparameters
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.models import Job, Sweep, utcnow
@@ -40,10 +40,10 @@ def test_concurrent_advances_create_each_trial_once(database):
         model_name="m",
         hyperparameters=HyperparametersSchema().load({"epochs": 2}),
         search={"grid": {"seed": list(range(9))}},
-        trials=[{"seed": seed} for seed in range(9)],
         max_parallel=3,
     )
-    sweep_id = sweeps.submit_sweep(db, settings, publisher, "default", request).id
+    report = sweeps.submit_sweep(db, settings, publisher, "default", request, load_hyperparameters)
+    sweep_id = report.id
     for expected in (6, 9, 9):
         # Every active trial ends at once; eight "workers" advance the sweep together.
         with db.transaction() as session:

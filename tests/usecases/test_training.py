@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
-from service.usecases import datasets, jobs
-from service.usecases.training import LeaseLost, _fenced_update, claim, run_training
+from service.usecases import datasets, jobs, training
+from service.usecases.training import AttemptLease, LeaseLost, Outcome, Stop, run_training
+from service.usecases.training import run as training_run
 from tests.data import mixed_csv
 
 
@@ -37,31 +38,31 @@ def job(db, job_id) -> Job:
 
 
 def test_only_one_claim_wins_while_the_lease_is_live(db, settings, job_id):
-    first = claim(db, settings, job_id, "a")
+    first = AttemptLease.claim(db, settings, job_id, "a")
     assert first is not None and first.number == 1
-    assert claim(db, settings, job_id, "b") is None
+    assert AttemptLease.claim(db, settings, job_id, "b") is None
     assert run_training(db, settings, job_id, "b") == "dropped"
     assert job(db, job_id).worker == "a"
 
 
 def test_an_expired_lease_is_claimed_by_a_new_attempt_and_fences_the_old(db, settings, job_id):
-    old = claim(db, settings, job_id, "a")
+    old = AttemptLease.claim(db, settings, job_id, "a")
     with db.transaction() as session:
         session.execute(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))
-    new = claim(db, settings, job_id, "b")
+    new = AttemptLease.claim(db, settings, job_id, "b")
     assert new is not None and new.number == 2
     with pytest.raises(LeaseLost), db.transaction() as session:
-        _fenced_update(session, old, status="succeeded")
+        old.fenced_update(session, status="succeeded")
     assert job(db, job_id).status == "running"
     assert run_training(db, settings, job_id, "c") == "dropped"
 
 
 def test_attempts_are_limited(db, settings, job_id):
     for _ in range(settings.max_attempts):
-        assert claim(db, settings, job_id, "a") is not None
+        assert AttemptLease.claim(db, settings, job_id, "a") is not None
         with db.transaction() as session:
             session.execute(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))
-    assert claim(db, settings, job_id, "a") is None
+    assert AttemptLease.claim(db, settings, job_id, "a") is None
 
 
 def test_a_finished_job_is_never_trained_again(db, settings, job_id):
@@ -76,18 +77,16 @@ def test_a_finished_job_is_never_trained_again(db, settings, job_id):
 def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
     db, settings, job_id, monkeypatch
 ):
-    from service.usecases import training
+    original = training_run.record_epoch
 
-    original = training._record_epoch
-
-    def cancel_after_first_epoch(db_, settings_, attempt, record, checkpoint):
-        original(db_, settings_, attempt, record, checkpoint)
+    def cancel_after_first_epoch(lease, record, checkpoint):
+        original(lease, record, checkpoint)
         if record.epoch == 1:
             jobs.cancel_job(db, "default", job_id)
             with db.transaction() as session:
-                attempt.cancel_requested = session.get(Job, job_id).cancel_requested
+                lease.cancel_requested = session.get(Job, job_id).cancel_requested
 
-    monkeypatch.setattr(training, "_record_epoch", cancel_after_first_epoch)
+    monkeypatch.setattr(training_run, "record_epoch", cancel_after_first_epoch)
     assert run_training(db, settings, job_id, "a") == "cancelled"
     finished = job(db, job_id)
     assert finished.status == "cancelled" and finished.model_version is None
@@ -98,12 +97,10 @@ def test_cancel_while_running_stops_keeps_metrics_and_makes_no_model(
 
 
 def test_a_failure_is_stored_as_a_readable_error(db, settings, job_id, monkeypatch):
-    from service.usecases import training
-
     def explode(*args, **kwargs):
         raise ValueError("the GPU caught fire")
 
-    monkeypatch.setattr(training, "prepare", explode)
+    monkeypatch.setattr(training.data, "prepare", explode)
     assert run_training(db, settings, job_id, "a") == "failed"
     failed = job(db, job_id)
     assert failed.status == "failed" and failed.finished_at is not None
@@ -138,16 +135,14 @@ def test_two_jobs_of_one_model_get_consecutive_versions(db, settings, publisher,
 def test_a_new_attempt_resumes_after_the_last_checkpoint(db, settings, job_id, monkeypatch):
     """The first attempt dies after epoch 2 (its lease lapses); the second resumes at 3 and
     ends with exactly epochs 1..3, the same metrics as an uninterrupted run."""
-    from service.usecases import training
+    original = training_run.record_epoch
 
-    original = training._record_epoch
-
-    def die_after_second_epoch(db_, settings_, attempt, record, checkpoint):
-        original(db_, settings_, attempt, record, checkpoint)
-        if record.epoch == 2 and attempt.number == 1:
+    def die_after_second_epoch(lease, record, checkpoint):
+        original(lease, record, checkpoint)
+        if record.epoch == 2 and lease.number == 1:
             raise SystemExit("worker killed")
 
-    monkeypatch.setattr(training, "_record_epoch", die_after_second_epoch)
+    monkeypatch.setattr(training_run, "record_epoch", die_after_second_epoch)
     with pytest.raises(SystemExit):
         run_training(db, settings, job_id, "a")
     with db.transaction() as session:
@@ -164,7 +159,7 @@ def test_a_new_attempt_resumes_after_the_last_checkpoint(db, settings, job_id, m
     assert version.metrics["resumed_from_epoch"] == 2
 
     # The same job uninterrupted gives the same losses.
-    monkeypatch.setattr(training, "_record_epoch", original)
+    monkeypatch.setattr(training_run, "record_epoch", original)
     with db.transaction() as session:
         session.execute(update(Job).values(status="queued", attempt=0, model_version=None))
         session.execute(delete(ModelVersion))
@@ -177,21 +172,19 @@ def test_a_new_attempt_resumes_after_the_last_checkpoint(db, settings, job_id, m
 
 
 def test_a_released_job_goes_back_to_the_queue_at_its_checkpoint(db, settings, job_id, monkeypatch):
-    from service.usecases import training
+    original = training_run.record_epoch
 
-    original = training._record_epoch
-
-    def shutdown_during_second_epoch(db_, settings_, attempt, record, checkpoint):
+    def shutdown_during_second_epoch(lease, record, checkpoint):
         if record.epoch == 2:
             training.request_release(db, "a")
-        original(db_, settings_, attempt, record, checkpoint)
+        original(lease, record, checkpoint)
 
-    monkeypatch.setattr(training, "_record_epoch", shutdown_during_second_epoch)
+    monkeypatch.setattr(training_run, "record_epoch", shutdown_during_second_epoch)
     assert run_training(db, settings, job_id, "a") == "released"
     released = job(db, job_id)
     assert released.status == "queued" and released.published_at is None
     assert released.epoch == 2 and not released.release_requested
-    monkeypatch.setattr(training, "_record_epoch", original)
+    monkeypatch.setattr(training_run, "record_epoch", original)
     assert run_training(db, settings, job_id, "b") == "succeeded"
     with db.transaction() as session:
         assert session.scalars(select(EpochMetric.epoch)).all() == [1, 2, 3]
@@ -199,12 +192,10 @@ def test_a_released_job_goes_back_to_the_queue_at_its_checkpoint(db, settings, j
 
 def test_hand_backs_do_not_use_up_attempts(db, settings, job_id, monkeypatch):
     """A job released by more stopping workers than max_attempts still trains."""
-    from service.usecases import training
+    original = training_run.record_epoch
 
-    original = training._record_epoch
-
-    def shutdown_after_first_epoch(db_, settings_, attempt, record, checkpoint):
-        original(db_, settings_, attempt, record, checkpoint)
+    def shutdown_after_first_epoch(lease, record, checkpoint):
+        original(lease, record, checkpoint)
         training.request_release(db, "w")
 
     with db.transaction() as session:  # long enough for every hand-back to come mid-run
@@ -215,10 +206,10 @@ def test_hand_backs_do_not_use_up_attempts(db, settings, job_id, monkeypatch):
             "early_stopping_patience": None,
         }
         found.epochs = 30
-    monkeypatch.setattr(training, "_record_epoch", shutdown_after_first_epoch)
+    monkeypatch.setattr(training_run, "record_epoch", shutdown_after_first_epoch)
     for _ in range(settings.max_attempts + 1):
         assert run_training(db, settings, job_id, "w") == "released"
-    monkeypatch.setattr(training, "_record_epoch", original)
+    monkeypatch.setattr(training_run, "record_epoch", original)
     assert run_training(db, settings, job_id, "x") == "succeeded"
     finished = job(db, job_id)
     assert finished.attempt == settings.max_attempts + 2
@@ -226,18 +217,80 @@ def test_hand_backs_do_not_use_up_attempts(db, settings, job_id, monkeypatch):
 
 
 def test_cancelling_a_released_job_deletes_its_checkpoint(db, settings, job_id, monkeypatch):
-    from service.usecases import training
+    original = training_run.record_epoch
 
-    original = training._record_epoch
-
-    def shutdown_after_first_epoch(db_, settings_, attempt, record, checkpoint):
-        original(db_, settings_, attempt, record, checkpoint)
+    def shutdown_after_first_epoch(lease, record, checkpoint):
+        original(lease, record, checkpoint)
         training.request_release(db, "w")
 
-    monkeypatch.setattr(training, "_record_epoch", shutdown_after_first_epoch)
+    monkeypatch.setattr(training_run, "record_epoch", shutdown_after_first_epoch)
     assert run_training(db, settings, job_id, "w") == "released"
     with db.transaction() as session:
         assert session.get(Checkpoint, job_id) is not None
     assert jobs.cancel_job(db, "default", job_id).status == "cancelled"
     with db.transaction() as session:
         assert session.get(Checkpoint, job_id) is None
+
+
+def test_a_stop_rule_ends_training_after_its_epoch_and_keeps_the_model(db, settings, job_id):
+    seen = []
+
+    def enough_after_two(end):
+        seen.append((end.record.epoch, end.last))
+        return Stop(Outcome.SUCCEEDED, "two is enough") if end.record.epoch == 2 else None
+
+    assert run_training(db, settings, job_id, "a", [enough_after_two]) == Outcome.SUCCEEDED
+    assert seen == [(1, False), (2, False)]
+    finished = job(db, job_id)
+    assert finished.epoch == 2 and finished.stopped_early
+    assert finished.stop_reason == "two is enough"
+    with db.transaction() as session:
+        assert session.scalar(select(ModelVersion)).metrics["epochs_run"] == 2
+
+
+def test_the_lease_rule_comes_before_the_injected_ones(db, settings, job_id, monkeypatch):
+    original = training_run.record_epoch
+
+    def cancel_in_first_epoch(lease, record, checkpoint):
+        jobs.cancel_job(db, "default", job_id)
+        original(lease, record, checkpoint)  # its renewal reads the cancel flag
+
+    monkeypatch.setattr(training_run, "record_epoch", cancel_in_first_epoch)
+    asked = []
+    assert run_training(db, settings, job_id, "a", [asked.append]) == Outcome.CANCELLED
+    assert asked == []
+
+
+def test_a_write_is_retried_through_a_dropped_connection(db, settings, job_id, monkeypatch):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    lease = AttemptLease.claim(db, settings, job_id, "a")
+    lost = sqlite3.OperationalError("database is locked")
+    failures = [OperationalError("UPDATE jobs", {}, lost)]
+
+    def step(session):
+        if failures:
+            raise failures.pop()
+        lease.renew(session, notes=["renewed"])
+        return "written"
+
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    assert lease.write(step) == "written" and not failures
+    assert job(db, job_id).notes == ["renewed"]
+
+
+def test_an_error_in_a_statement_is_not_retried(db, settings, job_id):
+    from sqlalchemy.exc import IntegrityError
+
+    lease = AttemptLease.claim(db, settings, job_id, "a")
+    calls = []
+
+    def step(_session):
+        calls.append(1)
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    with pytest.raises(IntegrityError):
+        lease.write(step)
+    assert calls == [1]

@@ -1,27 +1,18 @@
 """Views of /v1/datasets."""
 
-from flask import request
 from flask.views import MethodView
 
-from service.api.common import (
-    Blueprint,
-    body_kind,
-    filename_stem,
-    form_name,
-    json_body,
-    problem_doc,
-    request_body_doc,
-    services,
-    tenant,
-)
+from service.api.blueprint import Blueprint
+from service.api.body import CSV, JSON, Body, filename_stem, form_name
 from service.api.datasets.schemas import (
     DatasetNameArgsSchema,
     DatasetQueryArgsSchema,
     DatasetSchema,
     DatasetUploadSchema,
 )
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.usecases import datasets
-from service.usecases.errors import InvalidRequest
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Tabular datasets")
 
@@ -34,40 +25,36 @@ class Datasets(MethodView):
         """List datasets, newest first"""
         return datasets.list_datasets(services().database, tenant(), **args)
 
-    @blp.doc(
-        **request_body_doc(
-            "DatasetUpload",
-            "text/csv",
-            "multipart/form-data",
-            description="JSON records; a CSV body (name in ?name=); or a form with `file` "
-            "and optional `name`.",
-        )
-    )
     @blp.arguments(DatasetNameArgsSchema, location="query")
+    @blp.body(
+        DatasetUploadSchema,
+        csv=True,
+        multipart=True,
+        description="JSON records; a CSV body (name in ?name=); or a form with `file` "
+        "and optional `name`.",
+    )
     @blp.response(201, DatasetSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(413, **problem_doc("The body is larger than the upload limit"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self, args):
+    def post(self, args, body: Body):
         """Upload a dataset (CSV or JSON records)"""
         svc = services()
-        kind = body_kind("application/json", "text/csv", "multipart/form-data")
-        if kind == "application/json":
-            body = DatasetUploadSchema().load(json_body())
+        if body.media_type == JSON:
             return datasets.upload_dataset(
-                svc.database, svc.settings, tenant(), name=body.get("name"), records=body["records"]
+                svc.database,
+                svc.settings,
+                tenant(),
+                name=body.data.get("name"),
+                records=body.data["records"],
             )
-        if kind == "text/csv":
-            return datasets.upload_dataset(
-                svc.database, svc.settings, tenant(), name=args.get("name"), csv=request.get_data()
-            )
-        upload = request.files.get("file")
-        if upload is None:
-            raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-        name = form_name(request.form.get("name")) or args.get("name")
-        name = name or filename_stem(upload.filename)
+        if body.media_type == CSV:
+            name = args.get("name")
+        else:
+            name = form_name(body.form.get("name")) or args.get("name")
+            name = name or filename_stem(body.filename)
         return datasets.upload_dataset(
-            svc.database, svc.settings, tenant(), name=name, csv=upload.read()
+            svc.database, svc.settings, tenant(), name=name, csv=body.stream.read()
         )
 
 

@@ -2,7 +2,8 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import DATASET_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import DATASET_NAME, BaseSchema, PageArgsSchema
+from service.ml.tabular import COLUMN_TYPES
 
 
 class DatasetUploadSchema(BaseSchema):
@@ -22,7 +23,7 @@ class DatasetNameArgsSchema(BaseSchema):
 
 class ColumnSchema(BaseSchema):
     name = fields.String()
-    type = fields.String(metadata={"enum": ["numeric", "categorical", "boolean"]})
+    type = fields.String(metadata={"enum": list(COLUMN_TYPES)})
     missing = fields.Integer()
     n_unique = fields.Integer()
 

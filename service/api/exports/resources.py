@@ -3,8 +3,10 @@
 from flask import Response
 from flask.views import MethodView
 
-from service.api.common import Blueprint, problem_doc, services, tenant
+from service.api.blueprint import Blueprint
 from service.api.exports.schemas import ExportArgsSchema
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.usecases import exports
 
 blp = Blueprint("exports", __name__, url_prefix="/v1/models", description="Model exports")

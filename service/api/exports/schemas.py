@@ -2,7 +2,7 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import BaseSchema
+from service.api.schemas import BaseSchema
 from service.ml.export import FORMATS
 
 

@@ -5,7 +5,10 @@ import logging
 from flask.views import MethodView
 from marshmallow import fields
 
-from service.api.common import BaseSchema, Blueprint, problem_doc, services
+from service.api.blueprint import Blueprint
+from service.api.schemas import BaseSchema
+from service.api.services import services
+from service.api.spec import problem_doc
 from service.errors import problem
 
 log = logging.getLogger(__name__)

@@ -5,22 +5,37 @@ import json
 from flask import request, url_for
 from flask.views import MethodView
 
-from service.api.common import (
-    Blueprint,
-    body_kind,
-    filename_stem,
-    form_name,
-    json_body,
-    problem_doc,
-    request_body_doc,
-    services,
-    tenant,
-)
+from service.api.blueprint import Blueprint
+from service.api.body import MULTIPART, Body, filename_stem, form_name
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.usecases import jobs
 from service.usecases.errors import InvalidRequest
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
+
+
+_FORM_FIELDS = ("target", "model_name", "features", "hyperparameters", "column_types", "name")
+_JSON_FIELDS = ("features", "hyperparameters", "column_types")
+
+
+def _form_fields(body: Body) -> dict:
+    """A job form's fields as the JSON body's (``features``, ``hyperparameters`` and
+    ``column_types`` are JSON text); ``name`` names the uploaded dataset."""
+    form = body.form
+    data = {name: form[name] for name in ("target", "model_name", "dataset_id") if name in form}
+    data.setdefault("model_name", filename_stem(body.filename, "model"))
+    for name in _JSON_FIELDS:
+        if name in form:
+            try:
+                data[name] = json.loads(form[name])
+            except ValueError as exc:
+                raise InvalidRequest(f"is not valid JSON: {exc}", name) from None
+    unknown = set(form) - set(_FORM_FIELDS)
+    if unknown:
+        raise InvalidRequest("unknown form field", sorted(unknown)[0])
+    return data
 
 
 @blp.route("")
@@ -31,14 +46,15 @@ class Jobs(MethodView):
         """List jobs, newest first, optionally filtered"""
         return jobs.list_jobs(services().database, tenant(), **args)
 
+    @blp.body(
+        JobCreateSchema,
+        multipart=True,
+        form=_form_fields,
+        description="JSON; or a form with `file` (CSV), `target`, optional `model_name` "
+        "(default: the file's stem), `features` (JSON list) and `hyperparameters` "
+        "(JSON object), to upload and train in one call.",
+    )
     @blp.doc(
-        **request_body_doc(
-            "JobCreate",
-            "multipart/form-data",
-            description="JSON; or a form with `file` (CSV), `target`, optional `model_name` "
-            "(default: the file's stem), `features` (JSON list) and `hyperparameters` "
-            "(JSON object), to upload and train in one call.",
-        ),
         parameters=[
             {
                 "in": "header",
@@ -51,15 +67,13 @@ class Jobs(MethodView):
     @blp.response(202, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self):
+    def post(self, body: Body):
         """Submit a training job"""
         svc = services()
-        kind = body_kind("application/json", "multipart/form-data")
         upload = upload_name = None
-        if kind == "application/json":
-            body = JobCreateSchema().load(json_body())
-        else:
-            body, upload, upload_name = _form_job()
+        if body.media_type == MULTIPART:
+            upload_name = form_name(body.form.get("name")) or filename_stem(body.filename)
+            upload = body.stream.read()
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
             raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
@@ -68,7 +82,7 @@ class Jobs(MethodView):
             svc.settings,
             svc.publisher,
             tenant(),
-            jobs.JobRequest(**body),
+            jobs.JobRequest(**body.data),
             idempotency_key=key,
             upload=upload,
             upload_name=upload_name,
@@ -102,33 +116,3 @@ class JobCancel(MethodView):
     def post(self, job_id):
         """Cancel a job (a running one stops within a few seconds)"""
         return jobs.cancel_job(services().database, tenant(), job_id)
-
-
-def _form_job():
-    upload = request.files.get("file")
-    if upload is None:
-        raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-    data = {}
-    for name in ("target", "model_name", "dataset_id"):
-        if name in request.form:
-            data[name] = request.form[name]
-    data.setdefault("model_name", filename_stem(upload.filename, "model"))
-    for name in ("features", "hyperparameters", "column_types"):
-        if name in request.form:
-            try:
-                data[name] = json.loads(request.form[name])
-            except ValueError as exc:
-                raise InvalidRequest(f"is not valid JSON: {exc}", name) from None
-    unknown = set(request.form) - {
-        "target",
-        "model_name",
-        "features",
-        "hyperparameters",
-        "column_types",
-        "name",
-    }
-    if unknown:
-        raise InvalidRequest("unknown form field", sorted(unknown)[0])
-    body = JobCreateSchema().load(data)
-    name = form_name(request.form.get("name")) or filename_stem(upload.filename)
-    return body, upload.read(), name

@@ -1,10 +1,14 @@
 """Job schemas: hyperparameters and submission in; job, metrics out."""
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields, pre_load, validate
 
-from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
+from service.api.schemas import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES
+from service.errors import flatten_messages
+from service.ml.device import GPU_BATCH_SIZE
 from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
+from service.ml.tabular import COLUMN_TYPES
+from service.usecases.errors import InvalidFields
 
 
 class ClassWeight(fields.Field):
@@ -56,11 +60,27 @@ def _field(h: Hyperparameter) -> fields.Field:
     return number(validate=bounds, **common)
 
 
-#: Every knob of the network and its training, each with a default: one field per row
-#: of ``service.ml.hyperparameters.HYPERPARAMETERS``.
-HyperparametersSchema = BaseSchema.from_dict(
-    {h.name: _field(h) for h in HYPERPARAMETERS}, name="HyperparametersSchema"
-)
+class HyperparametersSchema(
+    BaseSchema.from_dict({h.name: _field(h) for h in HYPERPARAMETERS}, name="_Hyperparameters")
+):
+    """Every knob of the network and its training, each with a default: one field per row
+    of ``service.ml.hyperparameters.HYPERPARAMETERS``."""
+
+    @pre_load
+    def _gpu_batch_size(self, data, **_kwargs):
+        # A GPU job that does not choose its batch gets a larger one (bench/gpu.py).
+        if isinstance(data, dict) and data.get("device") == "gpu" and "batch_size" not in data:
+            data = {**data, "batch_size": GPU_BATCH_SIZE}
+        return data
+
+
+def load_hyperparameters(raw: dict) -> dict:
+    """``raw`` loaded by :data:`HyperparametersSchema`; InvalidFields names each bad
+    value by its path (how the sweeps use case checks every trial)."""
+    try:
+        return HyperparametersSchema().load(raw)
+    except ValidationError as exc:
+        raise InvalidFields(flatten_messages(exc.messages)) from None
 
 
 class JobCreateSchema(BaseSchema):
@@ -74,7 +94,7 @@ class JobCreateSchema(BaseSchema):
     model_name = fields.String(required=True, validate=MODEL_NAME)
     column_types = fields.Dict(
         keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(["numeric", "categorical", "boolean"])),
+        values=fields.String(validate=validate.OneOf(list(COLUMN_TYPES))),
         metadata={
             "description": 'Override inferred feature types, e.g. {"grade": "categorical"} '
             "for an integer-coded category"

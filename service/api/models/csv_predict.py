@@ -15,7 +15,8 @@ from urllib.parse import quote
 from flask import Response, request
 from werkzeug.wsgi import wrap_file
 
-from service.api.common import services, tenant
+from service.api.body import Body
+from service.api.services import services, tenant
 from service.ml.batch import predictions_csv
 from service.usecases import batch_predict, models
 
@@ -62,8 +63,9 @@ def csv_response(result: models.Prediction) -> Response:
     return with_ignored(_with_model(response, result.name, result.version), result.ignored)
 
 
-def batch_predict_response(name: str, version: int | None) -> Response:
-    """Batch predict of the CSV body: read and predicted in chunks, answered from a file."""
+def batch_predict_response(name: str, version: int | None, body: Body) -> Response:
+    """Batch predict of the CSV ``body`` (its stream not opened yet): read and predicted
+    in chunks, answered from a file."""
     svc = services()
     settings = svc.settings
     # This body is read a chunk at a time, so the JSON body limit does not apply.
@@ -74,7 +76,7 @@ def batch_predict_response(name: str, version: int | None) -> Response:
         tenant(),
         name,
         version,
-        request.stream,
+        body.stream,  # opened after the limit above is set
         batch_predict.CsvLimits(
             max_rows=settings.max_batch_predict_rows,
             max_columns=settings.max_columns,

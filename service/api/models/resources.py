@@ -1,18 +1,11 @@
 """Views of /v1/models."""
 
 import orjson
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 
-from service.api.common import (
-    Blueprint,
-    body_kind,
-    json_body,
-    problem_doc,
-    request_body_doc,
-    services,
-    tenant,
-)
+from service.api.blueprint import Blueprint
+from service.api.body import CSV, Body, parse_json
 from service.api.models.csv_predict import (
     CSV_ANSWER_DOC,
     batch_predict_response,
@@ -27,6 +20,8 @@ from service.api.models.schemas import (
     PredictionSchema,
     PredictRequestSchema,
 )
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.ml import tabular
 from service.ml.preprocessing import label_key
 from service.usecases import aliases, models
@@ -64,9 +59,25 @@ class ModelVersionView(MethodView):
         return models.get_version(services().database, tenant(), name, version)
 
 
-_PREDICT_DOC = request_body_doc(
-    "PredictRequest",
-    "text/csv",
+def _records(raw: bytes) -> list:
+    """The rows of a JSON predict body. The common ``{"records": [...]}`` is parsed with
+    orjson and checked while it is encoded (service.ml.records); every other body goes
+    through PredictRequestSchema, which also reads MLflow's formats."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None  # parse_json() below says what is wrong, as everywhere else
+    if type(body) is dict and body.keys() == {"records"} and type(body["records"]) is list:
+        if body["records"]:
+            return body["records"]
+    return PredictRequestSchema().load(parse_json(raw))["records"]
+
+
+#: The body of every predict endpoint (registry's alias predict too).
+predict_body = blp.body(
+    PredictRequestSchema,
+    csv=True,
+    load_json=_records,
     description="JSON with exactly one of records (trainserve), dataframe_records, "
     "dataframe_split or inputs (MLflow's scoring formats), or CSV with a header row",
 )
@@ -74,44 +85,45 @@ _PREDICT_DOC = request_body_doc(
 
 @blp.route("/<string:name>/predict")
 class PredictLatest(MethodView):
-    @blp.doc(**_PREDICT_DOC)
+    @predict_body
     @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self, name):
+    def post(self, body: Body, name):
         """Predict class probabilities with the latest version"""
-        return _predict(name, None)
+        return predict(body, name, None)
 
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>/predict")
 class PredictVersion(MethodView):
-    @blp.doc(**_PREDICT_DOC)
+    @predict_body
     @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model version"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self, name, version):
+    def post(self, body: Body, name, version):
         """Predict class probabilities with one version"""
-        return _predict(name, version)
+        return predict(body, name, version)
 
 
-def _predict(name: str, version: int | None) -> Response:
+def predict(body: Body, name: str, version: int | None) -> Response:
+    """Predict the rows of a predict body with a version (``None``: the latest)."""
     svc = services()
     limit = svc.settings.max_predict_rows
-    if body_kind("application/json", "text/csv") == "text/csv":
+    if body.media_type == CSV:
         if wants_csv():
-            return batch_predict_response(name, version)  # any length, read in chunks
+            return batch_predict_response(name, version, body)  # read in chunks
         rows = tabular.read_csv(
-            request.get_data(),
+            body.stream.read(),
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,
         )
     else:
-        rows = _records()
+        rows = body.data
         if len(rows) > limit:
             raise InvalidRequest(f"at most {limit} rows per request", "records")
     result = models.predict(
@@ -125,20 +137,6 @@ def _predict(name: str, version: int | None) -> Response:
         max_cell_chars=svc.settings.max_cell_chars,
     )
     return csv_response(result) if wants_csv() else prediction_response(result)
-
-
-def _records() -> list:
-    """The rows of a JSON predict body. The common ``{"records": [...]}`` is parsed with
-    orjson and checked while it is encoded (service.ml.records); every other body goes
-    through PredictRequestSchema, which also reads MLflow's formats."""
-    try:
-        body = orjson.loads(request.get_data(cache=True))
-    except orjson.JSONDecodeError:
-        body = None  # json_body() below says what is wrong, as everywhere else
-    if type(body) is dict and body.keys() == {"records"} and type(body["records"]) is list:
-        if body["records"]:
-            return body["records"]
-    return PredictRequestSchema().load(json_body())["records"]
 
 
 def prediction_response(result: models.Prediction) -> Response:

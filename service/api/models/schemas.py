@@ -2,7 +2,8 @@
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from service.api.common import BaseSchema
+from service.api.schemas import BaseSchema
+from service.ml.tabular import COLUMN_TYPES
 
 
 class ModelSummarySchema(BaseSchema):
@@ -14,7 +15,7 @@ class ModelSummarySchema(BaseSchema):
 
 class InputColumnSchema(BaseSchema):
     name = fields.String()
-    type = fields.String(metadata={"enum": ["numeric", "categorical", "boolean"]})
+    type = fields.String(metadata={"enum": list(COLUMN_TYPES)})
     categories = fields.List(fields.String())
 
 

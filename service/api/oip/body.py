@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from flask import Response, request
 
-from service.api.common import services
 from service.api.oip.tensors import TensorError, attach_binary
+from service.api.services import services
 from service.errors import UnsupportedMediaType
 
 HEADER_LENGTH = "Inference-Header-Content-Length"

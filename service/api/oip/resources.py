@@ -8,7 +8,7 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from service.api.common import Blueprint, services, tenant
+from service.api.blueprint import Blueprint
 from service.api.oip import body, schemas
 from service.api.oip.tensors import (
     TensorError,
@@ -17,6 +17,7 @@ from service.api.oip.tensors import (
     records_from_inputs,
     requested_outputs,
 )
+from service.api.services import services, tenant
 from service.errors import UnsupportedMediaType, flatten_messages
 from service.ml import DataError, tabular
 from service.usecases import aliases, models

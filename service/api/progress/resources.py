@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from flask import Response
 from flask.views import MethodView
 
-from service.api.common import Blueprint, problem_doc, services, tenant
+from service.api.blueprint import Blueprint
 from service.api.jobs.schemas import EpochMetricSchema
 from service.api.progress.schemas import (
     EventsArgsSchema,
@@ -13,6 +13,8 @@ from service.api.progress.schemas import (
     PlotArgsSchema,
     status_event_schema,
 )
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.plotting import FORMATS
 from service.usecases import progress
 

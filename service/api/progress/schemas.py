@@ -2,8 +2,8 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from service.api.common import BaseSchema
 from service.api.jobs.schemas import JobSchema
+from service.api.schemas import BaseSchema
 from service.plotting import FORMATS
 
 

@@ -2,9 +2,10 @@
 
 from flask.views import MethodView
 
-from service.api.common import Blueprint, problem_doc, services, tenant
+from service.api.blueprint import Blueprint
+from service.api.body import Body
 from service.api.models.csv_predict import CSV_ANSWER_DOC
-from service.api.models.resources import _PREDICT_DOC, _predict
+from service.api.models.resources import predict, predict_body
 from service.api.models.schemas import ModelVersionSchema, PredictionSchema
 from service.api.registry.schemas import (
     AliasSchema,
@@ -13,6 +14,8 @@ from service.api.registry.schemas import (
     ComparisonSchema,
     VersionOrderArgsSchema,
 )
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.usecases import aliases, compare
 
 blp = Blueprint(
@@ -68,16 +71,16 @@ class AliasView(MethodView):
 
 @blp.route("/<string:name>/aliases/<string:alias>/predict")
 class PredictAlias(MethodView):
-    @blp.doc(**_PREDICT_DOC)
+    @predict_body
     @blp.doc(**CSV_ANSWER_DOC)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(404, **problem_doc("No such model or alias"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self, name, alias):
+    def post(self, body: Body, name, alias):
         """Predict class probabilities with the version an alias points to"""
         aliases.check_alias(alias)
         version = aliases.resolve_version(
             services().database, tenant(), name, alias, services().models
         )
-        return _predict(name, version)
+        return predict(body, name, version)

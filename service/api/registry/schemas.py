@@ -2,7 +2,7 @@
 
 from marshmallow import fields, validate
 
-from service.api.common import BaseSchema
+from service.api.schemas import BaseSchema
 from service.usecases.compare import ORDER_KEYS, final_metrics
 
 

@@ -3,15 +3,11 @@
 from flask import url_for
 from flask.views import MethodView
 
-from service.api.common import (
-    Blueprint,
-    body_kind,
-    json_body,
-    problem_doc,
-    request_body_doc,
-    services,
-    tenant,
-)
+from service.api.blueprint import Blueprint
+from service.api.body import Body
+from service.api.jobs.schemas import load_hyperparameters
+from service.api.services import services, tenant
+from service.api.spec import problem_doc
 from service.api.sweeps.schemas import (
     SweepCreateSchema,
     SweepQueryArgsSchema,
@@ -31,17 +27,20 @@ class Sweeps(MethodView):
         """List sweeps, newest first"""
         return sweeps.list_sweeps(services().database, tenant(), **args)
 
-    @blp.doc(**request_body_doc("SweepCreate"))
+    @blp.body(SweepCreateSchema)
     @blp.response(202, SweepSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
-    def post(self):
+    def post(self, body: Body):
         """Start a hyperparameter sweep: one training job per trial"""
         svc = services()
-        body_kind("application/json")
-        body = SweepCreateSchema().load(json_body())
         report = sweeps.submit_sweep(
-            svc.database, svc.settings, svc.publisher, tenant(), sweeps.SweepRequest(**body)
+            svc.database,
+            svc.settings,
+            svc.publisher,
+            tenant(),
+            sweeps.SweepRequest(**body.data),
+            load_hyperparameters,
         )
         return report, {"Location": url_for("sweeps.SweepById", sweep_id=report.id)}
 

@@ -1,74 +1,22 @@
 """Sweep schemas: the submission (with its search space) in; the sweep and leaderboard out.
 
-Loading a submission expands its search into trials and checks every trial's
-hyperparameters with the job schema, so a bad value is a 400 naming where it came
-from (``search.grid.learning_rate[1]``) before anything is stored.
+The submission's shape is checked here; the sweeps use case expands its search into
+trials and checks each trial's hyperparameters (``service.usecases.search.expand``).
 """
 
 from __future__ import annotations
 
-import math
-import random
-
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from service.api.common import MODEL_NAME, BaseSchema, PageArgsSchema
-from service.api.jobs.schemas import HyperparametersSchema
+from service.api.schemas import MODEL_NAME, BaseSchema, PageArgsSchema
 from service.db.models import JOB_STATUSES, SWEEP_STATUSES
-from service.errors import flatten_messages
+from service.ml.tabular import COLUMN_TYPES
 from service.usecases.aliases import ALIAS_PATTERN, ALIAS_RULE
-from service.usecases.search import (
-    DISTRIBUTIONS,
-    MAX_TRIALS,
-    grid_size,
-    grid_trials,
-    random_trials,
-    source_field,
-)
+from service.usecases.search import MAX_TRIALS
 from service.usecases.stopping import RULES, StoppingRule
 from service.usecases.sweeps import METRICS
 
 _RANGE_DOC = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-
-
-def _finite(number: int | float) -> bool:
-    """A finite float, or an int a float can hold (``math.isfinite`` raises beyond that)."""
-    try:
-        return math.isfinite(number)
-    except OverflowError:
-        return False
-
-
-class Distribution(fields.Field):
-    """``{"uniform" | "log_uniform" | "int": [low, high]}`` or ``{"choice": [values]}``."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, dict) or len(value) != 1:
-            raise ValidationError(f"must be an object with one key: one of {list(DISTRIBUTIONS)}")
-        ((kind, args),) = value.items()
-        if kind not in DISTRIBUTIONS:
-            raise ValidationError(
-                f"{kind!r} is not a distribution; use one of {list(DISTRIBUTIONS)}"
-            )
-        if kind == "choice":
-            if not isinstance(args, list) or not 1 <= len(args) <= MAX_TRIALS:
-                raise ValidationError(f"choice must be a list of 1 to {MAX_TRIALS} values")
-            return {kind: args}
-        number = int if kind == "int" else (int, float)
-        if (
-            not isinstance(args, list)
-            or len(args) != 2
-            or any(isinstance(a, bool) or not isinstance(a, number) for a in args)
-            or any(not _finite(a) for a in args)
-        ):
-            what = "integers" if kind == "int" else "finite numbers"
-            raise ValidationError(f"{kind} must be [low, high], two {what}")
-        low, high = args
-        if low > high:
-            raise ValidationError(f"{kind}: low must not be greater than high")
-        if kind == "log_uniform" and low <= 0:
-            raise ValidationError("log_uniform: low must be greater than 0")
-        return {kind: [low, high]}
 
 
 class RandomSearchSchema(BaseSchema):
@@ -149,7 +97,7 @@ class SweepCreateSchema(BaseSchema):
     )
     column_types = fields.Dict(
         keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(["numeric", "categorical", "boolean"])),
+        values=fields.String(validate=validate.OneOf(list(COLUMN_TYPES))),
     )
     model_name = fields.String(required=True, validate=MODEL_NAME)
     hyperparameters = fields.Dict(
@@ -172,74 +120,6 @@ class SweepCreateSchema(BaseSchema):
         validate=validate.Regexp(ALIAS_PATTERN, error=ALIAS_RULE),
         metadata={"description": "Alias given to the winner's model version when the sweep ends"},
     )
-
-    @post_load
-    def _expand(self, data, **_kwargs):
-        base = data["hyperparameters"]
-        loaded = _hyperparameters(base, lambda path: path)
-        search = data["search"]
-        if "grid" in search:
-            trials = _grid(base, search["grid"])
-        else:
-            if search["random"]["seed"] is None:
-                search["random"]["seed"] = random.randrange(2**31)
-            trials = _random(base, search["random"])
-        checked = []
-        for values in trials:
-            full = _hyperparameters(
-                {**base, **values}, lambda name, v=values: source_field(search, name, v)
-            )
-            checked.append({name: full[name] for name in values})
-        return {**data, "hyperparameters": loaded, "trials": checked}
-
-
-def _hyperparameters(raw: dict, where) -> dict:
-    """``raw`` loaded by the job schema; errors named by ``where(field path)``."""
-    try:
-        return HyperparametersSchema().load(raw)
-    except ValidationError as exc:
-        errors = flatten_messages(exc.messages)
-        raise ValidationError(
-            {where(f"hyperparameters.{path}") or path: m for path, m in errors.items()}
-        ) from None
-
-
-def _check_names(names, prefix: str) -> None:
-    known = HyperparametersSchema().fields
-    for name in names:
-        if name not in known:
-            raise ValidationError({f"{prefix}.{name}": ["not a hyperparameter"]})
-
-
-def _grid(base: dict, grid: dict) -> list[dict]:
-    _check_names(grid, "search.grid")
-    for name, values in grid.items():
-        if not values:
-            raise ValidationError({f"search.grid.{name}": ["must list at least one value"]})
-    if grid_size(grid) > MAX_TRIALS:
-        raise ValidationError(
-            {"search.grid": [f"makes {grid_size(grid)} trials; at most {MAX_TRIALS}"]}
-        )
-    for name, values in grid.items():
-        for i, value in enumerate(values):
-            _hyperparameters({**base, name: value}, lambda _f, n=name, i=i: f"search.grid.{n}[{i}]")
-    return grid_trials(grid)
-
-
-def _random(base: dict, search: dict) -> list[dict]:
-    prefix = "search.random.parameters"
-    _check_names(search["parameters"], prefix)
-    for name, spec in search["parameters"].items():
-        try:
-            spec = search["parameters"][name] = Distribution().deserialize(spec)
-        except ValidationError as exc:
-            raise ValidationError({f"{prefix}.{name}": exc.messages}) from None
-        ((kind, args),) = spec.items()
-        for i, value in enumerate(args):
-            _hyperparameters(
-                {**base, name: value}, lambda _f, n=name, k=kind, i=i: f"{prefix}.{n}.{k}[{i}]"
-            )
-    return random_trials(search["parameters"], search["n_trials"], search["seed"])
 
 
 class SweepQueryArgsSchema(PageArgsSchema):

@@ -1,6 +1,6 @@
-"""The `trainserve` commands that talk to a running server: train, predict, jobs, models,
-metrics (and, from service.cli_sweeps, sweep, sweeps, alias). They use ``service.client``
-only (no Flask, no torch), so they start fast."""
+"""The client commands of ``trainserve``: train, predict, jobs, models, metrics (sweep,
+sweeps and alias are in ``sweep_commands``). They use ``trainserve_client.client`` only
+(no Flask, no torch), so they start fast."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from service.client import Client, ClientError
-from service.ml.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
+from trainserve_client.client import Client, ClientError
+from trainserve_client.formatting import ProgressBar, number, table, when
+from trainserve_client.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
 
 def _parse(h: Hyperparameter) -> Callable[[str], Any]:
@@ -55,12 +55,9 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(h.flag, type=_parse(h), help=_help(h), default=argparse.SUPPRESS)
 
 
-def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the client commands on the `trainserve` parser's subcommands."""
-    server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--url", help="the server (default TRAINSERVE_URL, http://127.0.0.1:8000)")
-    server.add_argument("--api-key", help="API key (default TRAINSERVE_API_KEY)")
-
+def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """Register train, predict, jobs, models and metrics; ``server`` carries --url and
+    --api-key."""
     train = sub.add_parser(
         "train", parents=[server], help="upload a CSV and train a model on a running server"
     )
@@ -75,7 +72,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"
     )
-    train.set_defaults(run=_guarded(cmd_train))
+    train.set_defaults(run=guarded(cmd_train))
 
     predict = sub.add_parser(
         "predict", parents=[server], help="predict every row of a CSV; writes label,p_<class>..."
@@ -84,27 +81,23 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("data", type=Path, help="a CSV file with a header row")
     predict.add_argument("-o", "--output", type=Path, help="the CSV to write (default: stdout)")
     predict.add_argument("--version", type=int, help="a model version (default: the latest)")
-    predict.set_defaults(run=_guarded(cmd_predict))
+    predict.set_defaults(run=guarded(cmd_predict))
 
     jobs = sub.add_parser("jobs", parents=[server], help="list training jobs, newest first")
     jobs.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
     jobs.add_argument("--model-name", help="only this model's jobs")
     jobs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
-    jobs.set_defaults(run=_guarded(cmd_jobs))
+    jobs.set_defaults(run=guarded(cmd_jobs))
 
     models = sub.add_parser("models", parents=[server], help="list models and their latest version")
-    models.set_defaults(run=_guarded(cmd_models))
+    models.set_defaults(run=guarded(cmd_models))
 
     metrics = sub.add_parser("metrics", parents=[server], help="a job's metrics, one row per epoch")
     metrics.add_argument("job", help="the job's id")
-    metrics.set_defaults(run=_guarded(cmd_metrics))
-
-    from service.cli_sweeps import add_sweep_commands
-
-    add_sweep_commands(sub, server)
+    metrics.set_defaults(run=guarded(cmd_metrics))
 
 
-def _guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:
+def guarded(command: Callable[[argparse.Namespace, Client], int]) -> Callable:
     """Run ``command`` with a client; a server or connection error is one line and exit 1."""
 
     def run(args: argparse.Namespace) -> int:
@@ -175,78 +168,6 @@ def _report(job: dict, client: Client) -> int:
     return 0
 
 
-class ProgressBar:
-    """Epoch, loss, validation accuracy and ETA on one line redrawn with ``\\r`` on a
-    terminal; one line per epoch otherwise (a log file, a pipe)."""
-
-    WIDTH = 24
-    PACE_AFTER_S = 3.0
-
-    def __init__(self, stream: IO[str], total: int, clock: Callable[[], float] = time.monotonic):
-        self.stream = stream
-        self.total = max(1, total)
-        self.clock = clock
-        self.live = stream.isatty()
-        self.first: tuple[float, int] | None = None  # (when, epoch) of the first epoch seen
-        self.durations: list[float] = []
-        self.drawn = False
-
-    def status(self, job: dict) -> None:
-        self.total = max(1, job.get("epochs") or self.total)
-        if job["status"] == "queued":
-            self._line(f"queued, waiting for a worker (attempt {job.get('attempt', 0) + 1})")
-        elif job["status"] == "running" and not job.get("epoch"):
-            self._line(f"running (attempt {job.get('attempt', 1)})")
-
-    def epoch(self, metrics: dict) -> None:
-        epoch, now = metrics["epoch"], self.clock()
-        if self.first is None:
-            self.first = (now, epoch)
-        self.durations.append(metrics.get("duration_s") or 0.0)
-        filled = round(self.WIDTH * min(epoch, self.total) / self.total)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        parts = [f"epoch {epoch:>{len(str(self.total))}}/{self.total} [{bar}]"]
-        parts.append(f"loss {metrics['train_loss']:.4f}")
-        if metrics.get("val_loss") is not None:
-            parts.append(f"val_loss {metrics['val_loss']:.4f}")
-        if metrics.get("val_accuracy") is not None:
-            parts.append(f"val_acc {metrics['val_accuracy']:.3f}")
-        parts.append(f"ETA {_clock(self._eta(epoch, now))}")
-        self._line("  ".join(parts))
-
-    def _eta(self, epoch: int, now: float) -> float:
-        left = max(0, self.total - epoch)
-        assert self.first is not None
-        since, first_epoch = self.first
-        if epoch > first_epoch and now - since >= self.PACE_AFTER_S:
-            # Epochs watched live give the real pace, database writes included; the
-            # stream delivers them in bursts, so only after a few seconds.
-            return left * (now - since) / (epoch - first_epoch)
-        recent = self.durations[-10:]
-        return left * sum(recent) / len(recent)
-
-    def _line(self, text: str) -> None:
-        if self.live:
-            self.stream.write("\r" + text.ljust(getattr(self, "_width", 0)))
-            self._width = len(text)
-            self.drawn = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.live and self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def cmd_predict(args: argparse.Namespace, client: Client) -> int:
     version = client.model(args.model, args.version)
     if args.version is None:
@@ -267,13 +188,6 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def _header(path: Path) -> list[str]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f), [])
-
-
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     rows = [
         [
@@ -281,21 +195,21 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
             job["status"],
             job["model_name"] + (f" v{job['model']['version']}" if job.get("model") else ""),
             f"{job['epoch']}/{job['epochs']}",
-            _number((job.get("latest") or {}).get("val_accuracy"), ".3f"),
-            _when(job["created_at"]),
+            number((job.get("latest") or {}).get("val_accuracy"), ".3f"),
+            when(job["created_at"]),
         ]
         for job in client.jobs(status=args.status, model_name=args.model_name, limit=args.limit)
     ]
-    _table(["ID", "STATUS", "MODEL", "EPOCH", "VAL_ACC", "CREATED (UTC)"], rows)
+    table(["ID", "STATUS", "MODEL", "EPOCH", "VAL_ACC", "CREATED (UTC)"], rows)
     return 0
 
 
 def cmd_models(args: argparse.Namespace, client: Client) -> int:
     rows = [
-        [m["name"], str(m["latest_version"]), str(m["n_versions"]), _when(m["updated_at"])]
+        [m["name"], str(m["latest_version"]), str(m["n_versions"]), when(m["updated_at"])]
         for m in client.models()
     ]
-    _table(["NAME", "LATEST", "VERSIONS", "UPDATED (UTC)"], rows)
+    table(["NAME", "LATEST", "VERSIONS", "UPDATED (UTC)"], rows)
     return 0
 
 
@@ -303,37 +217,21 @@ def cmd_metrics(args: argparse.Namespace, client: Client) -> int:
     rows = [
         [
             str(e["epoch"]),
-            _number(e["train_loss"], ".4f"),
-            _number(e.get("train_accuracy"), ".3f"),
-            _number(e.get("val_loss"), ".4f"),
-            _number(e.get("val_accuracy"), ".3f"),
-            _number(e["learning_rate"], ".3g"),
-            _number(e["duration_s"], ".3f"),
+            number(e["train_loss"], ".4f"),
+            number(e.get("train_accuracy"), ".3f"),
+            number(e.get("val_loss"), ".4f"),
+            number(e.get("val_accuracy"), ".3f"),
+            number(e["learning_rate"], ".3g"),
+            number(e["duration_s"], ".3f"),
         ]
         for e in client.metrics(args.job)
     ]
-    _table(["EPOCH", "TRAIN_LOSS", "TRAIN_ACC", "VAL_LOSS", "VAL_ACC", "LR", "SECONDS"], rows)
+    table(["EPOCH", "TRAIN_LOSS", "TRAIN_ACC", "VAL_LOSS", "VAL_ACC", "LR", "SECONDS"], rows)
     return 0
 
 
-def _when(timestamp: str) -> str:
-    """``2026-11-27T03:02:19.123+00:00`` → ``2026-11-27 03:02:19``."""
-    return timestamp[:19].replace("T", " ")
+def _header(path: Path) -> list[str]:
+    import csv
 
-
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], out: IO[str] | None = None
-) -> None:
-    """Columns padded to their widest cell; numbers right-aligned."""
-    out = out or sys.stdout
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        cells = []
-        for cell, width in zip(row, widths, strict=True):
-            numeric = cell.replace(".", "", 1).replace("/", "", 1).lstrip("-").isdigit()
-            cells.append(cell.rjust(width) if numeric and row is not header else cell.ljust(width))
-        out.write("  ".join(cells).rstrip() + "\n")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])

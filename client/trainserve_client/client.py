@@ -1,6 +1,6 @@
 """A small Python client of the trainserve REST API, for batch scripts, the CLI and tests.
 
-    from service.client import Client
+    from trainserve_client import Client
 
     client = Client()                      # TRAINSERVE_URL / TRAINSERVE_API_KEY, or arguments
     job = client.train("flowers.csv", target="species", epochs=30, learning_rate=0.01)

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from service.cli import _parser
-from service.cli_sweeps import parse_value, search_of
+from trainserve_client.sweep_commands import parse_value, search_of
 
 
 def args(*argv: str) -> argparse.Namespace:

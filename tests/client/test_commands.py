@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from service.cli import main
-from service.cli_client import ProgressBar
 from tests.data import mixed_csv
+from trainserve_client.formatting import ProgressBar
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`trainserve sweep`, `trainserve sweeps` and `trainserve alias`: hyperparameter sweeps
-and model aliases on a running server, through ``service.client`` (docs/sweeps.md)."""
+and model aliases on a running server, through ``trainserve_client.client``
+(docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from service.cli_client import _guarded, _number, _table, _when
-from service.client import Client
+from trainserve_client.client import Client
+from trainserve_client.commands import guarded
+from trainserve_client.formatting import number, table, when
 
 _DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 
@@ -63,11 +65,11 @@ def add_sweep_commands(sub: argparse._SubParsersAction, server: argparse.Argumen
     sweep.add_argument("--grace-epochs", type=int, help="no trial is stopped before this epoch")
     sweep.add_argument("--promote-to", metavar="ALIAS", help="alias the winner when it ends")
     sweep.add_argument("--wait", action="store_true", help="follow the trials until it ends")
-    sweep.set_defaults(run=_guarded(cmd_sweep))
+    sweep.set_defaults(run=guarded(cmd_sweep))
 
     sweeps = sub.add_parser("sweeps", parents=[server], help="list sweeps, or show one's trials")
     sweeps.add_argument("sweep", nargs="?", help="a sweep's id: its leaderboard")
-    sweeps.set_defaults(run=_guarded(cmd_sweeps))
+    sweeps.set_defaults(run=guarded(cmd_sweeps))
 
     alias = sub.add_parser(
         "alias", parents=[server], help="point MODEL@ALIAS at a version, or delete the alias"
@@ -76,7 +78,7 @@ def add_sweep_commands(sub: argparse._SubParsersAction, server: argparse.Argumen
     alias.add_argument("alias", help="e.g. champion")
     alias.add_argument("version", type=int, nargs="?", help="the version it points to")
     alias.add_argument("--delete", action="store_true", help="delete the alias instead")
-    alias.set_defaults(run=_guarded(cmd_alias))
+    alias.set_defaults(run=guarded(cmd_alias))
 
 
 def parse_value(name: str, text: str) -> Any:
@@ -249,7 +251,7 @@ def _trial_line(trial: dict, metric: str) -> str:
     how = trial["status"]
     if trial.get("stopped_early"):
         how = f"stopped early at epoch {trial.get('stopped_at_epoch')}"
-    value = _number(trial.get("value"), ".4f")
+    value = number(trial.get("value"), ".4f")
     return f"trial {trial['trial']} {how}: {metric} {value} {_params(trial['hyperparameters'])}"
 
 
@@ -263,7 +265,7 @@ def leaderboard(sweep: dict, out: IO[str]) -> None:
         [
             str(t["trial"]),
             t["status"] + (" (stopped early)" if t.get("stopped_early") else ""),
-            _number(t.get("value"), ".4f"),
+            number(t.get("value"), ".4f"),
             "-" if t.get("best_epoch") is None else str(t["best_epoch"]),
             f"{t.get('epoch') or 0}/{t.get('epochs') or '-'}",
             "-" if t.get("model_version") is None else str(t["model_version"]),
@@ -272,7 +274,7 @@ def leaderboard(sweep: dict, out: IO[str]) -> None:
         for t in sweep.get("leaderboard", [])
     ]
     metric = sweep["metric"].upper()
-    _table(["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"],
+    table(["TRIAL", "STATUS", metric, "BEST_EPOCH", "EPOCHS", "VERSION", "HYPERPARAMETERS"],
            rows, out)
 
 
@@ -292,12 +294,12 @@ def cmd_sweeps(args: argparse.Namespace, client: Client) -> int:
             s["status"],
             s["model_name"],
             f"{sum(v for k, v in (s.get('counts') or {}).items() if k in _DONE)}/{s['n_trials']}",
-            _number((s.get("best") or {}).get("value"), ".4f") + f" {s['metric']}",
-            _when(s["created_at"]),
+            number((s.get("best") or {}).get("value"), ".4f") + f" {s['metric']}",
+            when(s["created_at"]),
         ]
         for s in client.sweeps()
     ]
-    _table(["ID", "STATUS", "MODEL", "DONE", "BEST", "CREATED (UTC)"], rows)
+    table(["ID", "STATUS", "MODEL", "DONE", "BEST", "CREATED (UTC)"], rows)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Periodic upkeep that makes any broker safe: the database is the source of truth.
+"""The upkeep loop, which makes any broker safe: the database is the source of truth.
 
-One pass (:func:`sweep`):
+One pass (:func:`upkeep_pass`; ``trainserve upkeep`` runs one every
+``TRAINSERVE_SWEEP_INTERVAL_SECONDS``):
 
 1. a running job whose lease expired lost its worker: it goes back to ``queued``
    (or ends ``failed`` once it has used ``max_attempts``);
@@ -10,7 +11,7 @@ One pass (:func:`sweep`):
    ``republish_after_seconds`` × 2^(publishes − 1) (capped at 10 minutes), is
    published again. A duplicate message is harmless: the claim drops it.
 
-Several sweepers may run at once; every change is a conditional UPDATE.
+Several upkeep loops may run at once; every change is a conditional UPDATE.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 
 from service.config import Settings
-from service.db.models import Checkpoint, Job, utcnow
+from service.db.models import Checkpoint, Job, JobStatus, utcnow
 from service.db.session import Database
 from service.usecases.jobs import Publisher, publish
 from service.usecases.sweeps import advance_all
+from service.usecases.training.lease import lapsed
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +35,38 @@ MAX_REPUBLISH_DELAY_S = 600.0
 
 
 @dataclass
-class SweepReport:
+class UpkeepReport:
+    """The job ids one pass changed."""
+
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     trials_created: list[str] = field(default_factory=list)
 
 
-def sweep(
+def upkeep_pass(
     db: Database, settings: Settings, publisher: Publisher, now: datetime | None = None
-) -> SweepReport:
-    """One pass of upkeep; safe to run concurrently with workers and other sweepers."""
+) -> UpkeepReport:
+    """One pass of upkeep; safe to run concurrently with workers and other upkeep loops."""
     now = now or utcnow()
-    report = SweepReport()
+    report = UpkeepReport()
     _recover_expired(db, settings, now, report)
     report.trials_created = advance_all(db, settings, publisher)
     _republish(db, settings, publisher, now, report)
     return report
 
 
-def _recover_expired(db: Database, settings: Settings, now: datetime, report: SweepReport):
+def _recover_expired(db: Database, settings: Settings, now: datetime, report: UpkeepReport):
     with db.transaction() as session:
         expired = session.execute(
-            select(Job.id, Job.attempt, Job.releases).where(
-                Job.status == "running", Job.lease_until < now
-            )
+            select(Job.id, Job.attempt, Job.releases).where(lapsed(now))
         ).all()
     for job_id, attempt, releases in expired:
         lost = attempt - releases  # attempts that ended without handing the job back
         exhausted = lost >= settings.max_attempts
         values = (
             {
-                "status": "failed",
+                "status": JobStatus.FAILED,
                 "finished_at": now,
                 "error": {
                     "type": "worker_lost",
@@ -73,17 +75,12 @@ def _recover_expired(db: Database, settings: Settings, now: datetime, report: Sw
                 },
             }
             if exhausted
-            else {"status": "queued", "published_at": None}
+            else {"status": JobStatus.QUEUED, "published_at": None}
         )
         with db.transaction() as session:
             changed = session.execute(
                 update(Job)
-                .where(
-                    Job.id == job_id,
-                    Job.attempt == attempt,
-                    Job.status == "running",
-                    Job.lease_until < now,
-                )
+                .where(Job.id == job_id, Job.attempt == attempt, lapsed(now))
                 .values(lease_until=None, **values)
                 .returning(Job.id)
             ).first()
@@ -100,11 +97,13 @@ def _recover_expired(db: Database, settings: Settings, now: datetime, report: Sw
 
 
 def _republish(
-    db: Database, settings: Settings, publisher: Publisher, now: datetime, report: SweepReport
+    db: Database, settings: Settings, publisher: Publisher, now: datetime, report: UpkeepReport
 ):
     with db.transaction() as session:
         queued = list(
-            session.scalars(select(Job).where(Job.status == "queued").order_by(Job.created_at))
+            session.scalars(
+                select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at)
+            )
         )
     for job in queued:
         if job.published_at is not None:

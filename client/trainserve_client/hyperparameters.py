@@ -1,0 +1,1 @@
+../../service/ml/hyperparameters.py

@@ -1,0 +1,149 @@
+"""Request bodies: which media types an endpoint reads, how each is read, and the
+OpenAPI ``requestBody`` that says so, from one declaration (``Blueprint.body``).
+
+- ``application/json``: parsed, then loaded by the endpoint's schema (or its own loader);
+  malformed JSON is a 400 that says where it breaks;
+- ``text/csv``: the view gets the body as a binary stream, read as the view consumes it
+  (never read whole here; the upload limit applies as it is read);
+- ``multipart/form-data``: the view gets the file part as a binary stream, its file name
+  and the other fields; a form may also be turned into the JSON body's fields and
+  loaded by the same schema.
+
+Any other Content-Type is a 415 naming the accepted ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from flask import request
+from marshmallow import Schema
+
+from service.errors import UnsupportedMediaType
+from service.usecases.errors import InvalidRequest
+
+JSON = "application/json"
+CSV = "text/csv"
+MULTIPART = "multipart/form-data"
+
+
+@dataclass
+class Body:
+    """The request body as a view receives it.
+
+    ``data``: a JSON body loaded by the schema (or a form turned into its fields);
+    ``stream``: a CSV body, or a form's file part, as a binary stream read on demand;
+    ``filename`` and ``form``: a form's file name and other fields.
+    """
+
+    media_type: str
+    data: Any = None
+    filename: str | None = None
+    form: Mapping[str, str] = field(default_factory=dict)
+    _file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def stream(self) -> IO[bytes]:
+        """The CSV body or the form's file, as a readable binary stream. A CSV body's
+        stream is opened on first use, so a view may first raise its size limit
+        (``request.max_content_length``)."""
+        return self._file if self._file is not None else request.stream
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """What an endpoint reads (see ``Blueprint.body``)."""
+
+    schema: type[Schema] | Schema
+    csv: bool = False
+    multipart: bool = False
+    form: Callable[[Body], dict] | None = None
+    load_json: Callable[[bytes], Any] | None = None
+    untyped_json: bool = False
+    description: str = ""
+
+    def media_types(self) -> tuple[str, ...]:
+        return (JSON,) + ((CSV,) if self.csv else ()) + ((MULTIPART,) if self.multipart else ())
+
+    def read(self) -> Body:
+        """The current request's body; 415, or 400 naming the field, when it cannot be."""
+        kind = media_type(*self.media_types(), untyped_json=self.untyped_json)
+        if kind == JSON:
+            raw = request.get_data(cache=True)
+            if self.load_json is not None:
+                return Body(JSON, self.load_json(raw))
+            return Body(JSON, self._schema().load(parse_json(raw)))
+        if kind == CSV:
+            return Body(CSV)
+        return self._read_form()
+
+    def _read_form(self) -> Body:
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
+        body = Body(MULTIPART, filename=upload.filename, form=request.form, _file=upload.stream)
+        if self.form is not None:
+            body.data = self._schema().load(self.form(body))
+        return body
+
+    def _schema(self) -> Schema:
+        return self.schema() if isinstance(self.schema, type) else self.schema
+
+    def doc(self) -> dict:
+        """The OpenAPI ``requestBody`` of what :meth:`read` reads."""
+        content: dict[str, Any] = {JSON: {"schema": self.schema}}
+        if self.csv:
+            content[CSV] = {"schema": {"type": "string"}}
+        if self.multipart:
+            content[MULTIPART] = {"schema": {"type": "object"}}
+        return {"required": True, "content": content, "description": self.description}
+
+
+def media_type(*accepted: str, untyped_json: bool = False) -> str:
+    """The request's media type if it is one of ``accepted``, else a 415 naming them.
+    ``untyped_json``: a body without a Content-Type is JSON (as some clients send it)."""
+    mimetype = request.mimetype
+    if not mimetype and untyped_json:
+        return JSON
+    if mimetype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype or '(none)'!r} is not accepted here; use one of "
+            + ", ".join(accepted)
+        )
+    return mimetype
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body parsed; malformed JSON is a 400 that says where it breaks."""
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", "body") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON is nested too deeply", "body") from None
+
+
+def filename_stem(filename: str | None, default: str = "dataset") -> str:
+    """``data/iris.csv`` → ``iris``: the default name of an uploaded file's dataset or model
+    (control characters removed, at most 128 characters)."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem = "".join(c for c in stem if c.isprintable())[:128]
+    return stem or default
+
+
+def form_name(value: str | None, field: str = "name") -> str | None:
+    """A dataset name from a form or query string, checked like the JSON one."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise InvalidRequest("must be 1-255 printable characters", field)
+    return value
+
+
+def json_body() -> Any:
+    """The current request's body parsed as JSON (see :func:`parse_json`)."""
+    return parse_json(request.get_data(cache=True))
