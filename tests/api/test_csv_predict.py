@@ -140,11 +140,11 @@ def late(row: int, cell: bytes) -> bytes:
         (b"x1,x1\n1,2\n", "file", "more than once"),
         (b"", "file", "empty"),
         (b"x1,x2\n", "file", "no data rows"),
-        (b"x1,x2\n\xff\xfe,1\n", "file", "not UTF-8"),
+        (b"x1,x2\n\xff\xfe,1\n", "x1", "line 2, column 1"),
         (late(450, b"tall,1,red,true\n"), "records[449].x1", "row 450 has 'tall'"),
         (late(451, b"1,1,red,maybe\n"), "records[450].flag", "true or false"),
         (late(452, b"1,1,red,true,9\n"), "file", "line 453"),
-        (late(453, b"1,1,r\xe9d,true\n"), "file", "not UTF-8"),
+        (late(453, b"1,1,r\xe9d,true\n"), "colour", "not UTF-8"),
         (late(454, b"1,1," + b"r" * 20_000 + b",true\n"), "colour", "row 454"),
     ],
     ids=[
