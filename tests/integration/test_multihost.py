@@ -61,6 +61,9 @@ class Cluster:
             "TRAINSERVE_AUTH": "required",
             "TRAINSERVE_LEASE_SECONDS": str(LEASE_S),
             "TRAINSERVE_REPUBLISH_AFTER_SECONDS": "2",
+            # A worker cut between two statements of a transaction frees its job's row
+            # within this (the default 60 s would outlast the waits below).
+            "TRAINSERVE_DB_IDLE_TRANSACTION_SECONDS": "5",
             "TRAINSERVE_TORCH_THREADS": "1",
         }
 
