@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# KServe's client lives in a virtualenv of its own (constraints-kserve.txt says why).
+KSERVE_STAMP := $(VENV)/kserve/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 KUBECTL ?= /usr/bin/kubectl
@@ -14,7 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(KSERVE_STAMP): constraints-kserve.txt $(STAMP)
+	test -x $(VENV)/kserve/bin/python || $(PYTHON) -m venv $(VENV)/kserve
+	$(VENV)/kserve/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-kserve.txt kserve
+	touch $(KSERVE_STAMP)
+
+install: $(STAMP) $(KSERVE_STAMP)
 
 ## Debian's headless Chromium, which the dashboard's browser test drives. Installed with
 ## apt-get when missing and we are root; otherwise a clear error (the test never skips).

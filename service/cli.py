@@ -63,16 +63,17 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=8,
-        help="threads per worker process: requests (event streams included) served at "
-        "once by each (default 8; gthread workers only)",
+        help="threads per worker process for long requests (event streams, uploads and "
+        "other bodies over 1 MiB), served beside the predictions (default 8)",
     )
     api.add_argument(
         "--worker-class",
-        choices=("gthread", "sync"),
-        default="gthread",
-        help="gthread (default): threads, so event streams do not hold whole processes; "
-        "sync: one request per process, the lowest predict tail latency, for a deployment "
-        "that serves predictions and no event streams (bench/README.md)",
+        choices=("hybrid", "sync"),
+        default="hybrid",
+        help="hybrid (default): each process serves requests one at a time in its main "
+        "thread, as sync workers do, and long requests in --threads threads beside them; "
+        "sync: gunicorn's sync worker, where a stream or upload holds a whole process "
+        "(docs/architecture.md)",
     )
     api.set_defaults(run=cmd_api)
 
@@ -131,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--tenant", required=True, help="the tenant the key acts as")
     create.add_argument("--name", default=None, help="a label to recognise the key by")
+    create.add_argument(
+        "--scope",
+        action="append",
+        default=None,
+        metavar="SCOPES",
+        help="what the key may do: predict (predict, OIP, reading models), read, train "
+        "(datasets, jobs, sweeps), admin (deletes, aliases); comma-separated or repeated "
+        "(default: all four; give an application only what it needs, docs/security.md)",
+    )
     _home_option(create)
     create.set_defaults(run=cmd_keys_create)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or prefix")
@@ -213,11 +223,15 @@ def _keys_database():
 
 
 def cmd_keys_create(args) -> int:
-    from service.usecases.keys import create_key
+    from service.usecases.keys import create_key, parse_scopes
 
     _use_home(args)
-    key, plain = create_key(_keys_database(), args.tenant, args.name)
-    print(f"created API key {key.id} ({key.prefix}...) for tenant {key.tenant!r}")
+    scopes = parse_scopes(",".join(args.scope)) if args.scope else None
+    key, plain = create_key(_keys_database(), args.tenant, args.name, scopes)
+    print(
+        f"created API key {key.id} ({key.prefix}...) for tenant {key.tenant!r} "
+        f"with scopes {key.scopes.replace(' ', ',')}"
+    )
     print("store it now: it is shown only once")
     print(plain)
     return 0
@@ -238,7 +252,9 @@ def cmd_keys_list(args) -> int:
     _use_home(args)
     for key in list_keys(_keys_database()):
         state = "revoked" if key.revoked_at else "active"
-        print(f"{key.id}  {key.prefix}...  {key.tenant}  {state}  {key.name or ''}".rstrip())
+        scopes = key.scopes.replace(" ", ",")
+        line = f"{key.id}  {key.prefix}...  {key.tenant}  {scopes}  {state}  {key.name or ''}"
+        print(line.rstrip())
     return 0
 
 
@@ -250,6 +266,9 @@ def _refuse_open_access(settings: Settings, host: str) -> None:
             f"trainserve: refusing to listen on {host} with authentication off; set "
             f"{PREFIX}AUTH=required (and create keys with `trainserve keys create`)"
         )
+
+
+WORKER_CLASSES = {"hybrid": "service.server.HybridWorker", "sync": "sync"}
 
 
 def cmd_api(args) -> int:
@@ -265,11 +284,10 @@ def cmd_api(args) -> int:
             # No --preload: each worker builds its own app (torch and connections after fork).
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", workers)
-            # Threads, so a long-lived /events stream holds one thread, not a whole
-            # process; streams close after TRAINSERVE_EVENT_STREAM_SECONDS.
-            self.cfg.set("worker_class", args.worker_class)
-            if args.worker_class == "gthread":
-                self.cfg.set("threads", args.threads)
+            # Requests one at a time in each process's main thread; event streams and
+            # uploads in threads beside them (service/server.py).
+            self.cfg.set("worker_class", WORKER_CLASSES[args.worker_class])
+            self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
@@ -283,8 +301,6 @@ def cmd_api(args) -> int:
             from service.app import create_app
 
             app = create_app(settings)
-            if args.worker_class == "gthread":
-                app.wsgi_app = _OneRequestAtATime(app.wsgi_app)
             # Everything imported so far (torch, pandas, SQLAlchemy...) lives as long as
             # the process: keep it out of the collector's full passes, which otherwise
             # stall a request now and then for hundreds of ms (bench/README.md).
@@ -298,43 +314,19 @@ def cmd_api(args) -> int:
         args.port,
         workers,
         args.worker_class,
-        f" of {args.threads} threads" if args.worker_class == "gthread" else "",
+        f" ({args.threads} threads each for long requests)"
+        if args.worker_class == "hybrid"
+        else "",
     )
+    master = os.getpid()
     try:
         _Gunicorn().run()
     finally:
-        if not settings.prometheus_dir:
-            shutil.rmtree(samples, ignore_errors=True)  # the temporary one
+        # A worker that exits unwinds through here too (it is a fork of this frame):
+        # only the master removes the temporary samples directory the workers share.
+        if not settings.prometheus_dir and os.getpid() == master:
+            shutil.rmtree(samples, ignore_errors=True)
     return 0
-
-
-class _OneRequestAtATime:
-    """Under gthread workers, one request runs at a time per process, but event streams,
-    which mostly sleep between database polls, run beside them. CPU-bound requests in
-    threads of one process only contend for the GIL: this keeps a predict's latency as
-    under sync workers while streams still hold a thread, not a process
-    (bench/README.md)."""
-
-    def __init__(self, wsgi):
-        self.wsgi = wsgi
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "").endswith("/events") or _is_upload(environ):
-            return self.wsgi(environ, start_response)
-        with self.lock:
-            return self.wsgi(environ, start_response)
-
-
-def _is_upload(environ) -> bool:
-    """A table upload: it mostly waits for its body or runs in pyarrow's C++ code, and may
-    last minutes, so it takes its own thread instead of a turn (one upload holds one
-    thread, not the process)."""
-    return (
-        environ.get("REQUEST_METHOD") == "POST"
-        and environ.get("PATH_INFO") in ("/v1/datasets", "/v1/jobs")
-        and not environ.get("CONTENT_TYPE", "").startswith("application/json")
-    )
 
 
 def _api_post_fork(_server, _worker) -> None:

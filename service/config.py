@@ -96,6 +96,10 @@ class Settings:
     # How long a worker keeps retrying database writes through an outage before it
     # gives up on the attempt (the lease then lapses and the job is requeued).
     db_retry_seconds: float = 60.0
+    # PostgreSQL ends a worker's transaction left idle this long, freeing its row locks:
+    # a worker cut off mid-transaction must not hold its job's row until TCP gives up
+    # (hours), which would stall the upkeep requeue of that job (0: off).
+    db_idle_transaction_seconds: float = 60.0
     # Torch threads per training process (0: cores / worker concurrency).
     torch_threads: int = 0
     # A worker's pool process whose peak resident size passed this is replaced after its job.

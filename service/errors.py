@@ -22,6 +22,7 @@ from service.ml.errors import DataError, MissingDependency
 from service.usecases.errors import (
     Conflict,
     CorruptModel,
+    Forbidden,
     InvalidFields,
     InvalidRequest,
     NotFound,
@@ -46,8 +47,9 @@ def problem(
     errors: dict[str, list[str]] | None = None,
     title: str | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
-    """Build a problem+json response."""
+    """Build a problem+json response (``extensions``: RFC 9457 extension members)."""
     phrase = HTTPStatus(status).phrase
     body: dict[str, Any] = {
         # No problem-specific documentation exists yet, so the RFC's default type applies.
@@ -58,6 +60,7 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    body.update(extensions or {})
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     response.headers.update(headers or {})
     return response
@@ -128,6 +131,10 @@ def register_error_handlers(app: Flask) -> None:
         return problem(
             401, error.message, headers={"WWW-Authenticate": 'Bearer realm="trainserve"'}
         )
+
+    @app.errorhandler(Forbidden)
+    def _forbidden(error: Forbidden):
+        return problem(403, error.message, extensions={"scope": error.scope})
 
     @app.errorhandler(TooManyJobs)
     def _too_many(error: TooManyJobs):

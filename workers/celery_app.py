@@ -83,9 +83,11 @@ def create_celery(
     )
     app.steps["worker"].add(_WatchPool)
     if database is None:
-        # A worker's transaction idle for longer than a lease is from a worker that can no
-        # longer hold its job: PostgreSQL ends it and frees the job's row (see make_engine).
-        database = Database.of(settings, idle_transaction_timeout_s=settings.lease_seconds)
+        # A worker's transaction idle this long is from a worker cut off from the
+        # database: PostgreSQL ends it and frees the job's row (see make_engine).
+        database = Database.of(
+            settings, idle_transaction_timeout_s=settings.db_idle_transaction_seconds or None
+        )
     app.trainserve = WorkerContext(
         settings, database, concurrency, device, queues or [settings.queue]
     )

@@ -128,6 +128,9 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated scopes (service.usecases.keys.SCOPES); keys made before scopes
+    # existed were given all of them by migration 0008.
+    scopes: Mapped[str] = mapped_column(String(64), default="admin predict read train")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
 
+from service.ml.csvcheck import CsvGuard
 from service.ml.errors import DataError
 from service.ml.preprocessing import label_key
 from service.ml.tabular import (
@@ -25,6 +27,7 @@ from service.ml.tabular import (
     check_header,
     decode_text,
     first_line,
+    header_names,
 )
 
 MAX_HEADER_BYTES = 1024 * 1024
@@ -53,35 +56,48 @@ def read_csv_chunks(
     The header is checked before any row is parsed; a row that cannot be parsed raises
     a :class:`DataError` when its chunk is reached.
     """
+    stream = _Checked(stream)
     head = stream.readline(MAX_HEADER_BYTES + 1)
     if len(head) > MAX_HEADER_BYTES:
         raise DataError(f"the header row is longer than {MAX_HEADER_BYTES} bytes", "file")
     header_text = decode_text(head)
-    names = next(csv.reader([header_text.rstrip("\r\n")], skipinitialspace=True))
+    names = header_names(header_text.rstrip("\r\n"))
     check_header(names, max_columns)
-    reader = pd.read_csv(
-        # The header line again, so that pandas' line numbers are the file's.
-        io.BufferedReader(_Replay(head, stream), 1 << 16),
-        header=0,
-        names=names,
-        index_col=False,
-        dtype=str,
-        keep_default_na=False,
-        na_values=list(MISSING_MARKERS),
-        skipinitialspace=True,
-        encoding="utf-8",
-        chunksize=chunk_rows,
-    )
+    try:
+        reader = pd.read_csv(
+            # The header line again, so that pandas' line numbers are the file's.
+            io.BufferedReader(_Replay(head, stream), 1 << 16),
+            header=0,
+            names=names,
+            index_col=False,
+            dtype=str,
+            keep_default_na=False,
+            na_values=list(MISSING_MARKERS),
+            skipinitialspace=True,
+            encoding="utf-8",
+            chunksize=chunk_rows,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"the CSV cannot be parsed: {first_line(exc)}", "file") from None
     rows = 0
     with reader:
         while True:
             try:
-                chunk = next(reader)
+                with warnings.catch_warnings():
+                    # A first row longer than the header: pandas warns and drops fields.
+                    warnings.simplefilter("error", pd.errors.ParserWarning)
+                    chunk = next(reader)
             except StopIteration:
                 break
             except UnicodeDecodeError:
                 raise DataError(
                     f"the file is not UTF-8 text (past data row {rows})", "file"
+                ) from None
+            except pd.errors.ParserWarning:
+                raise DataError(
+                    f"a row after data row {rows} has more fields than the header's "
+                    f"{len(names)}",
+                    "file",
                 ) from None
             except (pd.errors.ParserError, ValueError) as exc:
                 raise DataError(f"the CSV cannot be parsed: {first_line(exc)}", "file") from None
@@ -119,6 +135,29 @@ def predictions_csv(classes: Sequence[Any], probabilities: np.ndarray) -> str:
     write_header(out, classes)
     write_predictions(out, classes, probabilities)
     return out.getvalue()
+
+
+class _Checked:
+    """A body whose bytes pass through a :class:`CsvGuard` as they are read."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._guard = CsvGuard()
+        self._done = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._seen(self._stream.readline(limit))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._seen(self._stream.read(size))
+
+    def _seen(self, data: bytes) -> bytes:
+        if data:
+            self._guard.feed(data)
+        elif not self._done:
+            self._done = True
+            self._guard.close()
+        return data
 
 
 class _Replay(io.RawIOBase):

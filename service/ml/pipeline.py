@@ -14,11 +14,22 @@ import torch
 
 from service.ml.errors import DataError
 from service.ml.ingest import batch_frame
-from service.ml.network import Architecture
-from service.ml.preprocessing import FeatureEncoder, LabelEncoder, label_key, stratified_split
+from service.ml.preprocessing import (
+    FeatureEncoder,
+    LabelEncoder,
+    label_key,
+    stratified_folds,
+    stratified_split,
+)
 from service.ml.stats import TableAccumulator
 from service.ml.tabular import convert_column
-from service.ml.training import Trainer, TrainingConfig, to_tensors
+from service.ml.training import (
+    Trainer,
+    TrainingConfig,
+    architecture_for,
+    folds_for,
+    to_tensors,
+)
 
 
 @dataclass
@@ -32,17 +43,23 @@ class PreparedData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     dropped_rows: int
+    # k-fold bagging: each row's fold (then the validation rows are the training rows)
+    folds: torch.Tensor | None = None
+
+    @property
+    def n_folds(self) -> int:
+        """Bagging folds, 0 with a separate validation split."""
+        return 0 if self.folds is None else int(self.folds.max()) + 1
 
     def trainer(self, config: TrainingConfig, device: torch.device | None = None) -> Trainer:
         """A trainer for these splits with the network ``config`` describes, on ``device``
         (default the CPU)."""
-        arch = Architecture(
-            n_inputs=self.encoder.n_inputs,
-            n_classes=len(self.labels.classes),
-            hidden_layers=config.hidden_layers,
-            activation=config.activation,
-            dropout=config.dropout,
-            batch_norm=config.batch_norm,
+        arch = architecture_for(
+            config,
+            self.encoder.n_inputs,
+            len(self.labels.classes),
+            self.encoder.numeric_inputs,
+            folds=self.n_folds,
         )
         return Trainer(
             arch,
@@ -52,6 +69,7 @@ class PreparedData:
             self.x_val,
             self.y_val,
             class_weights=self.class_weights(config.class_weight),
+            folds=self.folds,
             device=device or torch.device("cpu"),
         )
 
@@ -93,6 +111,8 @@ def prepare(
     *,
     validation_fraction: float,
     seed: int,
+    scaling: str = "standard",
+    folds: int | str = 0,
 ) -> PreparedData:
     """Drop rows without a target, split stratified, fit the encoder on the training part.
 
@@ -106,6 +126,11 @@ def prepare(
         Feature column → type, in input order.
     validation_fraction, seed:
         The share of each class held out, and the seed of the split.
+    scaling:
+        How numeric columns are scaled (``FeatureEncoder.fit``): the config's ``scaling``.
+    folds:
+        k-fold bagging (see ``folds_for``): with k >= 2 folds the encoder is fitted on
+        every labelled row, which is both training and (out of fold) validation data.
     """
     labelled = frame[frame[target].notna()].reset_index(drop=True)
     for name, kind in feature_types.items():
@@ -114,9 +139,16 @@ def prepare(
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")
     codes = labels.encode(labelled[target])
-    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
     features = labelled[list(feature_types)]
-    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types)
+    dropped = len(frame) - len(labelled)
+    k = folds_for(folds, len(labelled))
+    if k >= 2:
+        encoder = FeatureEncoder.fit(features, feature_types, scaling)
+        x, y = to_tensors(encoder.transform(features), codes)
+        fold = torch.from_numpy(stratified_folds(codes, k, seed))
+        return PreparedData(encoder, labels, x, y, x, y, dropped_rows=dropped, folds=fold)
+    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types, scaling)
     x_train, y_train = to_tensors(encoder.transform(features.iloc[train_rows]), codes[train_rows])
     x_val, y_val = to_tensors(encoder.transform(features.iloc[val_rows]), codes[val_rows])
     return PreparedData(
@@ -137,6 +169,8 @@ def encode_file(
     *,
     validation_fraction: float,
     seed: int,
+    scaling: str = "standard",
+    folds: int | str = 0,
 ) -> None:
     """:func:`prepare`, a row group at a time: the encoded splits go to files in ``out``.
 
@@ -165,10 +199,14 @@ def encode_file(
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")
     codes = np.concatenate([labels.encode(frame[target].dropna()) for frame in batches([target])])
-    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+    k = folds_for(folds, len(codes))
     is_val = np.zeros(len(codes), dtype=bool)
-    is_val[val_rows] = True
-    del train_rows, val_rows
+    if k >= 2:  # k-fold bagging: every row trains (and validates out of its fold)
+        stratified_folds(codes, k, seed).astype(np.int64).tofile(out / "folds.i64")
+    else:
+        train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+        is_val[val_rows] = True
+        del train_rows, val_rows
 
     def labelled_batches() -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
         """Feature chunks of labelled rows (types converted) with their is-validation mask."""
@@ -190,7 +228,7 @@ def encode_file(
     accumulator = TableAccumulator(feature_types, seed=seed)
     for features, validation in labelled_batches():
         accumulator.update(features[~validation])
-    encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types)
+    encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types, scaling=scaling)
 
     # Pass 3: encode into the files.
     n_val = int(is_val.sum())
@@ -242,6 +280,18 @@ def load_encoded(directory: str | Path) -> PreparedData:
     def codes(name: str) -> torch.Tensor:
         return torch.from_numpy(np.fromfile(directory / name, dtype=np.int64))
 
+    if (directory / "folds.i64").exists():  # k-fold bagging: validation rows = training rows
+        x, y = features("x_train.f32", meta["n_train"]), codes("y_train.i64")
+        return PreparedData(
+            FeatureEncoder.from_json(meta["encoder"]),
+            LabelEncoder(tuple(meta["classes"])),
+            x,
+            y,
+            x,
+            y,
+            dropped_rows=meta["dropped_rows"],
+            folds=codes("folds.i64"),
+        )
     return PreparedData(
         FeatureEncoder.from_json(meta["encoder"]),
         LabelEncoder(tuple(meta["classes"])),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.ml.csvcheck import check_csv_bytes
 from service.ml.errors import DataError
 from service.ml.preprocessing import category_text
 
@@ -52,12 +53,15 @@ def read_csv(
     -------
     A frame of pandas strings, one column per header name.
     """
+    check_csv_bytes(content)
     text = decode_text(content)
-    header = next(csv.reader(io.StringIO(text)), [])
+    header = header_names(text)
     check_header(header, max_columns)
+    check_first_row(text, len(header))
     try:
         frame = pd.read_csv(
             io.StringIO(text),
+            index_col=False,  # never take extra leading fields for an index
             dtype=str,
             keep_default_na=False,
             na_values=list(MISSING_MARKERS),
@@ -68,6 +72,30 @@ def read_csv(
         raise DataError(f"the CSV cannot be parsed: {first_line(exc)}", "file") from None
     check_cells(frame, max_cell_chars, "file")
     return _check_rows(frame, max_rows)
+
+
+def header_names(line: str) -> list[str]:
+    """The names in a CSV header line (or text that starts with one)."""
+    try:
+        return next(csv.reader(io.StringIO(line), skipinitialspace=True), [])
+    except csv.Error as exc:  # a field over csv's limit of 128 KiB, say
+        raise DataError(f"the header row cannot be read: {exc}", "file") from None
+
+
+def check_first_row(text: str, width: int) -> None:
+    """Refuse a first data row with more fields than the header: pandas would otherwise
+    quietly take the extra leading fields for an index (later rows are checked by the
+    parser itself; a row with fewer fields has its last cells missing)."""
+    rows = csv.reader(io.StringIO(text), skipinitialspace=True)
+    try:
+        next(rows, None)
+        first = next(rows, None)
+    except csv.Error as exc:
+        raise DataError(f"the first data row cannot be read: {exc}", "file") from None
+    if first is not None and len(first) > width:
+        raise DataError(
+            f"line 2 has {len(first)} fields, more than the header's {width}", "file"
+        )
 
 
 def decode_text(content: bytes) -> str:
@@ -245,6 +273,13 @@ def _cell_text(value: Any, field: str) -> str | None:
             raise DataError("must be a finite number", field)
         return repr(value)
     if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" is valid JSON, but no character
+                raise DataError(
+                    "must be valid Unicode text (it has a lone surrogate)", field
+                ) from None
         return value
     raise DataError("must be a string, number, boolean or null", field)
 

@@ -45,6 +45,7 @@ class CsvPrediction:
     rows: int
     size: int
     body: BinaryIO
+    ignored: tuple[str, ...] = ()  # columns read and not used (the model's target)
 
 
 def predict_csv(
@@ -68,6 +69,7 @@ def predict_csv(
         text = io.TextIOWrapper(body, encoding="utf-8", newline="")
         write_header(text, bundle.classes)
         rows = 0
+        ignored: tuple[str, ...] = ()
         for chunk in read_csv_chunks(
             stream,
             chunk_rows=CHUNK_ROWS,
@@ -75,6 +77,7 @@ def predict_csv(
             max_columns=limits.max_columns,
             max_cell_chars=limits.max_cell_chars,
         ):
+            chunk, ignored = models.without_target(chunk, found.target)
             write_predictions(text, bundle.classes, bundle.predict_proba(chunk))
             rows += len(chunk)
         text.flush()
@@ -84,4 +87,4 @@ def predict_csv(
     except BaseException:
         body.close()
         raise
-    return CsvPrediction(found.name, found.version, rows, size, body)
+    return CsvPrediction(found.name, found.version, rows, size, body, ignored)

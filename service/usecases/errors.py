@@ -43,5 +43,13 @@ class Unauthenticated(UseCaseError):
     """No API key, or one that is unknown or revoked."""
 
 
+class Forbidden(UseCaseError):
+    """The API key is valid but lacks the scope the request needs; ``scope`` names it."""
+
+    def __init__(self, message: str, scope: str):
+        super().__init__(message)
+        self.scope = scope
+
+
 class CorruptModel(UseCaseError):
     """A stored model fails its integrity check and is refused, never loaded."""

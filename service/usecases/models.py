@@ -44,6 +44,7 @@ class Prediction:
     classes: list[Any]
     labels: list[Any]
     probabilities: Any  # ndarray (rows, classes)
+    ignored: tuple[str, ...] = ()  # columns read and not used (the model's target)
 
 
 class ModelCache:
@@ -167,6 +168,7 @@ def predict(
     """Class probabilities for each row: a frame of cells as text, or JSON records."""
     found = resolve_version(db, cache, tenant, name, version)
     bundle = loaded(db, cache, found)
+    rows, ignored = without_target(rows, found.target)
     if isinstance(rows, pd.DataFrame):
         probabilities = bundle.predict_proba(rows)
     else:
@@ -179,7 +181,26 @@ def predict(
         classes=list(bundle.classes),
         labels=bundle.labels(probabilities),
         probabilities=probabilities,
+        ignored=ignored,
     )
+
+
+def without_target(rows: pd.DataFrame | list, target: str) -> tuple[Any, tuple[str, ...]]:
+    """Rows without the model's target column, and ``(target,)`` if it was there.
+
+    A labelled file (the table the model was trained on, or a test split of it) can be
+    scored as it is: the labels are not features, so they are set aside, never refused.
+    """
+    if isinstance(rows, pd.DataFrame):
+        if target in rows.columns:
+            return rows.drop(columns=[target]), (target,)
+        return rows, ()
+    if type(rows) is list and any(type(r) is dict and target in r for r in rows):
+        stripped = [
+            {k: v for k, v in r.items() if k != target} if type(r) is dict else r for r in rows
+        ]
+        return stripped, (target,)
+    return rows, ()
 
 
 def stored_weights(db: Database, found: ModelVersion) -> bytes:

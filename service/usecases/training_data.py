@@ -7,9 +7,9 @@ Both steps are entries of the worker's :class:`~service.ml.cache.FileCache`
 - ``table-<dataset id>``: the dataset's Parquet file, streamed from storage part by
   part (each part's SHA-256 checked);
 - ``encoded-<hash>``: the encoded training and validation splits, keyed by everything
-  they are made from (dataset, target, feature types, validation fraction, seed, the
-  encoder's format), so the next job on the same data with the same preprocessing
-  (a retried attempt, a sweep's trials sharing a seed) reuses them.
+  they are made from (dataset, target, feature types, validation fraction, seed,
+  scaling, folds, the encoder's format), so the next job on the same data with the same
+  preprocessing (a retried attempt, a sweep's trials sharing a seed) reuses them.
 
 A worker's own memory holds the labels and the split (17 bytes a row) and one row group
 at a time, never the table or the matrix.
@@ -44,6 +44,8 @@ def prepared_data(
     feature_types: dict[str, str],
     validation_fraction: float,
     seed: int,
+    scaling: str = "standard",
+    folds: int | str = 0,
 ) -> PreparedData:
     """The job's encoded splits, from the cache or built into it."""
     cache = FileCache(cache_root(settings), settings.cache_bytes)
@@ -62,6 +64,8 @@ def prepared_data(
                 directory,
                 validation_fraction=validation_fraction,
                 seed=seed,
+                scaling=scaling,
+                folds=folds,
             )
 
     recipe = [
@@ -70,6 +74,8 @@ def prepared_data(
         list(feature_types.items()),
         validation_fraction,
         seed,
+        scaling,
+        folds,
         ENCODED_FORMAT,
         ENCODER_FORMAT,
     ]

@@ -189,3 +189,148 @@ def test_idempotency_keys_are_per_tenant(secured, tenants):
         ).get_json()
         ids.append(job["id"])
     assert ids[0] != ids[1]
+
+
+# --- scopes -------------------------------------------------------------------------------
+
+def test_every_endpoint_is_public_or_needs_a_named_scope(secured):
+    from service.auth import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS, SCOPE_OF
+
+    for rule in secured.url_map.iter_rules():
+        blueprint = rule.endpoint.rpartition(".")[0]
+        if rule.endpoint in PUBLIC_ENDPOINTS or blueprint in PUBLIC_BLUEPRINTS:
+            continue
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (rule.endpoint, method) in SCOPE_OF, (rule.rule, method)
+
+
+@pytest.fixture
+def scoped(secured):
+    """Tenant acme's model, dataset and queued job; one key per scope, and one of globex."""
+    db = secured.extensions["trainserve"].database
+    everything = {"Authorization": f"Bearer {keys.create_key(db, 'acme')[1]}"}
+    dataset, job, queued = setup_tenant(secured, everything)
+    made = {
+        scope: {"Authorization": f"Bearer {keys.create_key(db, 'acme', None, {scope})[1]}"}
+        for scope in keys.SCOPES
+    }
+    made["globex admin"] = {
+        "Authorization": f"Bearer {keys.create_key(db, 'globex', None, set(keys.SCOPES))[1]}"
+    }
+    made["globex predict"] = {
+        "Authorization": f"Bearer {keys.create_key(db, 'globex', None, {'predict'})[1]}"
+    }
+    return {"keys": made, "dataset": dataset["id"], "job": job["id"], "queued": queued["id"]}
+
+
+PREDICT_BODY = {"json": {"records": [{"x1": 1.0, "x2": 0.5, "colour": "red", "flag": True}]}}
+INFER_BODY = {
+    "json": {"inputs": [{"name": "x1", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+}
+
+# (method, path, body) → the scope it needs. ``read`` also reads what ``predict`` reads.
+SCOPE_ROWS = [
+    ("post", "/v1/models/iris/predict", PREDICT_BODY, "predict"),
+    ("post", "/v1/models/iris/versions/1/predict", PREDICT_BODY, "predict"),
+    ("post", "/v2/models/iris/infer", INFER_BODY, "predict"),
+    ("get", "/v2/models/iris", {}, "predict"),
+    ("get", "/v2/models/iris/ready", {}, "predict"),
+    ("get", "/v1/models", {}, "predict"),
+    ("get", "/v1/models/iris/versions/1", {}, "predict"),
+    ("get", "/v1/datasets", {}, "read"),
+    ("get", "/v1/datasets/{dataset}", {}, "read"),
+    ("get", "/v1/jobs/{job}", {}, "read"),
+    ("get", "/v1/jobs/{job}/metrics", {}, "read"),
+    ("get", "/v1/sweeps", {}, "read"),
+    ("get", "/v1/models/iris/versions/1/export?format=safetensors", {}, "read"),
+    ("post", "/v1/datasets?name=d", {"data": b"a,y\n1,p\n", "content_type": "text/csv"}, "train"),
+    ("post", "/v1/jobs/{queued}/cancel", {}, "train"),
+    ("put", "/v1/models/iris/aliases/prod", {"json": {"version": 1}}, "admin"),
+    ("delete", "/v1/models/iris/aliases/prod", {}, "admin"),
+    ("delete", "/v1/datasets/{dataset}", {}, "admin"),
+]
+
+
+def _allowed(key_scope: str, needed: str, method: str) -> bool:
+    return key_scope == needed or (needed == "predict" and method == "get" and key_scope == "read")
+
+
+@pytest.mark.parametrize("key_scope", ["predict", "read", "train", "admin"])
+def test_a_key_does_only_what_its_scopes_allow(secured, scoped, key_scope):
+    """Each row with each single-scope key: allowed → answered (2xx, or 409 for the delete
+    of a dataset whose job is queued); refused → 403 problem+json naming the scope needed.
+    Rows run in order, so the admin deletes come last."""
+    client = secured.test_client()
+    headers = scoped["keys"][key_scope]
+    for method, path, kwargs, needed in SCOPE_ROWS:
+        path = path.format(**scoped)
+        response = getattr(client, method)(path, headers=headers, **kwargs)
+        if _allowed(key_scope, needed, method):
+            answered = response.status_code < 400 or response.status_code == 409
+            assert answered, (key_scope, method, path, response.get_json())
+        else:
+            body = response.get_json()
+            assert response.status_code == 403, (key_scope, method, path, body)
+            assert response.content_type == "application/problem+json"
+            assert body["scope"] == needed and f"'{needed}' scope" in body["detail"]
+
+
+def test_scopes_do_not_cross_tenants(secured, scoped):
+    """Another tenant's key, whatever its scopes, still sees acme's things as absent (404);
+    a key without the scope is refused before anything is looked up (403)."""
+    client = secured.test_client()
+    admin, predict = scoped["keys"]["globex admin"], scoped["keys"]["globex predict"]
+    dataset = scoped["dataset"]
+    assert client.get("/v1/models/iris", headers=predict).status_code == 404
+    predicted = client.post("/v1/models/iris/predict", headers=predict, **PREDICT_BODY)
+    assert predicted.status_code == 404
+    assert client.post("/v2/models/iris/infer", headers=predict, **INFER_BODY).status_code == 404
+    assert client.delete(f"/v1/datasets/{dataset}", headers=admin).status_code == 404
+    assert client.delete(f"/v1/datasets/{dataset}", headers=predict).status_code == 403
+    assert client.get(f"/v1/datasets/{dataset}", headers=predict).status_code == 403
+
+
+def test_keys_made_before_scopes_keep_full_rights(tmp_path):
+    """Migration 0008 gives every existing key all four scopes."""
+    from sqlalchemy import text
+
+    from service.db.migrate import upgrade
+    from service.db.session import Database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0007")
+    db = Database(url)
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant, name, prefix, key_hash, created_at) "
+                "VALUES ('k1', 'acme', NULL, 'ts_old', :digest, CURRENT_TIMESTAMP)"
+            ),
+            {"digest": keys.hash_key("ts_old-key")},
+        )
+    db.close()
+    upgrade(url)
+    db = Database(url)
+    principal = keys.KeyCache(0).authenticate(db, "ts_old-key")
+    db.close()
+    assert principal.tenant == "acme" and principal.scopes == set(keys.SCOPES)
+
+
+def test_keys_create_with_scopes_on_the_command_line(tmp_path, capsys, monkeypatch):
+    from service import cli
+    from service.cli import main
+
+    # The command configures the root logger; here it must not keep pytest's stream.
+    monkeypatch.setattr(cli, "_configure_logging", lambda *args: None)
+
+    home = tmp_path / "home"
+    create = ["keys", "create", "--tenant", "acme", "--home", str(home), "--scope"]
+    assert main([*create, "predict,read"]) == 0
+    out = capsys.readouterr().out
+    assert "with scopes predict,read" in out
+    assert main(["keys", "list", "--home", str(home)]) == 0
+    assert "predict,read" in capsys.readouterr().out
+    assert main([*create, "root"]) == 1
+    assert "'root' is not one" in capsys.readouterr().err

@@ -84,6 +84,11 @@ def predict(body):
     return ("post", "/v1/models/iris/predict", {"json": body})
 
 
+def predict_csv(body: bytes, path: str = "/v1/models/iris/predict"):
+    """A CSV body answered in JSON (read whole, under the predict limits)."""
+    return ("post", path, {"data": body, "content_type": "text/csv"})
+
+
 def batch_predict(body: bytes):
     """A CSV body answered in CSV: batch predict, over more rows than max_predict_rows."""
     kwargs = {"data": body, "content_type": "text/csv", "headers": {"Accept": "text/csv"}}
@@ -110,7 +115,7 @@ CATALOGUE = [
     ("duplicate column names", csv_upload(b"a,a\n1,2\n"), 400, "file", "more than once"),
     ("empty column name", csv_upload(b"a,,y\n1,2,3\n"), 400, "file", "empty name"),
     ("ragged rows", csv_upload(b"a,y\n1,p\n2,q,9,9\n"), 400, "file", "Expected 2 fields"),
-    ("non-UTF-8 bytes", csv_upload(b"a,y\n\xe9t\xe9,p\n"), 400, "file", "not UTF-8"),
+    ("non-UTF-8 bytes", csv_upload(b"a,y\n\xe9t\xe9,p\n"), 400, "a", "line 2, column 1"),
     ("inf in a feature", csv_upload(b"a,y\ninf,p\n1,q\n"), 400, "a", "finite"),
     ("1e400 in a feature", csv_upload(b"a,y\n1e400,p\n1,q\n"), 400, "a", "finite"),
     (
@@ -322,7 +327,7 @@ CATALOGUE = [
     ),
     (
         "a control character in a column name",
-        csv_upload(b"a\x00b,y\n1,p\n"),
+        csv_upload(b"a\x07b,y\n1,p\n"),
         400,
         "file",
         "printable",
@@ -542,6 +547,54 @@ CATALOGUE = [
         "event id",
     ),
     ("an unknown plot format", ("get", "/v1/jobs/x/plot?format=gif", {}), 400, "format", "png"),
+    # Bytes a CSV parser misreads or chokes on (service/ml/csvcheck.py), on every CSV path:
+    # the answer names the line and the column.
+    ("bare CR inside a field", csv_upload(b"a,y\n1,p\r2,q\n"), 400, "y", "line 2, column 2"),
+    ("lines ending in a lone CR", csv_upload(b"a,y\r1,p\r2,q\r"), 400, "file", "carriage"),
+    ("a NUL byte", csv_upload(b"a,y\n1,p\n2,q\x00\n"), 400, "y", "line 3, column 2"),
+    ("a BOM inside", csv_upload(b"a,y\n1,p\n\xef\xbb\xbf2,q\n"), 400, "a", "byte-order"),
+    ("invalid UTF-8 in the header", csv_upload(b"a,\xffy\n1,p\n"), 400, "file", "line 1"),
+    ("a first row wider than the header", csv_upload(b"a,y\n1,p,3,4\n"), 400, "file", "4 fields"),
+    (
+        "a header field over csv's field limit",
+        csv_upload(b"a" * 140_000 + b",y\n1,p\n"),
+        400,
+        "file",
+        "header row cannot be read",
+    ),
+    (
+        "schemathesis: a bare CR and invalid UTF-8 as a predict CSV",
+        predict_csv(b"\r\xdb[", "/v1/models/iris/versions/1/predict"),
+        400,
+        "file",
+        "line 1",
+    ),
+    ("predict CSV: invalid UTF-8", predict_csv(b"x1,colour\n1,r\xffd\n"), 400, "colour", "line 2"),
+    ("batch predict: a NUL", batch_predict(b"x1,colour\n1,red\n2,r\x00d\n"), 400, "colour", "NUL"),
+    ("batch predict: a bare CR", batch_predict(b"x1,colour\n1,re\rd\n"), 400, "colour", "carriage"),
+    ("batch predict: open quote", batch_predict(b'x1,colour\n1,"red\n'), 400, "file", "EOF in"),
+    ("batch predict: wide row", batch_predict(b"x1,colour\n1,red,3\n"), 400, "file", "more fields"),
+    (
+        "upload and train: a byte-order mark inside",
+        upload_then_job(b"a,y\n1,p\n2,\xef\xbb\xbfq\n"),
+        400,
+        "y",
+        "byte-order",
+    ),
+    (
+        "JSON records: a lone surrogate",
+        (
+            "post",
+            "/v1/datasets",
+            {
+                "data": '{"records": [{"a": "\\ud800", "y": "p"}]}',
+                "content_type": "application/json",
+            },
+        ),
+        400,
+        "records[0].a",
+        "lone surrogate",
+    ),
 ]
 
 
@@ -579,8 +632,11 @@ def test_bad_input(limited, world, name, request_, status, field, words):
         "\ufeffa,y\n1,p\n2,q\n3,p\n4,q\n".encode(),  # UTF-8 with a byte-order mark
         b'a,y\n"two\nlines",p\n"plain",q\nx,p\ny,q\n',  # quoted field with a newline
         b"a,y\nNaN,p\n,q\nNA,p\nnull,q\n",  # missing markers are missing values
+        b"a,y\r\n1,p\r\n2,q\r\n3,p\r\n4,q\r\n",  # CR LF line ends
+        b"a,y\r\n1,p\n2,q\r\n3,p\n4,q\n",  # LF and CR LF mixed
+        b'a,y\n"x\ry",p\n"x\r\ny",q\n3,p\n4,q\n',  # CR and CR LF inside quoted fields
     ],
-    ids=["bom", "quoted-newline", "missing-markers"],
+    ids=["bom", "quoted-newline", "missing-markers", "crlf", "mixed-newlines", "quoted-cr"],
 )
 def test_valid_edge_cases_are_accepted(limited, content):
     response = limited.test_client().post("/v1/datasets", data=content, content_type="text/csv")

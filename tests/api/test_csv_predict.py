@@ -140,11 +140,11 @@ def late(row: int, cell: bytes) -> bytes:
         (b"x1,x1\n1,2\n", "file", "more than once"),
         (b"", "file", "empty"),
         (b"x1,x2\n", "file", "no data rows"),
-        (b"x1,x2\n\xff\xfe,1\n", "file", "not UTF-8"),
+        (b"x1,x2\n\xff\xfe,1\n", "x1", "line 2, column 1"),
         (late(450, b"tall,1,red,true\n"), "records[449].x1", "row 450 has 'tall'"),
         (late(451, b"1,1,red,maybe\n"), "records[450].flag", "true or false"),
         (late(452, b"1,1,red,true,9\n"), "file", "line 453"),
-        (late(453, b"1,1,r\xe9d,true\n"), "file", "not UTF-8"),
+        (late(453, b"1,1,r\xe9d,true\n"), "colour", "not UTF-8"),
         (late(454, b"1,1," + b"r" * 20_000 + b",true\n"), "colour", "row 454"),
     ],
     ids=[
@@ -243,3 +243,36 @@ def test_300_000_rows_stream_in_bounded_memory(tmp_path):
     stream, held = results["stream"]["growth_mib"], results["buffered"]["growth_mib"]
     assert stream < 96, results
     assert held > 2 * stream, results
+
+
+def labelled_csv(n: int, seed: int = 1) -> tuple[bytes, bytes]:
+    """The same rows with and without the target column (a labelled file, as trained on)."""
+    frame = mixed_table(n, seed).astype(object)
+    frame["flag"] = frame["flag"].map({True: "true", False: "false"})
+    with_target = frame.to_csv(index=False, na_rep="NA").encode()
+    return with_target, frame.drop(columns="species").to_csv(index=False, na_rep="NA").encode()
+
+
+def test_a_labelled_file_is_scored_as_it_is_and_the_target_is_ignored(client, trained):
+    """curl users batch-score the file they trained on: the target column is set aside,
+    the answer is the same as without it, and X-Ignored-Columns says so."""
+    labelled, bare = labelled_csv(30)
+    # CSV answered in CSV (batch predict, read in chunks).
+    scored, plain = post_csv(client, labelled), post_csv(client, bare)
+    assert scored.status_code == 200, scored.get_json()
+    assert scored.headers["X-Ignored-Columns"] == "species"
+    assert "X-Ignored-Columns" not in plain.headers
+    assert scored.get_data() == plain.get_data()
+    # CSV answered in JSON, and JSON records answered in JSON.
+    scored = client.post("/v1/models/iris/predict", data=labelled, content_type="text/csv")
+    plain = client.post("/v1/models/iris/predict", data=bare, content_type="text/csv")
+    assert scored.headers["X-Ignored-Columns"] == "species"
+    assert scored.get_json()["predictions"] == plain.get_json()["predictions"]
+    records = list(csv.DictReader(io.StringIO(labelled.decode())))
+    scored = client.post("/v1/models/iris/predict", json={"records": records})
+    assert scored.status_code == 200 and scored.headers["X-Ignored-Columns"] == "species"
+    assert scored.get_json()["predictions"] == plain.get_json()["predictions"]
+    # Any other unknown column is still a 400 naming it.
+    records[0]["petal"] = "1"
+    refused = client.post("/v1/models/iris/predict", json={"records": records})
+    assert refused.status_code == 400 and "records.petal" in refused.get_json()["errors"]

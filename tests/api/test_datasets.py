@@ -56,7 +56,7 @@ def test_upload_json_records(client):
         ({"data": b"", "content_type": "text/csv"}, 400, "file"),
         ({"data": b"a,b\n", "content_type": "text/csv"}, 400, "file"),
         ({"data": b"a,a\n1,2\n", "content_type": "text/csv"}, 400, "file"),
-        ({"data": b"a\n\xff\n", "content_type": "text/csv"}, 400, "file"),
+        ({"data": b"a\n\xff\n", "content_type": "text/csv"}, 400, "a"),  # line 2, column a
         ({"json": {"records": "x"}}, 400, "records"),
         ({"json": {"records": [{"a": 1}], "extra": 1}}, 400, "extra"),
         ({"data": "{nope", "content_type": "application/json"}, 400, "body"),

@@ -1,5 +1,7 @@
 """The Open Inference Protocol (KServe v2) routes, on models trained in-process."""
 
+import json
+
 import pytest
 
 from tests.data import mixed_csv
@@ -145,3 +147,74 @@ def test_absurd_shapes_are_400_not_500(client, trained):
 def test_non_json_is_415_in_the_protocols_shape(client, trained):
     response = client.post("/v2/models/iris/infer", data="x", content_type="text/plain")
     assert response.status_code == 415 and "error" in response.get_json()
+
+
+def _binary(header: dict, raw: bytes, length: int | None = None, **headers) -> dict:
+    body = json.dumps(header).encode()
+    size = len(body) if length is None else length
+    return {
+        "data": body + raw,
+        "headers": {"Inference-Header-Content-Length": str(size), **headers},
+        "content_type": "application/octet-stream",
+    }
+
+
+def _x1(size: int, datatype: str = "FP32", shape=(1,)) -> dict:
+    tensor = {"name": "x1", "shape": list(shape), "datatype": datatype}
+    return {"inputs": [{**tensor, "parameters": {"binary_data_size": size}}]}
+
+
+BYTES_COLOUR = {
+    "inputs": [
+        {"name": "colour", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}}
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (_binary(_x1(4), b"\0\0\x80?", length=10_000), "Inference-Header-Content-Length"),
+        (_binary(_x1(4), b"\0\0\x80?", length=-1), "Inference-Header-Content-Length"),
+        (_binary(_x1(8), b"\0\0\x80?"), "runs past the end"),
+        (_binary(_x1(4), b"\0\0\x80?\0"), "1 bytes after the last"),
+        (_binary(_x1(3), b"\0\0\x80"), "3 bytes for shape [1] of FP32"),
+        (_binary(_x1(1, "BOOL"), b"\x02"), "byte 0 or 1"),
+        (_binary(BYTES_COLOUR, b"\x03\0\0\0r\xffd"), "element 0 is not UTF-8"),
+        (_binary(BYTES_COLOUR, b"\x09\0\0\0red"), "claims 9 bytes"),
+        (_binary({"inputs": [{"name": "x1", "shape": [1], "datatype": "FP32"}]}, b""), "neither"),
+        (_binary({"inputs": "x"}, b"\0"), "binary data follows"),
+        (_binary(_x1(2, "BF16"), b"\0\0"), "cannot be sent as binary"),
+        (_binary(_x1(1, "FP32", (-1,)), b"\0"), "unknown (-1) dimension"),
+        ({"data": b"\x1f\x8b garbage", "headers": {"Content-Encoding": "gzip"}}, "not valid gzip"),
+        ({"data": b"\xef\xbb\xbf{}", "content_type": "application/json"}, "not valid JSON"),
+        ({"data": b'{"inputs": [\x00]}', "content_type": "application/json"}, "not valid JSON"),
+    ],
+    ids=[
+        "header-length-past-the-body",
+        "header-length-negative",
+        "binary-size-past-the-end",
+        "bytes-left-over",
+        "size-not-a-multiple",
+        "bool-byte-2",
+        "bytes-not-utf8",
+        "bytes-length-past-the-end",
+        "no-data-no-binary",
+        "binary-without-inputs",
+        "bf16",
+        "unknown-dimension",
+        "gzip-garbage",
+        "bom-json",
+        "nul-in-json",
+    ],
+)
+def test_binary_and_encoded_bodies_that_do_not_fit_are_400(client, trained, kwargs, words):
+    response = client.post("/v2/models/iris/infer", **kwargs)
+    error = response.get_json()
+    assert response.status_code == 400, error
+    assert set(error) == {"error"} and words in error["error"], error
+
+
+def test_an_unknown_content_encoding_is_415(client, trained):
+    response = client.post("/v2/models/iris/infer", data=b"{}", headers={"Content-Encoding": "br"})
+    assert response.status_code == 415 and "Content-Encoding" in response.get_json()["error"]

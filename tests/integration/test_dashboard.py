@@ -162,6 +162,21 @@ def confirm_dialog(page: Page) -> str:
     return text(page, "#confirm-dialog")
 
 
+def wait_after_action(page: Page, condition: str, timeout: float = 60):
+    """wait_for after a click that calls the API; on a timeout, what the page shows."""
+    try:
+        return page.wait_for(condition, timeout=timeout)
+    except AssertionError as exc:
+        state = page.js(
+            "JSON.stringify({dialog: document.querySelector('#confirm-dialog').open"
+            " && document.querySelector('#confirm-dialog').textContent.trim(),"
+            " notice: document.querySelector('#notice').textContent,"
+            " hash: location.hash,"
+            " view: document.querySelector('#view').textContent.slice(0, 800)})"
+        )
+        raise AssertionError(f"{exc}; the page: {state}; problems: {page.problems}") from None
+
+
 def route(page: Page) -> str:
     return page.js("location.hash")
 
@@ -534,7 +549,9 @@ def test_move_champion_from_the_version_table(live, page):
     page.click(f'tr[data-version="{other}"] [data-action=make-champion]')
     confirm_dialog(page)
     page.click("#confirm-ok")
-    page.wait_for(f"document.querySelector('tr[data-version=\"{other}\"] .alias.champion')")
+    wait_after_action(
+        page, f"!!document.querySelector('tr[data-version=\"{other}\"] .alias.champion')"
+    )
     assert live.api("GET", "/v1/models/flowers/aliases/champion").json()["version"] == other
 
 

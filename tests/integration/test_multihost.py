@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 # Long enough to be cut mid-way, short enough for the suite: exactly 60 epochs.
 SLOW_JOB = {
+    "recipe": "plain",
     "epochs": 60,
     "early_stopping_patience": None,
     "batch_size": 8,
@@ -61,6 +62,9 @@ class Cluster:
             "TRAINSERVE_AUTH": "required",
             "TRAINSERVE_LEASE_SECONDS": str(LEASE_S),
             "TRAINSERVE_REPUBLISH_AFTER_SECONDS": "2",
+            # A worker cut between two statements of a transaction frees its job's row
+            # within this (the default 60 s would outlast the waits below).
+            "TRAINSERVE_DB_IDLE_TRANSACTION_SECONDS": "5",
             "TRAINSERVE_TORCH_THREADS": "1",
         }
 
@@ -207,7 +211,8 @@ def test_workers_on_other_hosts_fail_over_and_are_fenced(cluster: Cluster):
     # trains on one worker the quick ones go to the other.
     slow = submit(c.api1, "slow", SLOW_JOB)
     wait_until(lambda: c.job(c.api1, slow)["epoch"] >= 1, 60, "the slow job to start")
-    quick = [submit(c.api2, f"quick{i}", {"epochs": 2, "seed": i}) for i in range(2)]
+    quick_job = {"recipe": "plain", "epochs": 2}
+    quick = [submit(c.api2, f"quick{i}", {**quick_job, "seed": i}) for i in range(2)]
     wait_until(lambda: c.where(quick[0])[2] != "queued", 60, "a quick job to start")
     hosts = {c.where(job_id)[0] for job_id in [slow, quick[0]]}
     assert hosts == {"w1", "w2"}, hosts

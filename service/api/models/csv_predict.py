@@ -9,6 +9,9 @@ result answered in CSV (:func:`csv_response`).
 
 from __future__ import annotations
 
+import string
+from urllib.parse import quote
+
 from flask import Response, request
 from werkzeug.wsgi import wrap_file
 
@@ -18,10 +21,20 @@ from service.ml.batch import predictions_csv
 from service.usecases import batch_predict, models
 
 CSV_MIMETYPE = "text/csv"
+IGNORED_HEADER = "X-Ignored-Columns"
+_SAFE = "".join(c for c in string.printable if c not in "%,\t\n\r\x0b\x0c")
 
 CSV_ANSWER_DOC = {
     "responses": {
         200: {
+            "headers": {
+                IGNORED_HEADER: {
+                    "description": "Columns of the body that were read and not used: the "
+                    "model's target, when a labelled file is scored as it is (names "
+                    "UTF-8 percent-encoded, comma-separated)",
+                    "schema": {"type": "string"},
+                }
+            },
             "content": {
                 CSV_MIMETYPE: {
                     "schema": {
@@ -46,7 +59,8 @@ def wants_csv() -> bool:
 def csv_response(result: models.Prediction) -> Response:
     """A prediction already made, as CSV (a JSON body, read as the JSON predict reads it)."""
     text = predictions_csv(result.classes, result.probabilities)
-    return _with_model(Response(text, mimetype=CSV_MIMETYPE), result.name, result.version)
+    response = Response(text, mimetype=CSV_MIMETYPE)
+    return with_ignored(_with_model(response, result.name, result.version), result.ignored)
 
 
 def batch_predict_response(name: str, version: int | None, body: Body) -> Response:
@@ -75,7 +89,15 @@ def batch_predict_response(name: str, version: int | None, body: Body) -> Respon
         direct_passthrough=True,
     )
     response.content_length = result.size
-    return _with_model(response, result.name, result.version)
+    return with_ignored(_with_model(response, result.name, result.version), result.ignored)
+
+
+def with_ignored(response: Response, ignored: tuple[str, ...]) -> Response:
+    """Say which columns of the body were set aside (the model's target, by name; UTF-8
+    percent-encoded, so that any column name fits in a header)."""
+    if ignored:
+        response.headers[IGNORED_HEADER] = ", ".join(quote(name, safe=_SAFE) for name in ignored)
+    return response
 
 
 def _with_model(response: Response, name: str, version: int) -> Response:

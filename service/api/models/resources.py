@@ -11,6 +11,7 @@ from service.api.models.csv_predict import (
     batch_predict_response,
     csv_response,
     wants_csv,
+    with_ignored,
 )
 from service.api.models.schemas import (
     ModelSchema,
@@ -149,4 +150,4 @@ def prediction_response(result: models.Prediction) -> Response:
             for label, row in zip(result.labels, result.probabilities.tolist(), strict=True)
         ],
     }
-    return Response(orjson.dumps(body), mimetype="application/json")
+    return with_ignored(Response(orjson.dumps(body), mimetype="application/json"), result.ignored)

@@ -1,16 +1,22 @@
 """Views of /v2: KServe's Open Inference Protocol, with its own error body ``{"error"}``."""
 
 import uuid
+from importlib import metadata
 
-from flask import jsonify
+from flask import Response, jsonify
 from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.api.blueprint import Blueprint
-from service.api.body import json_body, media_type
-from service.api.oip import schemas
-from service.api.oip.tensors import TensorError, metadata_inputs, outputs, records_from_inputs
+from service.api.oip import body, schemas
+from service.api.oip.tensors import (
+    TensorError,
+    metadata_inputs,
+    output_tensors,
+    records_from_inputs,
+    requested_outputs,
+)
 from service.api.services import services, tenant
 from service.errors import UnsupportedMediaType, flatten_messages
 from service.ml import DataError, tabular
@@ -20,6 +26,10 @@ from service.usecases.errors import CorruptModel, InvalidRequest, NotFound
 blp = Blueprint(
     "oip", __name__, url_prefix="/v2", description="Open Inference Protocol (KServe v2)"
 )
+
+PLATFORM = "trainserve-pytorch-mlp"
+SERVER_VERSION = metadata.version("trainserve")
+EXTENSIONS = ["binary_tensor_data", "classification", "parameters"]
 
 _ERROR = {"schema": schemas.ErrorSchema, "description": 'The protocol\'s error body {"error"}'}
 
@@ -106,7 +116,7 @@ def _metadata(name: str, version: str | None) -> dict:
     return {
         "name": found.name,
         "versions": versions,
-        "platform": "trainserve-pytorch-mlp",
+        "platform": PLATFORM,
         "inputs": metadata_inputs(found.input_schema),
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(found.classes)]},
@@ -115,17 +125,17 @@ def _metadata(name: str, version: str | None) -> dict:
     }
 
 
-def _infer(name: str, version: str | None) -> dict:
+def _infer(name: str, version: str | None) -> Response:
     svc = services()
-    media_type("application/json")
-    request = schemas.InferRequestSchema().load(json_body())
+    request_body = schemas.InferRequestSchema().load(body.read_request())
     found = models.resolve_version(
         svc.database, svc.models, tenant(), name, _version(name, version)
     )
     types = {c["name"]: c["type"] for c in found.input_schema}
-    records = records_from_inputs(request["inputs"], list(found.features), types)
+    records = records_from_inputs(request_body["inputs"], list(found.features), types)
     if len(records) > svc.settings.max_predict_rows:
         raise TensorError(f"at most {svc.settings.max_predict_rows} rows per request")
+    wanted = requested_outputs(request_body)
     frame = tabular.frame_from_records(
         records,
         max_rows=svc.settings.max_predict_rows,
@@ -134,21 +144,58 @@ def _infer(name: str, version: str | None) -> dict:
         field="inputs",
     )
     result = models.predict(svc.database, svc.models, tenant(), name, found.version, frame)
-    wanted = [o["name"] for o in request.get("outputs") or []] or None
-    return {
+    tensors, chunks = output_tensors(result.probabilities, result.labels, result.classes, wanted)
+    answer = {
         "model_name": result.name,
         "model_version": str(result.version),
-        "id": request.get("id") or str(uuid.uuid4()),
-        "outputs": outputs(result.probabilities, result.labels, wanted),
+        "id": request_body.get("id") or str(uuid.uuid4()),
+        "outputs": tensors,
     }
+    if request_body.get("parameters"):
+        answer["parameters"] = body.echoed_parameters(request_body["parameters"])
+    return body.response(answer, chunks)
 
 
 _INFER_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}},
-    }
+        "description": "An inference request as JSON (any or no Content-Type), or, with "
+        "the binary tensor data extension, the JSON header followed by raw tensor bytes "
+        "(Inference-Header-Content-Length: the header's length in bytes). "
+        "Content-Encoding gzip or deflate is read.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "parameters": [
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Binary tensor data extension: the length of the JSON header",
+        }
+    ],
+    "responses": {
+        200: {
+            "description": "The inference response; with binary outputs, its JSON header "
+            "followed by their bytes (Inference-Header-Content-Length in the answer)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 }
+
+
+@blp.route("")
+class ServerMetadata(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, schemas.ServerMetadataSchema)
+    def get(self):
+        """OIP server metadata: name, version and the protocol extensions supported"""
+        return {"name": "trainserve", "version": SERVER_VERSION, "extensions": EXTENSIONS}
 
 
 @blp.route("/models/<string:name>")

@@ -31,7 +31,12 @@ class TensorSchema(_Open):
     shape = fields.List(fields.Integer(validate=validate.Range(min=-1)), required=True)
     datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
     parameters = fields.Dict()
-    data = fields.Raw(required=True, metadata={"description": "Row-major values (flat or nested)"})
+    data = fields.Raw(
+        metadata={
+            "description": "Row-major values (flat or nested); absent when the tensor's "
+            "bytes follow the JSON header (parameters.binary_data_size)"
+        }
+    )
 
 
 class RequestedOutputSchema(_Open):
@@ -52,6 +57,9 @@ class OutputTensorSchema(Schema):
     name = fields.String()
     shape = fields.List(fields.Integer())
     datatype = fields.String()
+    parameters = fields.Dict(
+        metadata={"description": "binary_data_size when the data follows the JSON header"}
+    )
     data = fields.List(fields.Raw())
 
 
@@ -59,6 +67,7 @@ class InferResponseSchema(Schema):
     model_name = fields.String()
     model_version = fields.String()
     id = fields.String()
+    parameters = fields.Dict(metadata={"description": "The request's own parameters, echoed"})
     outputs = fields.List(fields.Nested(OutputTensorSchema))
 
 
@@ -87,6 +96,12 @@ class LiveSchema(Schema):
 
 class ReadySchema(Schema):
     ready = fields.Boolean()
+
+
+class ServerMetadataSchema(Schema):
+    name = fields.String()
+    version = fields.String()
+    extensions = fields.List(fields.String())
 
 
 class ErrorSchema(Schema):

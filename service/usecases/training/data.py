@@ -45,5 +45,7 @@ def load(lease: AttemptLease) -> TrainingData:
         feature_types=feature_types,
         validation_fraction=config.validation_fraction,
         seed=config.seed,
+        scaling=config.scaling,
+        folds=config.folds if config.network == "tabular" else 0,
     )
     return TrainingData(prepared, config, checkpoint)

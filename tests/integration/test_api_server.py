@@ -1,0 +1,114 @@
+"""`trainserve api` as it starts by default (service/server.py's hybrid worker): requests
+one at a time in each process's main thread, long requests (event streams, big bodies)
+in threads beside them, and gunicorn's own errors as problem+json."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+import requests
+
+from tests.integration.live_api import LiveApi, prepare, running_api
+
+PREDICT = {"records": [{"x1": 1.0, "x2": 0.5, "colour": "red", "flag": True}]}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> LiveApi:
+    home = tmp_path_factory.mktemp("api")
+    url, made = prepare(home)
+    # One process with two threads for long requests: whatever is open in the threads,
+    # the main thread must go on answering.
+    with running_api(home, url, ("--workers", "1", "--threads", "2")) as (port, log):
+        yield LiveApi(f"http://127.0.0.1:{port}", port, url, made, log)
+
+
+def _open(live: LiveApi, head: str, body: bytes = b"") -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", live.port), timeout=30)
+    conn.sendall(head.encode() + b"\r\n" + body)
+    return conn
+
+
+def _predict_ms(live: LiveApi) -> float:
+    started = time.monotonic()
+    response = requests.post(
+        f"{live.url}/v1/models/iris/predict", json=PREDICT, headers=live.headers(), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return (time.monotonic() - started) * 1000
+
+
+def test_predict_is_served_while_streams_and_an_upload_hold_threads(live):
+    auth = f"Authorization: Bearer {live.keys['all']}\r\n"
+    dataset = requests.get(f"{live.url}/v1/datasets", headers=live.headers()).json()[0]["id"]
+    job = requests.post(  # queued for good: no worker runs here, so its stream stays open
+        f"{live.url}/v1/jobs",
+        json={"dataset_id": dataset, "target": "species", "model_name": "queued"},
+        headers=live.headers(),
+    ).json()["id"]
+    stream = _open(live, f"GET /v1/jobs/{job}/events HTTP/1.1\r\nHost: x\r\n{auth}")
+    # An upload that has sent half of its 2 MiB body and pauses.
+    half = b"a,y\n" + b"1,p\n" * (1 << 18)
+    upload = _open(
+        live,
+        "POST /v1/datasets?name=slow HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {2 * len(half)}\r\n{auth}",
+        half,
+    )
+    time.sleep(0.5)
+    times = [_predict_ms(live) for _ in range(10)]
+    assert max(times) < 2000, times  # answered, not queued behind the threads
+    assert stream.recv(1 << 16).startswith(b"HTTP/1.1 200")
+    upload.sendall(half)  # the upload completes in its thread
+    upload.settimeout(60)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += upload.recv(1 << 16)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    stream.close()
+    upload.close()
+
+
+@pytest.mark.parametrize(
+    "request_line, headers, status",
+    [
+        ("GET /v1/sweeps?q=" + "a" * 9000 + " HTTP/1.1", "", 414),
+        ("GET /v1/sweeps HTTP/1.1", "X-Big: " + "a" * 9000 + "\r\n", 431),
+        ("GET /v1/sweeps HTTP/1.1", "".join(f"X-H{i}: a\r\n" for i in range(120)), 431),
+        ("GARBAGE", "", 400),
+        ("GET / HTTP/9.9", "", 400),
+        ("G\x7fT / HTTP/1.1", "", 400),
+        ("GET /healthz HTTP/1.1", "Content-Length: abc\r\n", 400),
+        ("GET /healthz HTTP/1.1", "Bad Header: x\r\n", 400),
+        ("POST /v1/datasets HTTP/1.1", "Transfer-Encoding: gzip\r\n", 400),
+    ],
+    ids=[
+        "uri-too-long",
+        "header-too-large",
+        "too-many-headers",
+        "garbage-request-line",
+        "http-9.9",
+        "control-in-method",
+        "bad-content-length",
+        "space-in-header-name",
+        "transfer-encoding-without-chunked",
+    ],
+)
+def test_the_servers_own_errors_are_problem_json(live, request_line, headers, status):
+    conn = _open(live, f"{request_line}\r\nHost: x\r\n{headers}")
+    answer = b""
+    while True:
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        answer += chunk
+    conn.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), answer[:300]
+    assert b"Content-Type: application/problem+json" in head
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert _predict_ms(live) < 5000  # the worker lives on
