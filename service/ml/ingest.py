@@ -44,6 +44,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from service.ml.csvcheck import CsvGuard
 from service.ml.errors import DataError
 from service.ml.stats import TableAccumulator
 from service.ml.tabular import (
@@ -52,6 +53,7 @@ from service.ml.tabular import (
     COLUMN_TYPES,
     MISSING_MARKERS,
     check_header,
+    header_names,
     infer_columns,
 )
 
@@ -287,14 +289,42 @@ def _read_exactly(stream, size: int) -> bytes:
 # --- CSV ----------------------------------------------------------------------------
 
 
+class _Guarded(io.RawIOBase):
+    """A CSV stream whose every block passes :class:`~service.ml.csvcheck.CsvGuard`
+    (invalid UTF-8, NUL, a stray byte-order mark or carriage return: refused with line
+    and column) before any parser sees it."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self.raw, self.guard, self.ended = raw, CsvGuard(), False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self.raw.read(size) if size >= 0 else self.raw.read())
+        if data:
+            self.guard.feed(data)
+        elif not self.ended:
+            self.ended = True
+            self.guard.close()
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def _csv_blocks(
     stream, limits: Limits, overrides: dict[str, str]
 ) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    stream = _Guarded(stream)
     head = _read_exactly(stream, INFER_BYTES)
-    text_head = _utf8(head)
+    text_head = _utf8(head, cut=len(head) == INFER_BYTES)
     if not text_head.strip():
         raise DataError("the file is empty", "file")
-    header = next(csv.reader(io.StringIO(text_head.lstrip("\ufeff"))), [])
+    header = header_names(text_head.lstrip("\ufeff").split("\n", 1)[0])
     header = [name.lstrip(" ") for name in header]
     check_header(header, limits.max_columns)
     _check_overrides(overrides, header)
@@ -464,14 +494,28 @@ def _locate(recorded: _Recorded, index: int, value: str) -> int | None:
     return None
 
 
-def _utf8(data: bytes) -> str:
+def _utf8(data: bytes, cut: bool = False) -> str:
+    """``data`` decoded; ``cut``: it is the start of a longer stream, so its last
+    character may be incomplete."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start >= len(data) - 3:  # a character cut at the end of the block
-            return data[: exc.start].decode("utf-8")
+        if cut and exc.start >= len(data) - 3:  # a character cut at the end of the block
+            return _utf8(data[: exc.start])
+        line = data[: exc.start].count(b"\n")
+        if line == 0:
+            raise DataError(
+                f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
+            ) from None
+        header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace"))))
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = data[start : exc.start].count(b",")
+        name = header[column].lstrip(" ") if column < len(header) else None
         raise DataError(
-            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
+            f"the file is not UTF-8 text: row {line}"
+            + (f", column {name!r}," if name else "")
+            + f" has an invalid byte (offset {exc.start})",
+            name or "file",
         ) from None
 
 
