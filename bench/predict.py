@@ -46,6 +46,7 @@ from bench.harness import (  # noqa: E402
 N_FEATURES = 20
 # trainserve as `trainserve api` runs it by default, and with sync workers (no threads).
 SERVERS = {"trainserve": "hybrid", "trainserve sync": "sync"}
+TABULAR = "trainserve tabular"  # the default recipe's network on the default (hybrid) server
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 
 
@@ -87,11 +88,23 @@ def train_reference(env: dict[str, str], workdir: Path) -> dict:
             "dataset_id": dataset["id"],
             "target": "y",
             "model_name": "reference",
-            "hyperparameters": {"hidden_layers": [64, 64], "epochs": 5},
+            "hyperparameters": {"recipe": "plain", "hidden_layers": [64, 64], "epochs": 5},
         },
     ).get_json()
     svc = app.extensions["trainserve"]
     assert run_training(svc.database, settings, job["id"], "bench") == "succeeded"
+    # The same table with the default (tabular) recipe: its network is what predict
+    # runs for a default job (few epochs: the shape, not the fit, sets the latency).
+    tabular = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "target": "y",
+            "model_name": "tabular",
+            "hyperparameters": {"epochs": 3},
+        },
+    ).get_json()
+    assert run_training(svc.database, settings, tabular["id"], "bench") == "succeeded"
     found = models.get_version(svc.database, "default", "reference", None)
     bundle = models._load(svc.database, found)
     from safetensors.torch import save_file
@@ -145,8 +158,16 @@ def main() -> int:
         help="write py-spy profiles (speedscope JSON and top functions) of one trainserve "
         "worker during the first round to this folder",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only time one-row predict of the plain and the default recipe's model "
+        "in this process (no servers): the part of a request the recipe changes",
+    )
     args = parser.parse_args()
     args.sizes = [int(n) for n in args.rows.split(",")]
+    if args.in_process:
+        return in_process()
 
     with tempfile.TemporaryDirectory(prefix="ts-bench-") as tmp, scratch_database() as db_url:
         workdir = Path(tmp)
@@ -196,11 +217,63 @@ def main() -> int:
                         f"http://127.0.0.1:{port}/v1/models/reference/predict",
                         {"Authorization": f"Bearer {key}"},
                     )
+                    if name == "trainserve":  # the default recipe's model, same server
+                        targets[TABULAR] = (
+                            f"http://127.0.0.1:{port}/v1/models/tabular/predict",
+                            {"Authorization": f"Bearer {key}"},
+                        )
             results = run(targets, args, workdir, servers["trainserve"][0])
         finally:
             for process, _ in servers.values():
                 process.stop()
     report(results, args)
+    return 0
+
+
+def in_process(calls: int = 3000, rounds: int = 3) -> int:
+    """One-row ``predict_records`` of the plain MLP and of the default recipe's network,
+    trained on the reference table, alternated; median of the rounds' p50 and p99."""
+    import io
+
+    import pandas as pd
+    import torch
+
+    from service.api.jobs.schemas import HyperparametersSchema
+    from service.ml.pipeline import prepare, train_bundle
+    from service.ml.training import TrainingConfig
+
+    torch.set_num_threads(1)
+    frame = pd.read_csv(io.BytesIO(reference_table(2000)))
+    types = {f: "numeric" for f in FEATURES}
+    bundles = {}
+    for name, knobs in (("plain", {"recipe": "plain", "epochs": 3}), ("tabular", {"epochs": 3})):
+        config = TrainingConfig.from_json(HyperparametersSchema().load({**knobs, "seed": 0}))
+        data = prepare(
+            frame, "y", types, validation_fraction=0.2, seed=0, scaling=config.scaling
+        )
+        bundles[name], _ = train_bundle(data, config)
+    record = json.loads(body(1))["records"]
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in bundles}
+    for _ in range(rounds):
+        for name, bundle in bundles.items():
+            seconds = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                bundle.predict_records(record, max_columns=100, max_cell_chars=100)
+                seconds.append(time.perf_counter() - started)
+            q = np.quantile(seconds, [0.5, 0.99]) * 1000
+            timings[name].append((float(q[0]), float(q[1])))
+    print(f"one-row predict_records, {calls} calls x {rounds} rounds alternating, medians")
+    print("| model | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for name, runs in timings.items():
+        p50 = statistics.median(r[0] for r in runs)
+        p99 = statistics.median(r[1] for r in runs)
+        print(f"| {name} | {p50:.3f} | {p99:.3f} |")
+    ratio = statistics.median(r[1] for r in timings["tabular"]) / statistics.median(
+        r[1] for r in timings["plain"]
+    )
+    print(f"p99 default (tabular) / plain = {ratio:.2f}")
     return 0
 
 
@@ -262,13 +335,16 @@ def report(results, args) -> None:
           f"{args.duration:.0f} s x {args.rounds} rounds alternating, medians")
     print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    names = list(dict.fromkeys(name for name, _ in results))
     for rows in args.sizes:
-        for name in ("floor", *SERVERS):
+        for name in names:
             rps = med(name, rows, "rps")
             print(f"| {rows} | {name} | {rps:,.0f} | {rps * rows:,.0f} | "
                   f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} |")
     for rows in args.sizes:
-        for name in SERVERS:
+        p99 = med(TABULAR, rows, "p99") / med("trainserve", rows, "p99")
+        print(f"{rows} row(s): default (tabular) recipe p99 / plain MLP p99 = {p99:.2f}")
+        for name in names[1:]:
             ratio = med(name, rows, "rps") / med("floor", rows, "rps")
             p99 = med(name, rows, "p99") / med("floor", rows, "p99")
             print(f"{rows} row(s), {name}: throughput / floor = {ratio:.2f}; "

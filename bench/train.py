@@ -191,6 +191,7 @@ class Service:
             "target": "y",
             "model_name": f"bench-{dataset_id[:8]}",
             "hyperparameters": {
+                "recipe": "plain",  # the explicit plain-MLP configuration of issue 13
                 "hidden_layers": list(HIDDEN),
                 "batch_size": BATCH,
                 "epochs": epochs,

@@ -39,6 +39,10 @@ _PREDICT_ROUTES = (
     "registry.PredictAlias",
     "oip.Infer",
     "oip.VersionInfer",
+    # Evaluate predicts labelled rows and compares; it changes nothing.
+    "evaluation.EvaluateLatest",
+    "evaluation.EvaluateVersion",
+    "evaluation.EvaluateAlias",
 )
 _MODEL_READS = (
     "models.Models",

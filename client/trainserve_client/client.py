@@ -352,6 +352,27 @@ class Client:
         rows = list(_prediction_rows(answer))
         return pd.DataFrame(rows[1:], columns=rows[0], index=frame.index)
 
+    def evaluate_csv(
+        self,
+        model: str,
+        source: str | Path,
+        version: int | None = None,
+        target: str | None = None,
+    ) -> dict:
+        """Metrics of a model version (default: the latest) on a labelled CSV file, sent
+        as it is read: accuracy, macro-F1, log-loss, ECE, the reliability bins, the
+        confusion matrix and per-class precision, recall, F1 and support."""
+        path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
+        params = {"target": target} if target else None
+        with open(source, "rb") as f:
+            return self._request(
+                "POST",
+                path + "/evaluate",
+                data=f,
+                params=params,
+                headers={"Content-Type": "text/csv"},
+            )
+
     def predict_csv(
         self,
         model: str,

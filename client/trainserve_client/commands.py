@@ -26,8 +26,9 @@ def _parse(h: Hyperparameter) -> Callable[[str], Any]:
         Kind.CHOICE: str,
         Kind.INT_LIST: lambda s: [int(x) for x in s.split(",") if x],
         Kind.CLASS_WEIGHT: lambda s: s if s == "balanced" else json.loads(s),
+        Kind.INT_OR_AUTO: lambda s: s if s == "auto" else int(s),
     }[h.kind]
-    if not h.nullable:
+    if not (h.nullable or h.recipe):
         return parse
     return lambda s: None if s == "none" else parse(s)
 
@@ -40,6 +41,8 @@ def _help(h: Hyperparameter) -> str:
         text += ", e.g. 128,64"
     elif h.kind is Kind.CLASS_WEIGHT:
         text += " as JSON"
+    if h.recipe:
+        return f"{text} (default: the recipe's)".replace("%", "%%")
     default = ",".join(map(str, h.default)) if h.kind is Kind.INT_LIST else h.default
     return f"{text} (default {'none' if default is None else default})".replace("%", "%%")
 
@@ -49,7 +52,14 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
     server, which applies its defaults to the rest."""
     group = parser.add_argument_group("hyperparameters (default: the server's)")
     for h in HYPERPARAMETERS:
-        if h.kind is Kind.BOOL:
+        if h.kind is Kind.BOOL and h.recipe:  # three states: on, off, or the recipe's
+            group.add_argument(
+                h.flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=h.help.replace("null", "neither"),
+            )
+        elif h.kind is Kind.BOOL:
             group.add_argument(h.flag, action="store_true", default=argparse.SUPPRESS, help=h.help)
         else:
             group.add_argument(h.flag, type=_parse(h), help=_help(h), default=argparse.SUPPRESS)
@@ -82,6 +92,18 @@ def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentP
     predict.add_argument("-o", "--output", type=Path, help="the CSV to write (default: stdout)")
     predict.add_argument("--version", type=int, help="a model version (default: the latest)")
     predict.set_defaults(run=guarded(cmd_predict))
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[server],
+        help="a model's accuracy, log-loss, calibration and confusion matrix on a labelled CSV",
+    )
+    evaluate.add_argument("model", help="the model's name")
+    evaluate.add_argument("data", type=Path, help="a CSV file with a header row and the labels")
+    evaluate.add_argument("--version", type=int, help="a model version (default: the latest)")
+    evaluate.add_argument("--target", help="the column of labels (default: the model's target)")
+    evaluate.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    evaluate.set_defaults(run=guarded(cmd_evaluate))
 
     jobs = sub.add_parser("jobs", parents=[server], help="list training jobs, newest first")
     jobs.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
@@ -185,6 +207,34 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
         f"{rows} predictions of {args.model} version {version['version']} written to {where}",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, client: Client) -> int:
+    answer = client.evaluate_csv(args.model, args.data, version=args.version, target=args.target)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    model = answer["model"]
+    print(f"{model['name']} version {model['version']} on {args.data}: {answer['rows']} rows")
+    if answer["skipped_rows"]:
+        print(f"({answer['skipped_rows']} row(s) without a {answer['target']!r} label left out)")
+    print(
+        f"accuracy {answer['accuracy']:.4f}  macro-F1 {answer['macro_f1']:.4f}  "
+        f"log-loss {answer['log_loss']:.4f}  ECE {answer['ece']:.4f}"
+    )
+    print()
+    rows = [
+        [label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])]
+        for label, c in answer["per_class"].items()
+    ]
+    table(["CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"], rows, sys.stdout)
+    matrix = answer["confusion_matrix"]
+    print()
+    print("confusion matrix (rows: true class, columns: predicted class)")
+    labels, counts = matrix["labels"], matrix["counts"]
+    rows = [[label, *map(str, row)] for label, row in zip(labels, counts, strict=True)]
+    table(["", *labels], rows, sys.stdout)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The HTTP API: one package per resource, each a ``resources.py`` (views) and ``schemas.py``."""
 
 from service.api.datasets.resources import blp as datasets_blp
+from service.api.evaluation.resources import blp as evaluation_blp
 from service.api.exports.resources import blp as exports_blp
 from service.api.health.resources import blp as health_blp
 from service.api.jobs.resources import blp as jobs_blp
@@ -24,6 +25,7 @@ def register(api: Api) -> None:
         progress_blp,
         models_blp,
         registry_blp,
+        evaluation_blp,
         exports_blp,
         oip_blp,
         sweeps_blp,

@@ -49,6 +49,7 @@ def save_checkpoint(trainer) -> tuple[bytes, dict[str, Any]]:
         "epoch": trainer.last_epoch,
         "best_epoch": trainer.best_epoch,
         "best_loss": trainer.best_loss,
+        "best_tiebreak": trainer.best_tiebreak,
         "stale_epochs": trainer.stale_epochs,
         "optimizer_groups": optimizer["param_groups"],
         "optimizer_scalars": scalars,
@@ -87,6 +88,8 @@ def load_checkpoint(trainer, tensors_blob: bytes, state: dict[str, Any]) -> None
     trainer.last_epoch = state["epoch"]
     trainer.best_epoch = state["best_epoch"]
     trainer.best_loss = state["best_loss"]
+    # Checkpoints written before accuracy selection have no tie-break (loss selection).
+    trainer.best_tiebreak = state.get("best_tiebreak", math.inf)
     trainer.stale_epochs = state["stale_epochs"]
 
 

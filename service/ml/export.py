@@ -200,7 +200,7 @@ def readme(bundle: ModelBundle, fmt: str, title: str) -> str:
         "",
         f"Classes, in output order: {classes}.",
         "",
-        *_output_lines(fmt),
+        *_output_lines(fmt, bundle.arch.kind),
         "The predicted label is the class of the largest probability.",
         "",
     ]
@@ -221,7 +221,17 @@ def _file_lines(fmt: str) -> list[str]:
     ]
 
 
-def _output_lines(fmt: str) -> list[str]:
+def _output_lines(fmt: str, kind: str = "mlp") -> list[str]:
+    if fmt == "safetensors" and kind == "tabular":
+        return [
+            "The weights are those of trainserve's tabular network "
+            "(`service.ml.network.TabularNet` of `architecture` in `model.json`): "
+            "smooth clipping and periodic embeddings of the numeric inputs, a scale per "
+            "input, `ensemble_size` members of NT-parametrised layers, and a fitted "
+            "`temperature`. It returns the log of the members' mean probability: "
+            "softmax over the last axis gives the probabilities.",
+            "",
+        ]
     if fmt == "safetensors":
         return [
             "The weights are those of a PyTorch `nn.Sequential` built from `architecture` "

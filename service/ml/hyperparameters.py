@@ -8,6 +8,11 @@ Everything else is generated from :data:`HYPERPARAMETERS`:
 - the flags of ``trainserve train`` (``trainserve_client.commands``; the client package
   ships this file as ``trainserve_client/hyperparameters.py``, a link to it).
 
+A row marked ``recipe`` defaults to ``null``, meaning "the recipe's value": the ``recipe``
+row picks a set of such values (:data:`RECIPES`), and a config fills them in
+when it is made, so its fields are always concrete. A config stored before the recipes
+existed (no ``recipe`` key) is the ``plain`` recipe it was trained with.
+
 Adding a knob is one new :class:`Hyperparameter` row here (then use it in the ML core
 and name it in the docs); ``tests/test_hyperparameters.py`` checks that all of the
 above agree with the table. This module imports nothing but the standard library, so
@@ -31,6 +36,57 @@ class Kind(StrEnum):
     CHOICE = "choice"  # one of ``choices`` (text)
     INT_LIST = "int_list"  # a list of integers, each within the bounds; a tuple in the config
     CLASS_WEIGHT = "class_weight"  # "balanced" or {class label as text: weight in (0, 1e6]}
+    INT_OR_AUTO = "int_or_auto"  # an integer within the bounds, or "auto"
+
+
+#: Recipes: named sets of values for the knobs marked ``recipe``. ``tabular`` is the
+#: default, chosen by measurement on the accuracy suite (``bench/accuracy.py``,
+#: ``bench/README.md``); ``plain`` is the recipe of every model trained before it (a
+#: small MLP, Adam, batch 32, early stopping), for raw speed.
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {
+        "network": "mlp",
+        "hidden_layers": (64, 64),
+        "activation": "relu",
+        "dropout": 0.0,
+        "learning_rate": 1e-3,
+        "batch_size": 32,
+        "epochs": 100,
+        "early_stopping": True,
+        "lr_scheduler": "none",
+        "adam_beta2": 0.999,
+        "label_smoothing": 0.0,
+        "scaling": "standard",
+        "embedding": "none",
+        "scale_layer": False,
+        "ensemble_size": 1,
+        "folds": 0,
+        "temperature_scaling": False,
+        "dropout_schedule": "constant",
+        "best_epoch_metric": "loss",
+    },
+    "tabular": {
+        "network": "tabular",
+        "hidden_layers": (256, 256, 256),
+        "activation": "selu",
+        "dropout": 0.15,
+        "learning_rate": 0.04,
+        "batch_size": "auto",
+        "epochs": 64,
+        "early_stopping": False,
+        "lr_scheduler": "coslog4",
+        "adam_beta2": 0.95,
+        "label_smoothing": 0.1,
+        "scaling": "robust",
+        "embedding": "periodic",
+        "scale_layer": True,
+        "ensemble_size": 1,
+        "folds": 0,
+        "temperature_scaling": True,
+        "dropout_schedule": "flat_cosine",
+        "best_epoch_metric": "accuracy",
+    },
+}
 
 
 _SAME = object()
@@ -42,8 +98,9 @@ class Hyperparameter:
 
     ``minimum``/``maximum`` bound the value (each item's, for ``INT_LIST``), inclusive
     unless ``exclusive_minimum``/``exclusive_maximum``; ``nullable`` lets ``null`` mean
-    "off"; ``config_default`` is what a ``TrainingConfig`` built in code takes when it
-    differs from the API's ``default`` (``seed``: the API draws one at submit).
+    "off"; ``recipe`` makes the default ``null``, "the recipe's value";
+    ``config_default`` is what a ``TrainingConfig`` built in code takes when it differs
+    from the API's ``default`` (``seed``: the API draws one at submit).
     """
 
     name: str
@@ -58,6 +115,7 @@ class Hyperparameter:
     nullable: bool = False
     max_items: int | None = None
     config_default: Any = _SAME
+    recipe: bool = False
 
     @property
     def flag(self) -> str:
@@ -74,27 +132,43 @@ class Hyperparameter:
             Kind.CHOICE: str,
             Kind.INT_LIST: tuple[int, ...],
             Kind.CLASS_WEIGHT: str | dict,
+            Kind.INT_OR_AUTO: int | str,
         }[self.kind]
-        return base | None if self.nullable else base
+        return base | None if self.nullable or self.recipe else base
 
     def initial(self) -> Any:
         """The config's default value."""
         return self.default if self.config_default is _SAME else self.config_default
 
 
+_RECIPE = "; null: the recipe's"
+
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
-        "hidden_layers", Kind.INT_LIST, (64, 64),
-        "Width of each hidden layer, input side first",
-        minimum=1, maximum=8192, max_items=16,
+        "recipe", Kind.CHOICE, "tabular",
+        "Defaults of the knobs whose null means the recipe's: tabular (embeddings, NT "
+        "layers, label smoothing, best epoch, calibrated; chosen on bench/accuracy.py) or "
+        "plain (a small MLP with early stopping: about 10x faster, as before)",
+        choices=tuple(RECIPES), config_default="plain",
     ),
     Hyperparameter(
-        "activation", Kind.CHOICE, "relu", "Activation after each hidden layer",
-        choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu"),
+        "network", Kind.CHOICE, None,
+        "mlp (plain layers) or tabular (embeddings, NT layers, ensemble members)" + _RECIPE,
+        choices=("mlp", "tabular"), recipe=True,
     ),
     Hyperparameter(
-        "dropout", Kind.FLOAT, 0.0, "Share of hidden outputs zeroed while training",
-        minimum=0.0, maximum=1.0, exclusive_maximum=True,
+        "hidden_layers", Kind.INT_LIST, None,
+        "Width of each hidden layer, input side first" + _RECIPE,
+        minimum=1, maximum=8192, max_items=16, recipe=True,
+    ),
+    Hyperparameter(
+        "activation", Kind.CHOICE, None, "Activation after each hidden layer" + _RECIPE,
+        choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "selu", "silu"), recipe=True,
+    ),
+    Hyperparameter(
+        "dropout", Kind.FLOAT, None,
+        "Share of hidden outputs zeroed while training (see dropout_schedule)" + _RECIPE,
+        minimum=0.0, maximum=1.0, exclusive_maximum=True, recipe=True,
     ),
     Hyperparameter(
         "batch_norm", Kind.BOOL, False, "Batch normalisation after each hidden Linear layer"
@@ -103,8 +177,10 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "optimizer", Kind.CHOICE, "adam", "The optimiser", choices=("adam", "adamw", "sgd")
     ),
     Hyperparameter(
-        "learning_rate", Kind.FLOAT, 1e-3, "Optimiser step size",
-        minimum=0.0, maximum=10.0, exclusive_minimum=True,
+        "learning_rate", Kind.FLOAT, None,
+        "Optimiser step size (the tabular network's weights are N(0, 1) scaled by "
+        "1/sqrt(fan-in), so its rates are larger)" + _RECIPE,
+        minimum=0.0, maximum=10.0, exclusive_minimum=True, recipe=True,
     ),
     Hyperparameter(
         "momentum", Kind.FLOAT, 0.9, "Momentum of sgd", minimum=0.0, maximum=1.0
@@ -113,21 +189,29 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "weight_decay", Kind.FLOAT, 0.0, "L2 penalty on the weights", minimum=0.0, maximum=1.0
     ),
     Hyperparameter(
-        "batch_size", Kind.INT, 32, "Rows per optimiser step", minimum=1, maximum=65536
+        "batch_size", Kind.INT_OR_AUTO, None,
+        "Rows per optimiser step, or auto: 256, fewer on small tables so that an epoch "
+        "takes at least 8 steps" + _RECIPE,
+        minimum=1, maximum=65536, recipe=True,
     ),
     # Measured (bench/accuracy.py): up to 100 epochs, stopping 10 epochs after the best
     # validation loss and keeping that epoch's weights. The upper bound is the server's
     # TRAINSERVE_MAX_EPOCHS, checked at submit.
     Hyperparameter(
-        "epochs", Kind.INT, 100,
+        "epochs", Kind.INT, None,
         "At most this many passes over the training rows (the server's "
-        "TRAINSERVE_MAX_EPOCHS caps it)",
-        minimum=1,
+        "TRAINSERVE_MAX_EPOCHS caps it)" + _RECIPE,
+        minimum=1, recipe=True,
     ),
     Hyperparameter(
         "validation_fraction", Kind.FLOAT, 0.2,
         "Share of the rows held out for validation (a stratified split)",
         minimum=0.05, maximum=0.5,
+    ),
+    Hyperparameter(
+        "early_stopping", Kind.BOOL, None,
+        "Stop when the validation loss stopped improving (early_stopping_patience)" + _RECIPE,
+        recipe=True,
     ),
     Hyperparameter(
         "early_stopping_patience", Kind.INT, 10,
@@ -141,8 +225,15 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         minimum=0.0, maximum=1e6,
     ),
     Hyperparameter(
-        "lr_scheduler", Kind.CHOICE, "none", "How the learning rate changes while training",
-        choices=("none", "step", "cosine", "reduce_on_plateau", "one_cycle"),
+        "lr_scheduler", Kind.CHOICE, None,
+        "How the learning rate changes while training; coslog4: four cosine cycles in "
+        "log time, flat_cosine: constant, then a cosine to 0 over the second half (both "
+        "per step)" + _RECIPE,
+        choices=(
+            "none", "step", "cosine", "reduce_on_plateau", "one_cycle", "coslog4",
+            "flat_cosine",
+        ),
+        recipe=True,
     ),
     Hyperparameter(
         "lr_step_size", Kind.INT, 10,
@@ -163,6 +254,74 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "class_weight", Kind.CLASS_WEIGHT, None,
         "null, 'balanced' (inverse class frequency), or {class: weight}",
         nullable=True,
+    ),
+    Hyperparameter(
+        "adam_beta2", Kind.FLOAT, None,
+        "Adam's second-moment decay (0.95 reacts faster than 0.999)" + _RECIPE,
+        minimum=0.0, maximum=1.0, exclusive_maximum=True, recipe=True,
+    ),
+    Hyperparameter(
+        "label_smoothing", Kind.FLOAT, None,
+        "Share of each training label spread over all classes" + _RECIPE,
+        minimum=0.0, maximum=0.5, recipe=True,
+    ),
+    Hyperparameter(
+        "scaling", Kind.CHOICE, None,
+        "Numeric inputs: standard (mean, standard deviation) or robust (median, "
+        "interquartile range; the tabular network then clips them smoothly to ±3)" + _RECIPE,
+        choices=("standard", "robust"), recipe=True,
+    ),
+    Hyperparameter(
+        "embedding", Kind.CHOICE, None,
+        "Numeric features in the tabular network: none, or periodic (cos of learned "
+        "frequencies, then a per-feature linear map)" + _RECIPE,
+        choices=("none", "periodic"), recipe=True,
+    ),
+    Hyperparameter(
+        "embedding_frequencies", Kind.INT, 16,
+        "Frequencies per numeric feature of the periodic embedding",
+        minimum=1, maximum=256,
+    ),
+    Hyperparameter(
+        "embedding_dim", Kind.INT, 3,
+        "Outputs per numeric feature of the periodic embedding (the value itself is kept "
+        "beside them)",
+        minimum=1, maximum=256,
+    ),
+    Hyperparameter(
+        "scale_layer", Kind.BOOL, None,
+        "A learned scale per input of the tabular network's first layer" + _RECIPE,
+        recipe=True,
+    ),
+    Hyperparameter(
+        "ensemble_size", Kind.INT, None,
+        "Members of the tabular network trained side by side (their probabilities are "
+        "averaged); folds overrides it" + _RECIPE,
+        minimum=1, maximum=64, recipe=True,
+    ),
+    Hyperparameter(
+        "folds", Kind.INT_OR_AUTO, None,
+        "k-fold bagging of the tabular network: k members, each trained without one fold "
+        "and validated on it, so every row is used (0 or 1: one validation split); auto: "
+        "5 under 2,000 labelled rows, else 0" + _RECIPE,
+        minimum=0, maximum=20, recipe=True,
+    ),
+    Hyperparameter(
+        "temperature_scaling", Kind.BOOL, None,
+        "Fit a temperature to the validation rows after training (tabular network), so "
+        "the probabilities are calibrated" + _RECIPE,
+        recipe=True,
+    ),
+    Hyperparameter(
+        "dropout_schedule", Kind.CHOICE, None,
+        "constant, or flat_cosine: full dropout for the first half, then down to 0" + _RECIPE,
+        choices=("constant", "flat_cosine"), recipe=True,
+    ),
+    Hyperparameter(
+        "best_epoch_metric", Kind.CHOICE, None,
+        "The validation metric that picks the epoch kept (and early stopping watches): "
+        "loss, or accuracy (ties to the lower loss)" + _RECIPE,
+        choices=("loss", "accuracy"), recipe=True,
     ),
     Hyperparameter(
         "seed", Kind.INT, None, "Random seed; null: one is drawn and stored with the job",
@@ -195,11 +354,20 @@ def _to_json(self) -> dict:
     return data
 
 
+def _post_init(self) -> None:
+    """Fill every recipe knob left ``None`` with the recipe's value."""
+    for name, value in RECIPES[self.recipe].items():
+        if getattr(self, name) is None:
+            object.__setattr__(self, name, value)
+    if not isinstance(self.hidden_layers, tuple):
+        object.__setattr__(self, "hidden_layers", tuple(self.hidden_layers))
+
+
 @classmethod
 def _from_json(cls, data: dict):
     """Inverse of ``to_json``; a knob missing from ``data`` (stored before it existed)
-    takes its default."""
-    values = dict(data)
+    takes its default, and a config stored before the recipes is the plain recipe."""
+    values = {"recipe": "plain", **data}
     for h in HYPERPARAMETERS:
         if h.kind is Kind.INT_LIST and values.get(h.name) is not None:
             values[h.name] = tuple(values[h.name])
@@ -217,6 +385,7 @@ def _config_class() -> type:
             "__module__": __name__,
             "to_json": _to_json,
             "from_json": _from_json,
+            "__post_init__": _post_init,
         },
     )
 

@@ -15,7 +15,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from service.ml.errors import DataError
-from service.ml.network import Architecture, build_mlp
+from service.ml.network import Architecture, build_network
 from service.ml.preprocessing import FeatureEncoder
 from service.ml.records import RecordEncoder
 from service.ml.tabular import coerce_columns, frame_from_records
@@ -45,7 +45,7 @@ class ModelBundle:
         state: dict[str, torch.Tensor],
     ) -> ModelBundle:
         """Build the network of ``arch`` and load ``state`` into it."""
-        network = build_mlp(arch)
+        network = build_network(arch)
         network.load_state_dict(state)
         network.eval()
         return cls(arch, encoder, tuple(classes), network)

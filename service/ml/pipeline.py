@@ -9,10 +9,21 @@ import pandas as pd
 import torch
 
 from service.ml.errors import DataError
-from service.ml.network import Architecture
-from service.ml.preprocessing import FeatureEncoder, LabelEncoder, label_key, stratified_split
+from service.ml.preprocessing import (
+    FeatureEncoder,
+    LabelEncoder,
+    label_key,
+    stratified_folds,
+    stratified_split,
+)
 from service.ml.tabular import convert_column
-from service.ml.training import Trainer, TrainingConfig, to_tensors
+from service.ml.training import (
+    Trainer,
+    TrainingConfig,
+    architecture_for,
+    folds_for,
+    to_tensors,
+)
 
 
 @dataclass
@@ -26,17 +37,23 @@ class PreparedData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     dropped_rows: int
+    # k-fold bagging: each row's fold (then the validation rows are the training rows)
+    folds: torch.Tensor | None = None
+
+    @property
+    def n_folds(self) -> int:
+        """Bagging folds, 0 with a separate validation split."""
+        return 0 if self.folds is None else int(self.folds.max()) + 1
 
     def trainer(self, config: TrainingConfig, device: torch.device | None = None) -> Trainer:
         """A trainer for these splits with the network ``config`` describes, on ``device``
         (default the CPU)."""
-        arch = Architecture(
-            n_inputs=self.encoder.n_inputs,
-            n_classes=len(self.labels.classes),
-            hidden_layers=config.hidden_layers,
-            activation=config.activation,
-            dropout=config.dropout,
-            batch_norm=config.batch_norm,
+        arch = architecture_for(
+            config,
+            self.encoder.n_inputs,
+            len(self.labels.classes),
+            self.encoder.numeric_inputs,
+            folds=self.n_folds,
         )
         return Trainer(
             arch,
@@ -46,6 +63,7 @@ class PreparedData:
             self.x_val,
             self.y_val,
             class_weights=self.class_weights(config.class_weight),
+            folds=self.folds,
             device=device or torch.device("cpu"),
         )
 
@@ -87,6 +105,8 @@ def prepare(
     *,
     validation_fraction: float,
     seed: int,
+    scaling: str = "standard",
+    folds: int | str = 0,
 ) -> PreparedData:
     """Drop rows without a target, split stratified, fit the encoder on the training part.
 
@@ -100,6 +120,11 @@ def prepare(
         Feature column → type, in input order.
     validation_fraction, seed:
         The share of each class held out, and the seed of the split.
+    scaling:
+        How numeric columns are scaled (``FeatureEncoder.fit``): the config's ``scaling``.
+    folds:
+        k-fold bagging (see ``folds_for``): with k >= 2 folds the encoder is fitted on
+        every labelled row, which is both training and (out of fold) validation data.
     """
     labelled = frame[frame[target].notna()].reset_index(drop=True)
     for name, kind in feature_types.items():
@@ -108,11 +133,29 @@ def prepare(
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")
     codes = labels.encode(labelled[target])
-    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
     features = labelled[list(feature_types)]
-    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types)
+    dropped = len(frame) - len(labelled)
+    k = folds_for(folds, len(labelled))
+    if k >= 2:
+        encoder = FeatureEncoder.fit(features, feature_types, scaling)
+        x, y = to_tensors(encoder.transform(features), codes)
+        fold = torch.from_numpy(stratified_folds(codes, k, seed))
+        return PreparedData(encoder, labels, x, y, x, y, dropped_rows=dropped, folds=fold)
+    train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+    encoder = FeatureEncoder.fit(features.iloc[train_rows], feature_types, scaling)
     x_train, y_train = to_tensors(encoder.transform(features.iloc[train_rows]), codes[train_rows])
     x_val, y_val = to_tensors(encoder.transform(features.iloc[val_rows]), codes[val_rows])
-    return PreparedData(
-        encoder, labels, x_train, y_train, x_val, y_val, dropped_rows=len(frame) - len(labelled)
-    )
+    return PreparedData(encoder, labels, x_train, y_train, x_val, y_val, dropped_rows=dropped)
+
+
+def train_bundle(data: PreparedData, config: TrainingConfig):
+    """Train to the end without a caller in the loop (benchmarks, tests): the model bundle
+    and the trainer it came from."""
+    from service.ml.inference import ModelBundle
+
+    trainer = data.trainer(config)
+    for _ in trainer.fit():
+        pass
+    _, state = trainer.final_state()
+    bundle = ModelBundle.from_state(trainer.arch, data.encoder, data.labels.classes, state)
+    return bundle, trainer

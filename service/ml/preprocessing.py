@@ -4,8 +4,11 @@ Fitted on the training split only, from its statistics (``ml.stats``: one stream
 pass, so a table of any size fits; the median is exact up to 100 000 rows per column
 and estimated from a uniform sample beyond):
 
-- numeric: median imputation, then standardisation with the training mean and
-  standard deviation (a 0/1 column is kept as 0/1);
+- numeric: median imputation, then ``(x - mean) / std`` with either the training mean
+  and standard deviation (``scaling="standard"``, the plain recipe) or, for
+  ``scaling="robust"`` (the tabular recipe), the median and a robust spread: the
+  interquartile range, or half the range where the quartiles coincide (the network then
+  clips the result smoothly); a 0/1 column is kept as 0/1;
 - boolean: 0/1, missing imputed with the most frequent value;
 - numeric and boolean columns with missing values in training get a missing-indicator
   input (1 where the value was missing);
@@ -46,6 +49,9 @@ class ColumnEncoding:
     indicator: bool = False
     numeric_codes: bool = False
     note: str | None = None
+    # "standard" (mean, standard deviation), "robust" (median, robust spread) or
+    # "binary" (a 0/1 column kept as is). Encoders stored before it are "standard".
+    scaling: str = "standard"
 
     @property
     def width(self) -> int:
@@ -85,7 +91,9 @@ class FeatureEncoder:
     columns: tuple[ColumnEncoding, ...]
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, types: dict[str, str]) -> FeatureEncoder:
+    def fit(
+        cls, frame: pd.DataFrame, types: dict[str, str], scaling: str = "standard"
+    ) -> FeatureEncoder:
         """Fit on the training split held in memory (see :meth:`fit_stats`).
 
         Parameters
@@ -94,11 +102,13 @@ class FeatureEncoder:
             The training rows, columns already normalised (see ``tabular``).
         types:
             Feature name → ``numeric`` | ``categorical`` | ``boolean``, in input order.
+        scaling:
+            ``standard`` or ``robust``: how numeric columns are centred and scaled.
         """
         for name, kind in types.items():
             if kind not in ("numeric", "boolean", "categorical"):
                 raise DataError(f"unknown column type {kind!r}", name)
-        return cls.fit_stats(table_stats(frame, types), types)
+        return cls.fit_stats(table_stats(frame, types), types, scaling=scaling)
 
     @classmethod
     def fit_stats(
@@ -107,6 +117,7 @@ class FeatureEncoder:
         types: dict[str, str],
         *,
         max_categories: int | None = None,
+        scaling: str = "standard",
     ) -> FeatureEncoder:
         """Fit from the training split's statistics (one streaming pass, ``ml.stats``).
 
@@ -119,12 +130,25 @@ class FeatureEncoder:
         max_categories:
             Keep at most this many categories per column (the most frequent); the
             others share the missing/unseen slot. ``None``: every category seen.
+        scaling:
+            ``standard`` or ``robust``: how numeric columns are centred and scaled.
         """
         return cls(
             tuple(
-                _fit_column(stats[name], name, kind, max_categories) for name, kind in types.items()
+                _fit_column(stats[name], name, kind, max_categories, scaling)
+                for name, kind in types.items()
             )
         )
+
+    @property
+    def numeric_inputs(self) -> tuple[int, ...]:
+        """Input positions of numeric values (not 0/1 columns, not missing indicators)."""
+        positions, offset = [], 0
+        for column in self.columns:
+            if column.type == "numeric" and column.scaling != "binary":
+                positions.append(offset)
+            offset += column.width
+        return tuple(positions)
 
     @property
     def n_inputs(self) -> int:
@@ -220,8 +244,33 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
+def stratified_folds(codes: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each row's fold, 0..k-1, so that every class is spread evenly over the folds.
+
+    Depends only on ``codes``, ``k`` and ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(codes), dtype=np.int64)
+    start = 0
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        folds[rows] = (np.arange(len(rows)) + start) % k
+        start += len(rows)  # the next class goes on where this one stopped
+    return folds
+
+
+def robust_spread(q25: float, q75: float, low: float, high: float) -> float:
+    """The scale of robust scaling: the interquartile range; where the quartiles
+    coincide, half the range; 1 for a constant column."""
+    if q75 > q25:
+        return q75 - q25
+    if high > low:
+        return (high - low) / 2
+    return 1.0
+
+
 def _fit_column(
-    stats: ColumnStats, name: str, kind: str, max_categories: int | None
+    stats: ColumnStats, name: str, kind: str, max_categories: int | None, scaling: str
 ) -> ColumnEncoding:
     if kind not in ("numeric", "boolean", "categorical"):
         raise DataError(f"unknown column type {kind!r}", name)
@@ -238,7 +287,27 @@ def _fit_column(
     if kind == "numeric":
         median = float(stats.quantile(0.5))
         if stats.only_01:
-            return ColumnEncoding(name, kind, median=median, mean=0.0, std=1.0, indicator=missing)
+            return ColumnEncoding(
+                name,
+                kind,
+                median=median,
+                mean=0.0,
+                std=1.0,
+                indicator=missing,
+                scaling="binary" if scaling == "robust" else "standard",
+            )
+        if scaling == "robust":
+            q25, q75 = (float(q) for q in stats.quantile([0.25, 0.75]))
+            spread = robust_spread(q25, q75, float(stats.min), float(stats.max))
+            return ColumnEncoding(
+                name,
+                kind,
+                median=median,
+                mean=median,
+                std=spread,
+                indicator=missing,
+                scaling="robust",
+            )
         mean, std = _filled_moments(stats, median)
         return ColumnEncoding(
             name, kind, median=median, mean=mean, std=std if std > 0 else 1.0, indicator=missing

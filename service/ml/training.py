@@ -18,16 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.ml.calibration import fit_temperature
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
 from service.ml.device import autocast
 from service.ml.hyperparameters import BY_NAME, TrainingConfig
-from service.ml.network import Architecture, build_mlp
+from service.ml.network import Architecture, TabularNet, build_network
 
 OPTIMIZERS = BY_NAME["optimizer"].choices
 LR_SCHEDULERS = BY_NAME["lr_scheduler"].choices
+DROPOUT_SCHEDULES = BY_NAME["dropout_schedule"].choices
+BEST_EPOCH_METRICS = BY_NAME["best_epoch_metric"].choices
 
 __all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
-
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -62,6 +64,11 @@ class Trainer:
         The hyperparameters.
     x_train, y_train, x_val, y_val:
         float32 features and int64 class codes; the validation part may be empty.
+    folds:
+        For k-fold bagging: each training row's fold (0..k-1). Member *m* of the
+        ensemble trains on the rows outside fold *m* and is validated on fold *m*, so the
+        validation rows are the training rows, each predicted by the one member that did
+        not see it (out of fold). ``None``: the validation split is separate.
     device:
         Where to train. The network is initialised on the CPU (the same weights on any
         device), then it and the four tensors move to ``device`` once, here; batches
@@ -79,20 +86,32 @@ class Trainer:
     last_epoch: int = field(init=False, default=0)
 
     class_weights: torch.Tensor | None = None
+    folds: torch.Tensor | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.config.seed)
-        self.model = build_mlp(self.arch)
+        self.model = build_network(self.arch)
         self._place()
         self.optimizer = _make_optimizer(self.model, self.config)
-        self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.config.batch_size))
+        self.batch_size = batch_size_for(self.config.batch_size, len(self.y_train))
+        self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.batch_size))
         self.scheduler = _make_scheduler(self.optimizer, self.config, self.steps_per_epoch)
-        self.loss_fn = nn.CrossEntropyLoss(weight=self.class_weights)
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=self.class_weights, label_smoothing=self.config.label_smoothing
+        )
+        self.row_loss = nn.CrossEntropyLoss(
+            weight=self.class_weights,
+            label_smoothing=self.config.label_smoothing,
+            reduction="none",
+        )
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.best_loss = math.inf
+        # Ties of the monitored value (equal validation accuracy) go to the lower loss.
+        self.best_tiebreak = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stale_epochs = 0
+        self._final: tuple[int, dict[str, torch.Tensor]] | None = None
 
     def _place(self) -> None:
         """Move the network and the data to the device, once per job."""
@@ -103,27 +122,61 @@ class Trainer:
             )
             if self.class_weights is not None:
                 self.class_weights = self.class_weights.to(self.device)
+            if self.folds is not None:
+                self.folds = self.folds.to(self.device)
         self.autocast = autocast(self.device, self.config.precision)
 
-    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def patience(self) -> int | None:
+        """Epochs without improvement before stopping; ``None``: no early stopping."""
+        return self.config.early_stopping_patience if self.config.early_stopping else None
+
+    @property
+    def keeps_best(self) -> bool:
+        """Whether the model keeps the best epoch's weights rather than the last's: with
+        early stopping, and always for the tabular network."""
+        return self.patience is not None or self.arch.kind == "tabular"
+
+    def train_step(
+        self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on one batch.
 
         Returns the batch's summed loss and how many of its rows were classified right
         (by the weights before the step), as 0-d tensors on the device: reading them
         would wait for the device after every batch, so the epoch adds them up first.
+        An ensemble's loss is its members' mean loss; its prediction is their mean
+        probability. With ``fold`` (bagging), each member's loss leaves out the rows of
+        its own fold.
         """
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            logits = self.model(xb)
-            loss = self.loss_fn(logits, yb)
+            loss, logits = self._loss(xb, yb, fold)
         loss.backward()
         if self.config.gradient_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
         self.optimizer.step()
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        if isinstance(self.scheduler, _PER_STEP):
             self.scheduler.step()
         correct = (logits.detach().argmax(dim=1) == yb).sum()
         return loss.detach() * len(yb), correct
+
+    def _loss(
+        self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.model, TabularNet):
+            members = self.model.member_logits(xb)
+            k = members.shape[0]
+            if fold is None:
+                loss = self.loss_fn(members.reshape(k * len(yb), -1), yb.repeat(k))
+            else:
+                losses = self.row_loss(members.reshape(k * len(yb), -1), yb.repeat(k))
+                keep = (fold.unsqueeze(0) != torch.arange(k, device=fold.device).unsqueeze(1))
+                keep = keep.reshape(-1)
+                loss = (losses * keep).sum() / keep.sum().clamp(min=1)
+            return loss, self.model.combine(members.detach())
+        logits = self.model(xb)
+        return self.loss_fn(logits, yb), logits
 
     def validation_step(self) -> tuple[float | None, float | None]:
         """Loss and accuracy on the whole validation split, in large batches."""
@@ -135,7 +188,11 @@ class Trainer:
             for start in range(0, len(self.y_val), 8192):
                 xb = self.x_val[start : start + 8192]
                 yb = self.y_val[start : start + 8192]
-                logits = self.model(xb).float()
+                if self.folds is None:
+                    logits = self.model(xb).float()
+                else:
+                    folds = self.folds[start : start + 8192]
+                    logits = out_of_fold(self.model, xb, folds).float()
                 total_loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
                 correct += int((logits.argmax(dim=1) == yb).sum())
         n = len(self.y_val)
@@ -154,14 +211,15 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        size = self.config.batch_size
+        size = self.batch_size
         for start in range(0, len(order), size):
             if should_stop():
                 return None
             index = order[start : start + size]
             if len(index) < 2 and self.arch.batch_norm and seen:
                 continue  # batch norm cannot normalise a batch of one row
-            loss, right = self.train_step(self.x_train[index], self.y_train[index])
+            fold = None if self.folds is None else self.folds[index]
+            loss, right = self.train_step(self.x_train[index], self.y_train[index], fold)
             total += loss
             correct += right
             seen += len(index)
@@ -177,6 +235,7 @@ class Trainer:
         """
         for epoch in range(self.last_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
+            self._schedule_dropout(epoch)
             learning_rate = self.optimizer.param_groups[0]["lr"]
             trained = self.run_epoch(should_stop)
             if trained is None:
@@ -185,7 +244,7 @@ class Trainer:
             train_time = time.perf_counter() - started
             val_loss, val_accuracy = self.validation_step()
             self._step_scheduler(val_loss if val_loss is not None else train_loss)
-            stop = self._track_best(epoch, val_loss if val_loss is not None else train_loss)
+            stop = self._track_best(epoch, train_loss, val_loss, val_accuracy)
             self.last_epoch = epoch
             yield EpochRecord(
                 epoch=epoch,
@@ -212,34 +271,128 @@ class Trainer:
     def final_state(self) -> tuple[int, dict[str, torch.Tensor]]:
         """The weights to keep and the epoch they come from.
 
-        With early stopping on, the best epoch's (lowest monitored loss); else the last.
+        The best epoch's (see ``best_epoch_metric``) when early stopping or accuracy
+        selection is on, else the last. With ``temperature_scaling`` the tabular
+        network's temperature is fitted on the validation split here (once).
         """
-        if self.config.early_stopping_patience is not None and self.best_state is not None:
-            return self.best_epoch, {
-                k: v.detach().cpu().clone() for k, v in self.best_state.items()
-            }
-        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        return self.last_epoch, state
+        if self._final is None:
+            if self.keeps_best and self.best_state is not None:
+                epoch = self.best_epoch
+                state = {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
+            else:
+                state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                epoch = self.last_epoch
+            if self.config.temperature_scaling and "temperature" in state and len(self.y_val):
+                state["temperature"] = self._fit_temperature(state)
+            self._final = epoch, state
+        epoch, state = self._final
+        return epoch, dict(state)
+
+    def _fit_temperature(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        network = build_network(self.arch)
+        network.load_state_dict(state)
+        network.eval()
+        chunks = []
+        x_val, y_val = self.x_val.cpu(), self.y_val.cpu()  # the kept weights are on the CPU
+        folds = None if self.folds is None else self.folds.cpu()
+        with torch.inference_mode():
+            for i in range(0, len(y_val), 8192):
+                members = network.member_logits(x_val[i : i + 8192])
+                if folds is not None:  # each row's out-of-fold member only
+                    rows = torch.arange(members.shape[1])
+                    members = members[folds[i : i + 8192], rows].unsqueeze(0)
+                chunks.append(members)
+        members = torch.cat(chunks, dim=1)
+        return torch.tensor(fit_temperature(members, y_val), dtype=torch.float32)
+
+    def _schedule_dropout(self, epoch: int) -> None:
+        if self.config.dropout_schedule != "flat_cosine" or not self.config.dropout:
+            return
+        rate = self.config.dropout * _flat_cosine((epoch - 1) / self.config.epochs)
+        for module in self.model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = rate
 
     def _step_scheduler(self, monitored: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(monitored)
-        elif isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        elif isinstance(self.scheduler, _PER_STEP):
             pass  # stepped after every batch
         elif self.scheduler is not None:
             self.scheduler.step()
 
-    def _track_best(self, epoch: int, monitored: float) -> bool:
-        if monitored < self.best_loss - self.config.min_delta:
-            self.best_loss = monitored
-            self.best_epoch = epoch
-            self.stale_epochs = 0
-            if self.config.early_stopping_patience is not None:
+    def _track_best(
+        self, epoch: int, train_loss: float, val_loss: float | None, val_accuracy: float | None
+    ) -> bool:
+        if val_loss is None:
+            monitored, tiebreak = train_loss, 0.0
+        elif self.config.best_epoch_metric == "accuracy":
+            monitored, tiebreak = 1.0 - val_accuracy, val_loss
+        else:
+            monitored, tiebreak = val_loss, 0.0
+        improved = monitored < self.best_loss - self.config.min_delta
+        tie_won = monitored <= self.best_loss and tiebreak < self.best_tiebreak
+        if improved or tie_won:
+            self.best_loss, self.best_tiebreak, self.best_epoch = monitored, tiebreak, epoch
+            if self.keeps_best:
                 self.best_state = copy.deepcopy(self.model.state_dict())
+        if improved:
+            self.stale_epochs = 0
             return False
         self.stale_epochs += 1
-        patience = self.config.early_stopping_patience
-        return patience is not None and self.stale_epochs > patience
+        return self.patience is not None and self.stale_epochs > self.patience
+
+
+def out_of_fold(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of each row from the one member that did not train on it."""
+    members = network.member_logits(x)
+    chosen = members[folds, torch.arange(len(folds), device=folds.device)]
+    return torch.log_softmax(chosen / network.temperature, dim=-1)
+
+
+def folds_for(folds: int | str, n_rows: int) -> int:
+    """Bagging folds: ``folds``, or for ``"auto"`` 5 on tables under 2,000 labelled rows
+    (where a single validation split wastes most) and 0 (one split) above."""
+    if folds == "auto":
+        return 5 if n_rows < 2000 else 0
+    return int(folds)
+
+
+def batch_size_for(batch_size: int | str, n_rows: int) -> int:
+    """The rows per step: ``batch_size``, or for ``"auto"`` 256 rows, fewer on small
+    tables so that an epoch takes at least 8 steps (and a batch at least 16 rows)."""
+    if batch_size == "auto":
+        return int(min(256, max(16, 2 ** int(math.log2(max(n_rows, 1) / 8 + 1)))))
+    return int(batch_size)
+
+
+def architecture_for(
+    config: TrainingConfig,
+    n_inputs: int,
+    n_classes: int,
+    numeric_inputs: tuple[int, ...] = (),
+    folds: int = 0,
+) -> Architecture:
+    """The network shape ``config`` asks for, for an input of ``n_inputs`` columns
+    (with ``folds`` bagging folds, one ensemble member per fold)."""
+    tabular = config.network == "tabular"
+    members = folds if tabular and folds >= 2 else config.ensemble_size
+    return Architecture(
+        n_inputs=n_inputs,
+        n_classes=n_classes,
+        hidden_layers=config.hidden_layers,
+        activation=config.activation,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm and not tabular,
+        kind=config.network,
+        numeric_inputs=tuple(numeric_inputs) if tabular else (),
+        smooth_clip=tabular and config.scaling == "robust",
+        embedding=config.embedding if tabular else "none",
+        embedding_frequencies=config.embedding_frequencies,
+        embedding_dim=config.embedding_dim,
+        scale_layer=bool(config.scale_layer) and tabular,
+        ensemble_size=members if tabular else 1,
+    )
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,13 +407,20 @@ def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opt
     # over tensors: the same update, about a third more samples/s for a small MLP on CPU
     # (bench/README.md).
     params = list(model.parameters())
+    betas = (0.9, config.adam_beta2)
     if config.optimizer == "adam":
         make = functools.partial(
-            torch.optim.Adam, lr=config.learning_rate, weight_decay=config.weight_decay
+            torch.optim.Adam,
+            lr=config.learning_rate,
+            betas=betas,
+            weight_decay=config.weight_decay,
         )
     elif config.optimizer == "adamw":
         make = functools.partial(
-            torch.optim.AdamW, lr=config.learning_rate, weight_decay=config.weight_decay
+            torch.optim.AdamW,
+            lr=config.learning_rate,
+            betas=betas,
+            weight_decay=config.weight_decay,
         )
     else:
         make = functools.partial(
@@ -286,8 +446,58 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, st
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps
         )
+    if config.lr_scheduler in ("coslog4", "flat_cosine"):
+        return StepSchedule(optimizer, config.lr_scheduler, config.epochs * steps)
     if config.lr_scheduler == "reduce_on_plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.lr_gamma, patience=max(1, config.lr_step_size // 5)
         )
     return None
+
+
+def _coslog4(t: float) -> float:
+    """Four cosine cycles in log time, each twice as long as the one before; 0 at the
+    start and at the end of each cycle (RealMLP's ``coslog4``)."""
+    return 0.5 - 0.5 * math.cos(2 * math.pi * math.log2(1 + 15 * t))
+
+
+def _flat_cosine(t: float) -> float:
+    """1 for the first half, then a cosine down to 0."""
+    return 1.0 if t < 0.5 else 0.5 + 0.5 * math.cos(math.pi * (2 * t - 1))
+
+
+class StepSchedule:
+    """A learning-rate multiplier stepped after every batch over ``total`` steps.
+
+    Plain data (``state_dict`` is the step count), so a checkpoint restores it exactly.
+    """
+
+    SHAPES = {"coslog4": _coslog4, "flat_cosine": _flat_cosine}
+
+    def __init__(self, optimizer: torch.optim.Optimizer, shape: str, total: int):
+        self.optimizer = optimizer
+        self.shape = self.SHAPES[shape]
+        self.total = max(1, total)
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+        self._apply()
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        # Evaluated half a step ahead so the first step is not taken at a rate of 0.
+        factor = self.shape(min(1.0, (self.steps + 0.5) / self.total))
+        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
+            group["lr"] = base * factor
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self._apply()
+
+
+_PER_STEP = (torch.optim.lr_scheduler.OneCycleLR, StepSchedule)

@@ -28,9 +28,9 @@ from service.db.models import (
 )
 from service.db.session import Database
 from service.ml import DataError, tabular
-from service.ml.network import Architecture, count_parameters
+from service.ml.network import count_parameters
 from service.ml.preprocessing import LabelEncoder, column_width, label_key
-from service.ml.training import TrainingConfig
+from service.ml.training import TrainingConfig, architecture_for
 from service.storage import DatabaseStorage
 from service.usecases.datasets import create_dataset, find_dataset
 from service.usecases.errors import Conflict, InvalidRequest, NotFound, TooManyJobs
@@ -402,14 +402,11 @@ def _check_size(
         column_width(kind, columns[name]["n_unique"], columns[name]["missing"] > 0)
         for name, kind in types.items()
     )
-    arch = Architecture(
-        n_inputs,
-        columns[target]["n_unique"],
-        config.hidden_layers,
-        config.activation,
-        config.dropout,
-        config.batch_norm,
-    )
+    # Numeric columns are embedded by the tabular network (0/1 columns are not, so this
+    # bound may count a few inputs too many); bagging trains one member per fold.
+    numeric = tuple(range(sum(kind == "numeric" for kind in types.values())))
+    folds = config.folds if isinstance(config.folds, int) else 5
+    arch = architecture_for(config, n_inputs, columns[target]["n_unique"], numeric, folds=folds)
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:
         raise InvalidRequest(

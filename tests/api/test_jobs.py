@@ -27,9 +27,15 @@ def test_submit_answers_202_with_location_and_publishes_after_commit(client, dat
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["epochs"] == 3 and job["epoch"] == 0
     assert job["features"] == ["x1", "x2", "colour", "flag"]
-    assert job["hyperparameters"]["hidden_layers"] == [64, 64]
+    # The job stores its recipe resolved: every knob the default recipe chose.
+    assert job["hyperparameters"]["recipe"] == "tabular"
+    assert job["hyperparameters"]["hidden_layers"] == [256, 256, 256]
+    assert job["hyperparameters"]["network"] == "tabular"
     assert isinstance(job["hyperparameters"]["seed"], int)
-    assert publisher.published == [job["id"]]
+    plain = submit(client, dataset, hyperparameters={"recipe": "plain", "dropout": 0.2})
+    assert plain.get_json()["hyperparameters"]["hidden_layers"] == [64, 64]
+    assert plain.get_json()["hyperparameters"]["dropout"] == 0.2
+    assert publisher.published == [job["id"], plain.get_json()["id"]]
     assert client.get(f"/v1/jobs/{job['id']}").get_json()["status"] == "queued"
 
 

@@ -35,7 +35,17 @@ def test_models_and_versions(client, trained):
     assert metrics["epoch"] == metrics["best_epoch"] and 0 <= metrics["val_accuracy"] <= 1
     assert metrics["n_parameters"] > 0 and metrics["training_time_s"] > 0
     validation = metrics["validation"]
-    assert set(validation) == {"accuracy", "macro_f1", "log_loss", "per_class", "confusion_matrix"}
+    assert set(validation) == {
+        "rows",
+        "accuracy",
+        "macro_f1",
+        "log_loss",
+        "ece",
+        "reliability",
+        "per_class",
+        "confusion_matrix",
+    }
+    assert metrics["recipe"]["recipe"] == "plain" and metrics["folds"] == 0
     assert validation["accuracy"] == pytest.approx(metrics["val_accuracy"])
     assert validation["confusion_matrix"]["labels"] == ["setosa", "versicolor", "virginica"]
     assert client.get("/v1/models/iris/versions/9").status_code == 404

@@ -15,7 +15,13 @@ from service.usecases.upkeep import upkeep_pass
 from tests.data import mixed_csv
 from tests.helpers import run_queued
 
-FAST = {"epochs": 3, "hidden_layers": [16], "early_stopping_patience": None, "seed": 1}
+FAST = {
+    "recipe": "plain",
+    "epochs": 3,
+    "hidden_layers": [16],
+    "early_stopping_patience": None,
+    "seed": 1,
+}
 
 
 @pytest.fixture

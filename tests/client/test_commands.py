@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import socket
 
 import pytest
@@ -159,3 +160,21 @@ def test_on_a_terminal_the_bar_redraws_one_line():
     assert last.startswith("epoch 2/4 [############------------]") and "ETA 0:08" in last
     bar.close()
     assert stream.getvalue().endswith("\n")
+
+
+def test_evaluate_prints_the_metrics_and_the_confusion_matrix(live, trained, flowers, capsys):
+    code, out, err = run(capsys, "evaluate", "flowers", str(flowers), "--url", live.url)
+    assert code == 0, err
+    assert "flowers version 1 on" in out and "120 rows" in out
+    assert "accuracy " in out and "log-loss " in out and "ECE " in out
+    assert "CLASS" in out and "SUPPORT" in out and "confusion matrix" in out
+    code, out, err = run(
+        capsys, "evaluate", "flowers", str(flowers), "--version", "1", "--json", "--url", live.url
+    )
+    answer = json.loads(out)
+    assert answer["rows"] == 120 and answer["model"] == {"name": "flowers", "version": 1}
+    assert sum(map(sum, answer["confusion_matrix"]["counts"])) == 120
+    code, out, err = run(
+        capsys, "evaluate", "flowers", str(flowers), "--target", "nope", "--url", live.url
+    )
+    assert code != 0 and "nope" in err

@@ -55,7 +55,7 @@ def train_on_worker(settings, model_name: str, epochs: int) -> dict:
                 "dataset_id": dataset.get_json()["id"],
                 "target": "species",
                 "model_name": model_name,
-                "hyperparameters": {"epochs": epochs},
+                "hyperparameters": {"recipe": "plain", "epochs": epochs},
             },
         ).get_json()["id"]
         return wait_finished(client, job_id)

@@ -31,8 +31,8 @@ def test_train_wait_then_predict_then_stream_and_plot(service, tmp_path):
     port, _, log_path = service
     url = f"http://127.0.0.1:{port}"
     train = trainserve(
-        "train", "examples/flowers.csv", "--target", "species", "--epochs", "8",
-        "--learning-rate", "0.01", "--wait", "--url", url,
+        "train", "examples/flowers.csv", "--target", "species", "--recipe", "plain",
+        "--epochs", "8", "--learning-rate", "0.01", "--wait", "--url", url,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr + log_path.read_text()[-3000:]
     assert train.stdout == "model flowers version 1\n"

@@ -58,6 +58,7 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
             "target": "species",
             "model_name": "flowers",
             "hyperparameters": {
+                "recipe": "plain",
                 "epochs": 12,
                 "learning_rate": 0.01,
                 "seed": 3,
@@ -100,7 +101,7 @@ def test_a_duplicate_message_does_not_train_twice(backend_settings, start_worker
             "dataset_id": dataset["id"],
             "target": "species",
             "model_name": "dup",
-            "hyperparameters": {"epochs": 3},
+            "hyperparameters": {"recipe": "plain", "epochs": 3},
         },
     ).get_json()["id"]
     # The broker delivers at least once: send the same job again before any worker runs.

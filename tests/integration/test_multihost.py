@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 # Long enough to be cut mid-way, short enough for the suite: exactly 60 epochs.
 SLOW_JOB = {
+    "recipe": "plain",
     "epochs": 60,
     "early_stopping_patience": None,
     "batch_size": 8,
@@ -210,7 +211,8 @@ def test_workers_on_other_hosts_fail_over_and_are_fenced(cluster: Cluster):
     # trains on one worker the quick ones go to the other.
     slow = submit(c.api1, "slow", SLOW_JOB)
     wait_until(lambda: c.job(c.api1, slow)["epoch"] >= 1, 60, "the slow job to start")
-    quick = [submit(c.api2, f"quick{i}", {"epochs": 2, "seed": i}) for i in range(2)]
+    quick_job = {"recipe": "plain", "epochs": 2}
+    quick = [submit(c.api2, f"quick{i}", {**quick_job, "seed": i}) for i in range(2)]
     wait_until(lambda: c.where(quick[0])[2] != "queued", 60, "a quick job to start")
     hosts = {c.where(job_id)[0] for job_id in [slow, quick[0]]}
     assert hosts == {"w1", "w2"}, hosts

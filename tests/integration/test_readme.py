@@ -103,7 +103,13 @@ def _kill_the_worker_mid_job(port, tmp_path, log_path) -> float:
         f"{base}/v1/datasets", data=mixed_csv(600), headers={"Content-Type": "text/csv"},
         timeout=30,
     ).json()  # fmt: skip
-    hyperparameters = {"epochs": 30, "early_stopping_patience": None, "batch_size": 8, "seed": 5}
+    hyperparameters = {
+        "recipe": "plain",
+        "epochs": 30,
+        "early_stopping_patience": None,
+        "batch_size": 8,
+        "seed": 5,
+    }
     job_id = requests.post(
         f"{base}/v1/jobs",
         json={"dataset_id": dataset["id"], "target": "species", "model_name": "m",

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 FAST = {"lease_seconds": 3.0, "republish_after_seconds": 2.0, "db_retry_seconds": 60.0}
 # Exactly 25 epochs (no early stopping), slow enough to be interrupted mid-way.
 SLOW_JOB = {
+    "recipe": "plain",
     "epochs": 25,
     "early_stopping_patience": None,
     "batch_size": 8,

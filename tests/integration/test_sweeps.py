@@ -36,6 +36,7 @@ def random_sweep(client, *, epochs: int, rows: int = 2000, max_parallel: int = 2
         "target": "species",
         "model_name": "flowers",
         "hyperparameters": {
+            "recipe": "plain",
             "epochs": epochs,
             "batch_size": 16,
             "early_stopping_patience": None,

@@ -29,10 +29,29 @@ class ClassWeight(fields.Field):
         return weights
 
 
+class IntegerOrAuto(fields.Field):
+    """An integer within bounds, or ``"auto"``."""
+
+    def __init__(self, low: int, high: int, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "auto":
+            return value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not self.low <= value <= self.high
+        ):
+            raise ValidationError(f"must be an integer from {self.low} to {self.high}, or 'auto'")
+        return value
+
+
 def _field(h: Hyperparameter) -> fields.Field:
     """The marshmallow field of one row of the hyperparameter table."""
     common: dict = {"load_default": h.default, "metadata": {"description": h.help}}
-    if h.nullable:
+    if h.nullable or h.recipe:
         common["allow_none"] = True
     bounds = validate.Range(
         h.minimum,
@@ -41,11 +60,18 @@ def _field(h: Hyperparameter) -> fields.Field:
         max_inclusive=not h.exclusive_maximum,
     )
     if h.kind is Kind.INT_LIST:
+        default = None if h.default is None else list(h.default)
         return fields.List(
             fields.Integer(validate=bounds),
-            **{**common, "load_default": list(h.default)},
+            **{**common, "load_default": default},
             validate=validate.Length(max=h.max_items),
         )
+    if h.kind is Kind.INT_OR_AUTO:
+        common["metadata"]["oneOf"] = [
+            {"type": "integer", "minimum": h.minimum, "maximum": h.maximum},
+            {"type": "string", "enum": ["auto"]},
+        ]
+        return IntegerOrAuto(int(h.minimum), int(h.maximum), **common)
     if h.kind is Kind.CLASS_WEIGHT:
         common["metadata"]["oneOf"] = [
             {"type": "string", "enum": ["balanced"]},

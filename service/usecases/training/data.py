@@ -43,5 +43,7 @@ def load(lease: AttemptLease) -> TrainingData:
         feature_types,
         validation_fraction=config.validation_fraction,
         seed=config.seed,
+        scaling=config.scaling,
+        folds=config.folds if config.network == "tabular" else 0,
     )
     return TrainingData(prepared, config, checkpoint)

@@ -171,7 +171,9 @@ def _run(lease: AttemptLease, stop_rules: Sequence[StopRule], worker_device: str
     metrics = {
         "epoch": model_epoch,  # the epoch whose weights the model has
         "best_epoch": trainer.best_epoch,  # the epoch of the lowest validation loss
-        "validation": evaluate(bundle.network, prepared.x_val, prepared.y_val, bundle.classes),
+        "validation": evaluate(
+            bundle.network, prepared.x_val, prepared.y_val, bundle.classes, prepared.folds
+        ),
         "epochs_run": trainer.last_epoch,
         "n_parameters": count_parameters(trainer.arch),
         "train_rows": len(prepared.y_train),
@@ -181,6 +183,10 @@ def _run(lease: AttemptLease, stop_rules: Sequence[StopRule], worker_device: str
         "resumed_from_epoch": lease.resume_epoch or None,
         "device": describe(device),
         "precision": data.config.precision,
+        "folds": prepared.n_folds,
+        "temperature": float(state["temperature"]) if "temperature" in state else None,
+        # The recipe that trained it: every hyperparameter, resolved.
+        "recipe": data.config.to_json(),
     }
     store_model(lease, bundle, metrics, stop.reason if stop is not None else None)
     return Outcome.SUCCEEDED

@@ -91,12 +91,24 @@ export async function api(path, { method = "GET", json, body, headers = {}, acce
     sent["Content-Type"] = "application/json";
     body = JSON.stringify(json);
   }
+  // A busy server (503 with Retry-After) or a dropped connection is tried again, up to
+  // three times, for requests that mean the same when repeated (not POST).
+  const attempts = method === "POST" ? 1 : 3;
   let response;
-  try {
-    response = await fetch(path, { method, headers: sent, body, signal, cache: "no-store" });
-  } catch (exc) {
-    if (exc.name === "AbortError") throw exc;
-    throw new ApiError(0, { detail: "the API did not answer" });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      response = await fetch(path, { method, headers: sent, body, signal, cache: "no-store" });
+    } catch (exc) {
+      if (exc.name === "AbortError") throw exc;
+      if (attempt < attempts) {
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+        continue;
+      }
+      throw new ApiError(0, { detail: "the API did not answer" });
+    }
+    if (response.status !== 503 || attempt >= attempts) break;
+    const wait = Math.min(10, Number(response.headers.get("Retry-After")) || attempt);
+    await new Promise((resolve) => setTimeout(resolve, 1000 * wait));
   }
   if (raw && response.ok) return response;
   if (response.status === 204) return null;

@@ -131,8 +131,19 @@ export function confirm({ title, body, ok = "Confirm", danger = false }) {
   button.textContent = ok;
   button.classList.toggle("danger", danger);
   dialog.returnValue = "cancel";
+  const form = $("form", dialog);
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    // Answered by this showing's own submit (the button pressed) or Esc, both dispatched
+    // at once; never by the close event, which is queued and can belong to an earlier one.
+    const done = (answer) => {
+      form.removeEventListener("submit", submitted);
+      dialog.removeEventListener("cancel", cancelled);
+      resolve(answer);
+    };
+    const submitted = (event) => done(Boolean(event.submitter) && event.submitter.value === "ok");
+    const cancelled = () => done(false);
+    form.addEventListener("submit", submitted);
+    dialog.addEventListener("cancel", cancelled);
     dialog.showModal();
     $("#confirm-cancel").focus();
   });
