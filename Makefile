@@ -79,6 +79,10 @@ bench-speed: install
 bench-gpu: install
 	$(BIN)/python bench/gpu.py $(ARGS)
 
+## schemathesis against a live `trainserve api`, longer than the run in `make test`.
+fuzz: install
+	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 $(BIN)/pytest tests/integration/test_schemathesis.py -s
+
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client
 
