@@ -85,6 +85,10 @@ bench-scale: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/scale.py $(ARGS)
 
+## schemathesis against a live `trainserve api`, longer than the run in `make test`.
+fuzz: install
+	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 $(BIN)/pytest tests/integration/test_schemathesis.py -s
+
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client
 

@@ -5,8 +5,8 @@ PostgreSQL database, then starts three servers on the same cores:
 
 - floor: ``bench/floor_app.py`` under gunicorn, 2 sync workers, one torch thread each;
 - trainserve: ``trainserve api --workers 2`` with API keys on (PostgreSQL, Redis broker),
-  the production configuration, with its default gthread workers (8 threads each) and
-  with ``--worker-class sync``.
+  the production configuration, with its default worker class (hybrid: a sync main
+  thread, 8 threads for long requests) and with ``--worker-class sync``.
 
 wrk (one thread, N connections) loads them alternately with the same request: one row
 and 1,000 rows of JSON, ROUNDS rounds each. Prints req/s, rows/s, p50/p99 and the ratios
@@ -45,8 +45,8 @@ from bench.harness import (  # noqa: E402
 
 N_FEATURES = 20
 # trainserve as `trainserve api` runs it by default, and with sync workers (no threads).
-SERVERS = {"trainserve": "gthread", "trainserve sync": "sync"}
-TABULAR = "trainserve tabular"  # the default recipe's network on the gthread server
+SERVERS = {"trainserve": "hybrid", "trainserve sync": "sync"}
+TABULAR = "trainserve tabular"  # the default recipe's network on the default (hybrid) server
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 
 

@@ -287,7 +287,9 @@ def cmd_api(args) -> int:
             # Requests one at a time in each process's main thread; event streams and
             # uploads in threads beside them (service/server.py).
             self.cfg.set("worker_class", WORKER_CLASSES[args.worker_class])
-            self.cfg.set("threads", args.threads)
+            if args.worker_class == "hybrid":
+                # Not for "sync": gunicorn turns a sync worker with threads into gthread.
+                self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")

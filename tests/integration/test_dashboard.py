@@ -7,8 +7,8 @@ screenshot of each step under tests/artifacts/ (or $TRAINSERVE_ARTIFACTS_DIR):
 - cancel a running job;
 - sweep → live leaderboard → promote the winner to champion;
 - compare versions; move an alias from the version table;
-- score a file (predictions to download);
-- keyboard only; 390 px wide.
+- score a file (predictions to download) and a labelled one (the evaluation too);
+- keyboard only; 390 px wide; a key that may only predict (scopes).
 
 One service and one browser tab serve the whole module (small tables, few epochs), and
 every test ends with no script error, console error or CSP report in the page.
@@ -274,6 +274,7 @@ def test_upload_train_watch_and_predict(live, page):
     shot(page, "02-train-form-refused")
     assert live.api("GET", "/v1/jobs").json() == []
 
+    set_value(page, '[name="hyperparameters.recipe"]', "plain")  # small and fast
     set_value(page, '[name="hyperparameters.epochs"]', str(LIVE_EPOCHS))
     set_value(page, '[name="hyperparameters.hidden_layers"]', "32, 32")
     set_value(page, '[name="hyperparameters.batch_size"]', "16")
@@ -343,7 +344,12 @@ def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(liv
             "dataset_id": dataset["id"],
             "target": "species",
             "model_name": "flowers-cancel",
-            "hyperparameters": {"epochs": 1000, "batch_size": 1, "early_stopping_patience": None},
+            "hyperparameters": {
+                "epochs": 1000,
+                "batch_size": 1,
+                "early_stopping_patience": None,
+                "recipe": "plain",
+            },
         },
     ).json()
     # Delete while a job uses it: the 409 is explained, with the job that holds it.
@@ -425,6 +431,7 @@ def test_sweep_leaderboard_and_promote_the_winner(live, page):
     set_value(page, ".search-row:nth-child(2) select[aria-label=Hyperparameter]", "activation")
     set_value(page, ".search-row:nth-child(2) input[aria-label=Values]", "relu, tanh")
     assert text(page, ".trial-count").startswith("4 trials")
+    set_value(page, '[name="hyperparameters.recipe"]', "plain")
     set_value(page, '[name="hyperparameters.epochs"]', "8")
     set_value(page, '[name="hyperparameters.early_stopping_patience"]', "")
     set_value(page, '[name="hyperparameters.seed"]', "1")
@@ -581,6 +588,44 @@ def test_score_a_file(live, page):
     assert "nothing to evaluate against" in text(page, ".score-evaluation")
     shot(page, "13-score")
 
+    # A labelled file: predictions (the target column set aside, and said so) and the
+    # model's evaluation on it, with its reliability diagram.
+    page.set_files("#score-file", FLOWERS)
+    page.wait_for(
+        "document.querySelector('.score-predictions a[download]')?.download"
+        " === 'flowers-predictions-flowers-v1.csv'",
+        timeout=60,
+    )
+    assert "ignored the column species" in text(page, ".score-predictions")
+    page.wait_for("!!document.querySelector('.score-evaluation .evaluation')", timeout=60)
+    evaluation = live.api(
+        "POST",
+        "/v1/models/flowers/versions/1/evaluate",
+        data=FLOWERS.read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    ).json()
+    facts = dict(
+        page.js(
+            "[...document.querySelectorAll('.score-evaluation dl.facts div')]"
+            ".map(d => [d.firstChild.textContent, d.lastChild.textContent])"
+        )
+    )
+    assert facts["Rows"] == "150"
+    assert facts["Accuracy"] == f"{100 * evaluation['accuracy']:.1f} %"
+    cells = page.js(
+        "[...document.querySelectorAll('.score-evaluation table.confusion tbody td')]"
+        ".map(td => Number(td.textContent))"
+    )
+    assert cells == [n for row in evaluation["confusion_matrix"]["counts"] for n in row]
+    bars = page.js("document.querySelectorAll('.score-evaluation svg.reliability rect.bar').length")
+    assert bars == sum(1 for b in evaluation["reliability"] if b["count"])
+    tallest = page.js(
+        "Math.max(...[...document.querySelectorAll('.score-evaluation svg.reliability rect.bar')]"
+        ".map(r => r.getBoundingClientRect().height))"
+    )
+    assert tallest > 60  # a bar reaches up to its bin's accuracy
+    shot(page, "13-score-labelled")
+
 
 def test_keyboard_only(live, page):
     go(page, live, "/jobs", "table")
@@ -642,6 +687,61 @@ def test_every_page_fits_390_pixels(live, page):
         page.resize(1280)
     go(page, live, "/train", "#train-form")
     shot(page, "14-train-form-390", width=390)
+
+
+def use_key(page: Page, key: str) -> None:
+    """Enter ``key`` in the key dialog, as a person switching keys would."""
+    page.click("#change-key")
+    page.wait_for("document.querySelector('#key-dialog').open")
+    set_value(page, "#key-input", key)
+    page.js("document.querySelector('#key-form').requestSubmit()")
+    page.wait_for("!document.querySelector('#key-dialog').open")
+
+
+def test_a_key_that_may_only_predict_sees_what_it_may(live, page):
+    predict_only = create_key(live.home, "acme", "--scope", "predict")
+    page.goto(f"{live.base}/ui#/")
+    page.wait_for("!!document.querySelector('#change-key')")
+    use_key(page, predict_only)
+    try:
+        # The first page is refused (jobs need "read"); the 403 says what the key holds,
+        # and the page goes where the key may: the models.
+        page.wait_for("location.hash === '#/models' && !!document.querySelector('tr[data-model]')")
+        nav = page.js(
+            "[...document.querySelectorAll('#nav a')]"
+            ".filter(a => !a.hidden).map(a => a.textContent)"
+        )
+        assert nav == ["Models"]
+        assert "scopes: predict" in text(page, "#key-status")
+
+        go(page, live, "/models/flowers", "tr[data-version]")
+        buttons = page.js(
+            "[...document.querySelectorAll('[data-action=make-champion]')]"
+            ".map(b => [b.disabled, b.title])"
+        )
+        assert buttons and all(disabled for disabled, _ in buttons)
+        assert all("admin" in title for _, title in buttons if title)
+        assert page.js("[...document.querySelectorAll('td a.mono')].every(a => a.hidden)")  # jobs
+        shot(page, "15-predict-key-390", width=390)
+
+        go(page, live, "/models/flowers/1", "#predict-form")
+        assert (
+            page.js("document.querySelector('#predict-form button[type=submit]').disabled") is False
+        )
+        page.js("document.querySelector('#predict-form').requestSubmit()")
+        assert page.wait_for("document.querySelector('.predicted-label')?.textContent") in (
+            "setosa",
+            "versicolor",
+            "virginica",
+        )
+        assert page.js("document.querySelector('.page-head [data-scope=admin]')?.disabled") is True
+
+        # A page it may not see says why, in words.
+        go(page, live, "/datasets", ".error")
+        assert "needs the “read” scope" in text(page, ".error")
+    finally:
+        use_key(page, live.key)
+    page.wait_for("[...document.querySelectorAll('#nav a')].every(a => !a.hidden)")
 
 
 def test_swagger_ui_renders_at_docs_without_any_other_host(live, tmp_path):
