@@ -17,6 +17,7 @@ every test ends with no script error, console error or CSP report in the page.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import random
@@ -240,6 +241,12 @@ def test_upload_train_watch_and_predict(live, page):
     assert columns["soil"][1] == "categorical" and columns["watered"][1] == "boolean"
     assert columns["width"][2].startswith("61 ")  # every 41st row of 2500 is empty
     assert "2,500 rows" in text(page, ".facts-line")
+    # The upload's statistics: the categories with their counts, a numeric summary.
+    soil = page.js(
+        "[...document.querySelectorAll('tr[data-column=soil] .chip')].map(c => c.textContent)"
+    )
+    assert len(soil) == 3 and all(re.fullmatch(r"(clay|sand|loam) · [\d,]+", c) for c in soil), soil
+    assert re.search(r"min -?\d.*mean -?\d.*max \d", text(page, "tr[data-column=height] .stats"))
     shot(page, "01-dataset")
 
     # Train: the form comes from the OpenAPI schema, the target is guessed from the columns.
@@ -336,7 +343,16 @@ def test_upload_train_watch_and_predict(live, page):
 
 
 def test_a_dataset_in_use_is_not_deleted_then_the_job_is_cancelled_and_it_is(live, page):
-    dataset = upload_flowers(live, "flowers-cancel")
+    # A compressed file goes up as it is, with Content-Encoding: gzip.
+    packed = live.tmp / "flowers-cancel.csv.gz"
+    packed.write_bytes(gzip.compress(FLOWERS.read_bytes()))
+    go(page, live, "/datasets", "#upload-file")
+    page.set_files("#upload-file", packed)
+    page.wait_for(
+        "location.hash.startsWith('#/datasets/') && !!document.querySelector('tr[data-column]')"
+    )
+    assert text(page, "h1") == "flowers-cancel" and "150 rows" in text(page, ".facts-line")
+    dataset = {"id": route(page).split("/")[-1]}
     job = live.api(
         "POST",
         "/v1/jobs",
