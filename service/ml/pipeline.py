@@ -161,6 +161,19 @@ def prepare(
 ENCODED_FORMAT = 1
 
 
+
+def train_bundle(data: PreparedData, config: TrainingConfig):
+    """Train to the end without a caller in the loop (benchmarks, tests): the model bundle
+    and the trainer it came from."""
+    from service.ml.inference import ModelBundle
+
+    trainer = data.trainer(config)
+    for _ in trainer.fit():
+        pass
+    _, state = trainer.final_state()
+    bundle = ModelBundle.from_state(trainer.arch, data.encoder, data.labels.classes, state)
+    return bundle, trainer
+
 def encode_file(
     parquet_path: str | Path,
     target: str,
