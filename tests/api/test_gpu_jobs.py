@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from service.db.models import Job
 from service.ml.device import GPU_BATCH_SIZE
+from service.ml.hyperparameters import RECIPES
 from service.usecases import workers
 from service.usecases.training import run_training
 from tests.data import mixed_csv
@@ -31,7 +32,10 @@ def test_a_gpu_job_goes_to_the_gpu_queue_with_a_larger_default_batch(client, dat
     assert gpu["hyperparameters"]["batch_size"] == GPU_BATCH_SIZE
     assert chosen["hyperparameters"]["batch_size"] == 64
     assert cpu["hyperparameters"]["device"] == "cpu"
-    assert cpu["hyperparameters"]["batch_size"] == 32
+    # A CPU job keeps its recipe's batch size (the default recipe's "auto"), not the GPU's.
+    assert cpu["hyperparameters"]["batch_size"] == RECIPES[cpu["hyperparameters"]["recipe"]][
+        "batch_size"
+    ]
     assert publisher.published == [gpu["id"], chosen["id"], cpu["id"]]
     assert publisher.gpu == [gpu["id"], chosen["id"]]
 
