@@ -85,17 +85,19 @@ def test_the_size_limit_counts_the_inputs_the_encoder_will_make(
 ):
     """The submit-time estimate of the network's inputs is the width of the encoder the
     worker fits (service.ml.preprocessing.column_width), so max_parameters is exact here."""
-    first = jobs.submit_job(db, settings, publisher, "default", request(dataset_id, seed=0))
+    # The plain recipe's MLP, whose parameters count_parameters(Architecture) gives.
+    plain = {"seed": 0, "recipe": "plain"}
+    first = jobs.submit_job(db, settings, publisher, "default", request(dataset_id, **plain))
     prepared = training_data.load(AttemptLease.claim(db, settings, first.id, "w")).prepared
     arch = Architecture(
         prepared.encoder.n_inputs, len(prepared.labels.classes), (64, 64), "relu", 0.0
     )
     exact = count_parameters(arch)
     at_limit = dataclasses.replace(settings, max_parameters=exact)
-    jobs.submit_job(db, at_limit, publisher, "default", request(dataset_id, seed=0))
+    jobs.submit_job(db, at_limit, publisher, "default", request(dataset_id, **plain))
     below = dataclasses.replace(settings, max_parameters=exact - 1)
     with pytest.raises(InvalidRequest) as refused:
-        jobs.submit_job(db, below, publisher, "default", request(dataset_id, seed=0))
+        jobs.submit_job(db, below, publisher, "default", request(dataset_id, **plain))
     assert refused.value.field == "hyperparameters.hidden_layers"
 
 

@@ -47,7 +47,9 @@ def test_a_grid_becomes_its_trials_and_only_max_parallel_start(db, settings, pub
         {"learning_rate": 0.01, "hidden_layers": [16, 16]},
     ]
     assert report.sweep.hyperparameters["epochs"] == 2
-    assert report.sweep.hyperparameters["batch_size"] == 32  # the base got its defaults
+    # The base got its defaults: the default recipe's, as a job would.
+    assert report.sweep.hyperparameters["recipe"] == "tabular"
+    assert report.sweep.hyperparameters["validation_fraction"] == 0.2
     assert len(publisher.published) == 3 and report.counts["pending"] == 1
 
 
