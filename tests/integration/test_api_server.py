@@ -59,18 +59,20 @@ def test_predict_is_served_while_streams_and_an_upload_hold_threads(live):
         f"Content-Length: {2 * len(half)}\r\n{auth}",
         half,
     )
-    time.sleep(0.5)
-    times = [_predict_ms(live) for _ in range(10)]
-    assert max(times) < 2000, times  # answered, not queued behind the threads
-    assert stream.recv(1 << 16).startswith(b"HTTP/1.1 200")
-    upload.sendall(rest)  # the upload completes in its thread
-    upload.settimeout(60)
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += upload.recv(1 << 16)
-    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
-    stream.close()
-    upload.close()
+    try:  # closed even when an assertion fails (a leaked socket fails a later test)
+        time.sleep(0.5)
+        times = [_predict_ms(live) for _ in range(10)]
+        assert max(times) < 2000, times  # answered, not queued behind the threads
+        assert stream.recv(1 << 16).startswith(b"HTTP/1.1 200")
+        upload.sendall(rest)  # the upload completes in its thread
+        upload.settimeout(60)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += upload.recv(1 << 16)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    finally:
+        stream.close()
+        upload.close()
 
 
 @pytest.mark.parametrize(
@@ -99,14 +101,10 @@ def test_predict_is_served_while_streams_and_an_upload_hold_threads(live):
     ],
 )
 def test_the_servers_own_errors_are_problem_json(live, request_line, headers, status):
-    conn = _open(live, f"{request_line}\r\nHost: x\r\n{headers}")
     answer = b""
-    while True:
-        chunk = conn.recv(1 << 16)
-        if not chunk:
-            break
-        answer += chunk
-    conn.close()
+    with _open(live, f"{request_line}\r\nHost: x\r\n{headers}") as conn:
+        while chunk := conn.recv(1 << 16):
+            answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(f"HTTP/1.1 {status}".encode()), answer[:300]
     assert b"Content-Type: application/problem+json" in head
