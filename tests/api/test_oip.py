@@ -218,3 +218,17 @@ def test_binary_and_encoded_bodies_that_do_not_fit_are_400(client, trained, kwar
 def test_an_unknown_content_encoding_is_415(client, trained):
     response = client.post("/v2/models/iris/infer", data=b"{}", headers={"Content-Encoding": "br"})
     assert response.status_code == 415 and "Content-Encoding" in response.get_json()["error"]
+
+
+def test_a_gzip_body_inflating_past_the_request_limit_is_400(client, trained, settings):
+    """The inflated body is bounded by TRAINSERVE_MAX_REQUEST_BYTES (the whole-body limit),
+    not by the upload limit of streamed tables (50 GiB): a small bomb stays small."""
+    import gzip
+
+    bomb = gzip.compress(b" " * (settings.max_request_bytes + 1))
+    assert len(bomb) < settings.max_request_bytes // 100
+    response = client.post(
+        "/v2/models/iris/infer", data=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 400, response.get_json()
+    assert "larger than the limit of" in response.get_json()["error"]

@@ -88,7 +88,7 @@ def _decoded(raw: bytes) -> bytes:
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not accepted; use gzip, deflate or none"
         )
-    limit = services().settings.max_upload_bytes
+    limit = services().settings.max_request_bytes
     # gzip: a gzip header (wbits 16+); deflate: the zlib format, as HTTP means it.
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
     try:
