@@ -15,13 +15,12 @@ they are made, and the file is sent once the whole body was read. So:
 
 from __future__ import annotations
 
-import io
 import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from service.db.session import Database
-from service.ml.batch import read_csv_chunks, write_header, write_predictions
+from service.ml.batch import CsvRows, encode, header_line, prediction_lines
 from service.usecases import models
 
 CHUNK_ROWS = 20_000
@@ -66,22 +65,22 @@ def predict_csv(
     bundle = models.loaded(db, cache, found)
     body = tempfile.TemporaryFile()
     try:
-        text = io.TextIOWrapper(body, encoding="utf-8", newline="")
-        write_header(text, bundle.classes)
-        rows = 0
-        ignored: tuple[str, ...] = ()
-        for chunk in read_csv_chunks(
+        reader = CsvRows(
             stream,
+            bundle.encoder.types,
             chunk_rows=CHUNK_ROWS,
             max_rows=limits.max_rows,
             max_columns=limits.max_columns,
             max_cell_chars=limits.max_cell_chars,
-        ):
-            chunk, ignored = models.without_target(chunk, found.target)
-            write_predictions(text, bundle.classes, bundle.predict_proba(chunk))
-            rows += len(chunk)
-        text.flush()
-        text.detach()
+        )
+        ignored = (found.target,) if found.target in reader.header else ()
+        bundle.check_columns(name for name in reader.header if name not in ignored)
+        body.write(header_line(bundle.classes).encode())
+        rows = 0
+        for batch in reader:
+            probabilities = bundle.predict_inputs(encode(bundle.encoder, batch))
+            body.write(prediction_lines(bundle.classes, probabilities))
+            rows += batch.num_rows
         size = body.tell()
         body.seek(0)
     except BaseException:
