@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import delete, func, select, update
@@ -32,7 +32,7 @@ from service.ml import DataError, tabular
 from service.ml.network import count_parameters
 from service.ml.preprocessing import column_width
 from service.ml.training import TrainingConfig, architecture_for
-from service.usecases.datasets import find_dataset, staged_dataset
+from service.usecases.datasets import TableUpload, find_dataset, staged_dataset
 from service.usecases.errors import Conflict, InvalidRequest, NotFound, TooManyJobs
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ def submit_job(
     request: JobRequest,
     *,
     idempotency_key: str | None = None,
-    upload: BinaryIO | None = None,
-    upload_name: str | None = None,
-    upload_format: str = "csv",
+    upload: TableUpload | None = None,
 ) -> Job:
     """Check the request against its dataset, store the job, then publish it.
 
@@ -85,9 +83,7 @@ def submit_job(
         if upload is not None:
             with db.transaction() as session:  # refuse before reading gigabytes
                 _check_active_jobs(session, settings, tenant)
-            with staged_dataset(
-                db, settings, tenant, name=upload_name, source=upload, fmt=upload_format
-            ) as store:
+            with staged_dataset(db, settings, tenant, upload) as store:
                 with db.transaction() as session:
                     _check_active_jobs(session, settings, tenant)
                     dataset = store(session)

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 
 from service.api.blueprint import Blueprint
-from service.api.body import JSON, MULTIPART, TABLES, Body, filename_stem, form_name
+from service.api.body import JSON, Body
 from service.api.datasets.schemas import (
     DatasetNameArgsSchema,
     DatasetQueryArgsSchema,
@@ -12,7 +12,7 @@ from service.api.datasets.schemas import (
 )
 from service.api.services import services, tenant
 from service.api.spec import link, links, problem_doc
-from service.api.streams import file_format, upload_stream
+from service.api.streams import uploaded_table
 from service.usecases import datasets
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Tabular datasets")
@@ -67,27 +67,15 @@ class Datasets(MethodView):
         """Upload a dataset (CSV, Parquet, JSON Lines or JSON records)"""
         svc = services()
         if body.media_type == JSON:
-            return datasets.upload_dataset(
-                svc.database,
-                svc.settings,
-                tenant(),
-                name=body.data.get("name"),
-                records=body.data["records"],
-            )
-        if body.media_type == MULTIPART:
-            name = form_name(body.form.get("name")) or args.get("name")
-            name, fmt = name or filename_stem(body.filename), file_format(body.filename)
+            table = datasets.TableUpload(body.data.get("name"), records=body.data["records"])
         else:
-            name, fmt = args.get("name"), TABLES[body.media_type]
-        return datasets.upload_dataset(
-            svc.database,
-            svc.settings,
-            tenant(),
-            name=name,
-            source=upload_stream(body.stream, svc.settings.max_upload_bytes),
-            fmt=fmt,
-            column_types=args.get("column_types"),
-        )
+            table = uploaded_table(
+                body,
+                svc.settings.max_upload_bytes,
+                name=args.get("name"),
+                column_types=args.get("column_types"),
+            )
+        return datasets.upload_dataset(svc.database, svc.settings, tenant(), table)
 
 
 @blp.route("/<string:dataset_id>")

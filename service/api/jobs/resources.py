@@ -6,11 +6,11 @@ from flask import request, url_for
 from flask.views import MethodView
 
 from service.api.blueprint import Blueprint
-from service.api.body import MULTIPART, Body, filename_stem, form_name
+from service.api.body import MULTIPART, Body, filename_stem
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
 from service.api.services import services, tenant
 from service.api.spec import link, links, problem_doc
-from service.api.streams import file_format, upload_stream
+from service.api.streams import uploaded_table
 from service.usecases import jobs
 from service.usecases.errors import InvalidRequest
 
@@ -84,10 +84,9 @@ class Jobs(MethodView):
     def post(self, body: Body):
         """Submit a training job"""
         svc = services()
-        upload = upload_name = None
+        upload = None
         if body.media_type == MULTIPART:
-            upload_name = form_name(body.form.get("name")) or filename_stem(body.filename)
-            upload = upload_stream(body.stream, svc.settings.max_upload_bytes)
+            upload = uploaded_table(body, svc.settings.max_upload_bytes)
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
             raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
@@ -99,8 +98,6 @@ class Jobs(MethodView):
             jobs.JobRequest(**body.data),
             idempotency_key=key,
             upload=upload,
-            upload_name=upload_name,
-            upload_format=file_format(body.filename),
         )
         return job, {"Location": url_for("jobs.JobById", job_id=job.id)}
 
