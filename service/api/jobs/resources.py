@@ -9,7 +9,7 @@ from service.api.blueprint import Blueprint
 from service.api.body import MULTIPART, Body, filename_stem
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
+from service.api.spec import link, links, problem_doc
 from service.api.streams import uploaded_table
 from service.usecases import jobs
 from service.usecases.errors import InvalidRequest
@@ -39,6 +39,18 @@ def _form_fields(body: Body) -> dict:
     return data
 
 
+_JOB = "$response.body#/id"
+#: Where a job's answer leads: itself, its metrics, its cancel, and its model (which
+#: exists once the job has succeeded).
+JOB_LINKS = {
+    "GetJob": link("/v1/jobs/{job_id}", job_id=_JOB),
+    "GetJobMetrics": link("/v1/jobs/{job_id}/metrics", job_id=_JOB),
+    "GetJobPlot": link("/v1/jobs/{job_id}/plot", job_id=_JOB),
+    "CancelJob": link("/v1/jobs/{job_id}/cancel", "post", job_id=_JOB),
+    "GetModel": link("/v1/models/{name}", name="$response.body#/model_name"),
+}
+
+
 @blp.route("")
 class Jobs(MethodView):
     @blp.arguments(JobQueryArgsSchema, location="query")
@@ -66,6 +78,7 @@ class Jobs(MethodView):
         ],
     )
     @blp.response(202, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.doc(**links(202, **JOB_LINKS))
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, body: Body):
@@ -92,6 +105,7 @@ class Jobs(MethodView):
 @blp.route("/<string:job_id>")
 class JobById(MethodView):
     @blp.response(200, JobSchema)
+    @blp.doc(**links(200, **JOB_LINKS))
     @blp.alt_response(404, **problem_doc("No such job"))
     def get(self, job_id):
         """Get a job's status and progress"""
