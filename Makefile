@@ -51,8 +51,9 @@ kubectl:
 	@$(KUBECTL) kustomize --help >/dev/null 2>&1 || { \
 	  echo "make: $(KUBECTL) has no kustomize; kubectl >= 1.27 is needed" >&2; exit 1; }
 
-## Start the all-in-one service (API + worker + sweeper) on 127.0.0.1:8000.
-run: install
+## Start the all-in-one service (API + worker + upkeep) on 127.0.0.1:8000. It needs the
+## service's own virtualenv only: KServe's client is for the tests.
+run: $(STAMP)
 	$(BIN)/trainserve up $(ARGS)
 
 ## Run every test: ML core, API, migrations, and the integration tests
@@ -87,7 +88,7 @@ bench-scale: install
 
 ## schemathesis against a live `trainserve api`, longer than the run in `make test`.
 fuzz: install
-	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 $(BIN)/pytest tests/integration/test_schemathesis.py -s
+	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 TRAINSERVE_FUZZ_STATEFUL_SECONDS=600 $(BIN)/pytest tests/integration/test_schemathesis.py -s
 
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client

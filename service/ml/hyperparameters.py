@@ -141,7 +141,10 @@ class Hyperparameter:
         return self.default if self.config_default is _SAME else self.config_default
 
 
-_RECIPE = "; null: the recipe's"
+def _recipe_knob(name: str, kind: Kind, help: str, **bounds: Any) -> Hyperparameter:
+    """A knob whose default is ``null``, "the recipe's value" (:data:`RECIPES`)."""
+    return Hyperparameter(name, kind, None, help + "; null: the recipe's", recipe=True, **bounds)
+
 
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
@@ -151,24 +154,24 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "plain (a small MLP with early stopping: about 10x faster, as before)",
         choices=tuple(RECIPES), config_default="plain",
     ),
-    Hyperparameter(
-        "network", Kind.CHOICE, None,
-        "mlp (plain layers) or tabular (embeddings, NT layers, ensemble members)" + _RECIPE,
-        choices=("mlp", "tabular"), recipe=True,
+    _recipe_knob(
+        "network", Kind.CHOICE,
+        "mlp (plain layers) or tabular (embeddings, NT layers, ensemble members)",
+        choices=("mlp", "tabular"),
     ),
-    Hyperparameter(
-        "hidden_layers", Kind.INT_LIST, None,
-        "Width of each hidden layer, input side first" + _RECIPE,
-        minimum=1, maximum=8192, max_items=16, recipe=True,
+    _recipe_knob(
+        "hidden_layers", Kind.INT_LIST,
+        "Width of each hidden layer, input side first",
+        minimum=1, maximum=8192, max_items=16,
     ),
-    Hyperparameter(
-        "activation", Kind.CHOICE, None, "Activation after each hidden layer" + _RECIPE,
-        choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "selu", "silu"), recipe=True,
+    _recipe_knob(
+        "activation", Kind.CHOICE, "Activation after each hidden layer",
+        choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "selu", "silu"),
     ),
-    Hyperparameter(
-        "dropout", Kind.FLOAT, None,
-        "Share of hidden outputs zeroed while training (see dropout_schedule)" + _RECIPE,
-        minimum=0.0, maximum=1.0, exclusive_maximum=True, recipe=True,
+    _recipe_knob(
+        "dropout", Kind.FLOAT,
+        "Share of hidden outputs zeroed while training (see dropout_schedule)",
+        minimum=0.0, maximum=1.0, exclusive_maximum=True,
     ),
     Hyperparameter(
         "batch_norm", Kind.BOOL, False, "Batch normalisation after each hidden Linear layer"
@@ -176,11 +179,11 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
         "optimizer", Kind.CHOICE, "adam", "The optimiser", choices=("adam", "adamw", "sgd")
     ),
-    Hyperparameter(
-        "learning_rate", Kind.FLOAT, None,
+    _recipe_knob(
+        "learning_rate", Kind.FLOAT,
         "Optimiser step size (the tabular network's weights are N(0, 1) scaled by "
-        "1/sqrt(fan-in), so its rates are larger)" + _RECIPE,
-        minimum=0.0, maximum=10.0, exclusive_minimum=True, recipe=True,
+        "1/sqrt(fan-in), so its rates are larger)",
+        minimum=0.0, maximum=10.0, exclusive_minimum=True,
     ),
     Hyperparameter(
         "momentum", Kind.FLOAT, 0.9, "Momentum of sgd", minimum=0.0, maximum=1.0
@@ -188,30 +191,29 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
         "weight_decay", Kind.FLOAT, 0.0, "L2 penalty on the weights", minimum=0.0, maximum=1.0
     ),
-    Hyperparameter(
-        "batch_size", Kind.INT_OR_AUTO, None,
+    _recipe_knob(
+        "batch_size", Kind.INT_OR_AUTO,
         "Rows per optimiser step, or auto: 256, fewer on small tables so that an epoch "
-        "takes at least 8 steps" + _RECIPE,
-        minimum=1, maximum=65536, recipe=True,
+        "takes at least 8 steps",
+        minimum=1, maximum=65536,
     ),
     # Measured (bench/accuracy.py): up to 100 epochs, stopping 10 epochs after the best
     # validation loss and keeping that epoch's weights. The upper bound is the server's
     # TRAINSERVE_MAX_EPOCHS, checked at submit.
-    Hyperparameter(
-        "epochs", Kind.INT, None,
+    _recipe_knob(
+        "epochs", Kind.INT,
         "At most this many passes over the training rows (the server's "
-        "TRAINSERVE_MAX_EPOCHS caps it)" + _RECIPE,
-        minimum=1, recipe=True,
+        "TRAINSERVE_MAX_EPOCHS caps it)",
+        minimum=1,
     ),
     Hyperparameter(
         "validation_fraction", Kind.FLOAT, 0.2,
         "Share of the rows held out for validation (a stratified split)",
         minimum=0.05, maximum=0.5,
     ),
-    Hyperparameter(
-        "early_stopping", Kind.BOOL, None,
-        "Stop when the validation loss stopped improving (early_stopping_patience)" + _RECIPE,
-        recipe=True,
+    _recipe_knob(
+        "early_stopping", Kind.BOOL,
+        "Stop when the validation loss stopped improving (early_stopping_patience)",
     ),
     Hyperparameter(
         "early_stopping_patience", Kind.INT, 10,
@@ -220,20 +222,18 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         minimum=0, maximum=10_000, nullable=True,
     ),
     Hyperparameter(
-        "min_delta", Kind.FLOAT, 0.0,
-        "Smallest fall of the validation loss that counts as better",
+        "min_delta", Kind.FLOAT, 0.0, "Smallest fall of the validation loss that counts as better",
         minimum=0.0, maximum=1e6,
     ),
-    Hyperparameter(
-        "lr_scheduler", Kind.CHOICE, None,
+    _recipe_knob(
+        "lr_scheduler", Kind.CHOICE,
         "How the learning rate changes while training; coslog4: four cosine cycles in "
         "log time, flat_cosine: constant, then a cosine to 0 over the second half (both "
-        "per step)" + _RECIPE,
+        "per step)",
         choices=(
             "none", "step", "cosine", "reduce_on_plateau", "one_cycle", "coslog4",
             "flat_cosine",
         ),
-        recipe=True,
     ),
     Hyperparameter(
         "lr_step_size", Kind.INT, 10,
@@ -255,27 +255,26 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "null, 'balanced' (inverse class frequency), or {class: weight}",
         nullable=True,
     ),
-    Hyperparameter(
-        "adam_beta2", Kind.FLOAT, None,
-        "Adam's second-moment decay (0.95 reacts faster than 0.999)" + _RECIPE,
-        minimum=0.0, maximum=1.0, exclusive_maximum=True, recipe=True,
+    _recipe_knob(
+        "adam_beta2", Kind.FLOAT,
+        "Adam's second-moment decay (0.95 reacts faster than 0.999)",
+        minimum=0.0, maximum=1.0, exclusive_maximum=True,
     ),
-    Hyperparameter(
-        "label_smoothing", Kind.FLOAT, None,
-        "Share of each training label spread over all classes" + _RECIPE,
-        minimum=0.0, maximum=0.5, recipe=True,
+    _recipe_knob(
+        "label_smoothing", Kind.FLOAT,
+        "Share of each training label spread over all classes",
+        minimum=0.0, maximum=0.5,
     ),
-    Hyperparameter(
-        "scaling", Kind.CHOICE, None,
+    _recipe_knob(
+        "scaling", Kind.CHOICE,
         "Numeric inputs: standard (mean, standard deviation) or robust (median, "
-        "interquartile range; the tabular network then clips them smoothly to ±3)" + _RECIPE,
-        choices=("standard", "robust"), recipe=True,
+        "interquartile range; the tabular network then clips them smoothly to ±3)",
+        choices=("standard", "robust"),
     ),
-    Hyperparameter(
-        "embedding", Kind.CHOICE, None,
-        "Numeric features in the tabular network: none, or periodic (cos of learned "
-        "frequencies, then a per-feature linear map)" + _RECIPE,
-        choices=("none", "periodic"), recipe=True,
+    _recipe_knob(
+        "embedding", Kind.CHOICE, "Numeric features in the tabular network: none, or periodic "
+        "(cos of learned frequencies, then a per-feature linear map)",
+        choices=("none", "periodic"),
     ),
     Hyperparameter(
         "embedding_frequencies", Kind.INT, 16,
@@ -288,40 +287,38 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "beside them)",
         minimum=1, maximum=256,
     ),
-    Hyperparameter(
-        "scale_layer", Kind.BOOL, None,
-        "A learned scale per input of the tabular network's first layer" + _RECIPE,
-        recipe=True,
+    _recipe_knob(
+        "scale_layer", Kind.BOOL,
+        "A learned scale per input of the tabular network's first layer",
     ),
-    Hyperparameter(
-        "ensemble_size", Kind.INT, None,
+    _recipe_knob(
+        "ensemble_size", Kind.INT,
         "Members of the tabular network trained side by side (their probabilities are "
-        "averaged); folds overrides it" + _RECIPE,
-        minimum=1, maximum=64, recipe=True,
+        "averaged); folds overrides it",
+        minimum=1, maximum=64,
     ),
-    Hyperparameter(
-        "folds", Kind.INT_OR_AUTO, None,
+    _recipe_knob(
+        "folds", Kind.INT_OR_AUTO,
         "k-fold bagging of the tabular network: k members, each trained without one fold "
         "and validated on it, so every row is used (0 or 1: one validation split); auto: "
-        "5 under 2,000 labelled rows, else 0" + _RECIPE,
-        minimum=0, maximum=20, recipe=True,
+        "5 under 2,000 labelled rows, else 0",
+        minimum=0, maximum=20,
     ),
-    Hyperparameter(
-        "temperature_scaling", Kind.BOOL, None,
+    _recipe_knob(
+        "temperature_scaling", Kind.BOOL,
         "Fit a temperature to the validation rows after training (tabular network), so "
-        "the probabilities are calibrated" + _RECIPE,
-        recipe=True,
+        "the probabilities are calibrated",
     ),
-    Hyperparameter(
-        "dropout_schedule", Kind.CHOICE, None,
-        "constant, or flat_cosine: full dropout for the first half, then down to 0" + _RECIPE,
-        choices=("constant", "flat_cosine"), recipe=True,
+    _recipe_knob(
+        "dropout_schedule", Kind.CHOICE,
+        "constant, or flat_cosine: full dropout for the first half, then down to 0",
+        choices=("constant", "flat_cosine"),
     ),
-    Hyperparameter(
-        "best_epoch_metric", Kind.CHOICE, None,
+    _recipe_knob(
+        "best_epoch_metric", Kind.CHOICE,
         "The validation metric that picks the epoch kept (and early stopping watches): "
-        "loss, or accuracy (ties to the lower loss)" + _RECIPE,
-        choices=("loss", "accuracy"), recipe=True,
+        "loss, or accuracy (ties to the lower loss)",
+        choices=("loss", "accuracy"),
     ),
     Hyperparameter(
         "seed", Kind.INT, None, "Random seed; null: one is drawn and stored with the job",

@@ -34,6 +34,19 @@ class CsvLimits:
     max_columns: int
     max_cell_chars: int
 
+    def rows(self, stream: BinaryIO, types: dict[str, str], *, field: str = "records") -> CsvRows:
+        """The CSV ``stream``'s rows, ``CHUNK_ROWS`` at a time, within these limits, the
+        columns of ``types`` typed (``ml.batch.CsvRows``)."""
+        return CsvRows(
+            stream,
+            types,
+            chunk_rows=CHUNK_ROWS,
+            max_rows=self.max_rows,
+            max_columns=self.max_columns,
+            max_cell_chars=self.max_cell_chars,
+            field=field,
+        )
+
 
 @dataclass
 class CsvPrediction:
@@ -65,14 +78,7 @@ def predict_csv(
     bundle = models.loaded(db, cache, found)
     body = tempfile.TemporaryFile()
     try:
-        reader = CsvRows(
-            stream,
-            bundle.encoder.types,
-            chunk_rows=CHUNK_ROWS,
-            max_rows=limits.max_rows,
-            max_columns=limits.max_columns,
-            max_cell_chars=limits.max_cell_chars,
-        )
+        reader = limits.rows(stream, bundle.encoder.types)
         ignored = (found.target,) if found.target in reader.header else ()
         bundle.check_columns(name for name in reader.header if name not in ignored)
         body.write(header_line(bundle.classes).encode())

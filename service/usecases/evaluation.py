@@ -20,12 +20,12 @@ import pandas as pd
 import pyarrow as pa
 
 from service.db.session import Database
-from service.ml.batch import CsvRows, encode
+from service.ml.batch import encode
 from service.ml.evaluation import Metrics
 from service.ml.preprocessing import label_key
 from service.ml.tabular import MISSING_MARKERS
 from service.usecases import models
-from service.usecases.batch_predict import CHUNK_ROWS, CsvLimits
+from service.usecases.batch_predict import CsvLimits
 from service.usecases.errors import InvalidRequest
 
 
@@ -132,15 +132,8 @@ def evaluate_csv(
     target = target or found.target
     labels = LabelCodes(bundle.classes)
     metrics = Metrics(bundle.classes)
-    reader = CsvRows(
-        stream,
-        {name: kind for name, kind in bundle.encoder.types.items() if name != target},
-        chunk_rows=CHUNK_ROWS,
-        max_rows=limits.max_rows,
-        max_columns=limits.max_columns,
-        max_cell_chars=limits.max_cell_chars,
-        field="file",
-    )
+    types = {name: kind for name, kind in bundle.encoder.types.items() if name != target}
+    reader = limits.rows(stream, types, field="file")
     if target not in reader.header:
         raise _no_target(target, found.target)
     bundle.check_columns((name for name in reader.header if name != target), field="file")
