@@ -9,7 +9,7 @@ from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
 from service.usecases import jobs, training
 from service.usecases.training import AttemptLease, LeaseLost, Outcome, Stop, run_training
 from service.usecases.training import run as training_run
-from tests.helpers import stored_dataset
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture

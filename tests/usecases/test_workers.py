@@ -7,7 +7,7 @@ import pytest
 from service.db.models import Job, Worker, utcnow
 from service.usecases import jobs, workers
 from service.usecases.training import AttemptLease
-from tests.helpers import stored_dataset
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.usecases.training import run_training
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 def train_model(
