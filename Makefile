@@ -88,7 +88,7 @@ bench-scale: install
 
 ## schemathesis against a live `trainserve api`, longer than the run in `make test`.
 fuzz: install
-	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 $(BIN)/pytest tests/integration/test_schemathesis.py -s
+	TRAINSERVE_FUZZ_EXAMPLES=50 TRAINSERVE_FUZZ_SECONDS=900 TRAINSERVE_FUZZ_STATEFUL_SECONDS=600 $(BIN)/pytest tests/integration/test_schemathesis.py -s
 
 lint: install
 	$(BIN)/ruff check service workers migrations tests bench client

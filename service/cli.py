@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from service.config import PREFIX, Settings, default_home, sqlite_urls
+from service.config import PREFIX, AuthMode, Settings, default_home, sqlite_urls
 
 log = logging.getLogger("trainserve")
 
@@ -40,7 +40,24 @@ def _parser() -> argparse.ArgumentParser:
         description="Train PyTorch classifiers on tabular data and serve their probabilities.",
     )
     sub = parser.add_subparsers(metavar="COMMAND")
+    for add_commands in (
+        _add_up_command,
+        _add_api_command,
+        _add_worker_command,
+        _add_upkeep_command,
+        _add_db_commands,
+        _add_keys_commands,
+    ):
+        add_commands(sub)
 
+    from trainserve_client.cli import add_client_commands
+
+    add_client_commands(sub)
+    return parser
+
+
+def _add_up_command(sub: argparse._SubParsersAction) -> None:
+    """trainserve up: every process on embedded defaults."""
     up = sub.add_parser("up", help="run API + worker + upkeep loop on embedded defaults")
     up.add_argument(
         "--home", type=Path, default=None, help=f"where the files live (default {default_home()})"
@@ -50,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
     up.set_defaults(run=cmd_up)
 
+
+def _add_api_command(sub: argparse._SubParsersAction) -> None:
+    """trainserve api: the API under gunicorn."""
     api = sub.add_parser("api", help="run the API under gunicorn")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
@@ -77,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     api.set_defaults(run=cmd_api)
 
+
+def _add_worker_command(sub: argparse._SubParsersAction) -> None:
+    """trainserve worker: a Celery worker for training jobs."""
     worker = sub.add_parser("worker", help="run a Celery worker for training jobs")
     worker.add_argument(
         "--concurrency", type=int, default=1, help="jobs trained at once (default 1)"
@@ -96,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)
     worker.set_defaults(run=cmd_worker)
 
+
+def _add_upkeep_command(sub: argparse._SubParsersAction) -> None:
+    """trainserve upkeep (alias sweeper): the upkeep loop."""
     upkeep = sub.add_parser(
         "upkeep",
         aliases=["sweeper"],
@@ -109,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     upkeep.set_defaults(run=cmd_upkeep)
 
+
+def _add_db_commands(sub: argparse._SubParsersAction) -> None:
+    """trainserve db upgrade|wait."""
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="migrate the schema to the latest revision")
@@ -125,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     _home_option(wait)
     wait.set_defaults(run=cmd_db_wait)
 
+
+def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
+    """trainserve keys create|revoke|list."""
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(metavar="ACTION")
     create = keys_sub.add_parser(
@@ -150,11 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     _home_option(listing)
     listing.set_defaults(run=cmd_keys_list)
-
-    from trainserve_client.cli import add_client_commands
-
-    add_client_commands(sub)
-    return parser
 
 
 def _home_option(parser: argparse.ArgumentParser) -> None:
@@ -261,7 +288,7 @@ def cmd_keys_list(args) -> int:
 def _refuse_open_access(settings: Settings, host: str) -> None:
     from service.auth import is_loopback
 
-    if settings.auth == "off" and not is_loopback(host):
+    if settings.auth == AuthMode.OFF and not is_loopback(host):
         raise SystemExit(
             f"trainserve: refusing to listen on {host} with authentication off; set "
             f"{PREFIX}AUTH=required (and create keys with `trainserve keys create`)"
@@ -487,31 +514,36 @@ def cmd_up(args) -> int:
     settings = _settings()
     _refuse_open_access(settings, args.host)
     upgrade(settings.database_url)
-    supervisor = _Supervisor(
-        {
-            "worker": [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"],
-            "api": [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "api",
-                "--host",
-                args.host,
-                "--port",
-                str(args.port),
-                "--workers",
-                str(args.workers),
-            ],
-        },
-        restart={"worker"},
-        standby={"worker"},
-    )
+    supervisor = _Supervisor(_up_children(args), restart={"worker"}, standby={"worker"})
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    _log_up(settings, home)
+    upkeep = _Upkeep(settings)
+    supervisor.on_exit = upkeep.worker_died
+    supervisor.start()
+    log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
+    try:
+        code = _supervise(supervisor, upkeep, settings, stop)
+    finally:
+        log.info("stopping")
+        supervisor.stop()
+    log.info("stopped")
+    return code
+
+
+def _up_children(args) -> dict[str, list[str]]:
+    """The command lines of ``trainserve up``'s child processes, by name."""
+    cli = [sys.executable, "-m", "service.cli"]
+    api = ["api", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    return {"worker": [*cli, "worker", "--concurrency", "1"], "api": [*cli, *api]}
+
+
+def _log_up(settings: Settings, home: Path) -> None:
+    """Say where ``trainserve up`` keeps its state and whether callers need a key."""
     log.info("trainserve up: home %s", home)
     log.info("database %s; broker %s", _redact(settings.database_url), _redact(settings.broker_url))
-    if settings.auth == "off":
+    if settings.auth == AuthMode.OFF:
         log.warning(
             "authentication is OFF: every caller is tenant 'default' (loopback only; "
             "%sAUTH=required turns API keys on)",
@@ -523,27 +555,23 @@ def cmd_up(args) -> int:
             "--tenant NAME --home %s`",
             home,
         )
-    upkeep = _Upkeep(settings)
-    supervisor.on_exit = upkeep.worker_died
-    supervisor.start()
-    log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
+
+
+def _supervise(
+    supervisor: _Supervisor, upkeep: _Upkeep, settings: Settings, stop: threading.Event
+) -> int:
+    """Watch the children and run the upkeep loop until ``stop`` is set (0) or a child that
+    is not restarted exits (1)."""
     next_upkeep = time.monotonic() + 5
-    code = 0
-    try:
-        # Four checks a second: a dead worker is noticed, its jobs failed over and a new
-        # worker started within a quarter of a second.
-        while not stop.wait(0.25):
-            if not supervisor.check():
-                code = 1
-                break
-            if time.monotonic() >= next_upkeep:
-                upkeep.run_once()
-                next_upkeep = time.monotonic() + settings.sweep_interval_seconds
-    finally:
-        log.info("stopping")
-        supervisor.stop()
-    log.info("stopped")
-    return code
+    # Four checks a second: a dead worker is noticed, its jobs failed over and a new
+    # worker started within a quarter of a second.
+    while not stop.wait(0.25):
+        if not supervisor.check():
+            return 1
+        if time.monotonic() >= next_upkeep:
+            upkeep.run_once()
+            next_upkeep = time.monotonic() + settings.sweep_interval_seconds
+    return 0
 
 
 def _redact(url: str) -> str:

@@ -9,6 +9,7 @@ malformed JSON, ...) all become ``{"type", "title", "status", "detail"}``, plus
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -108,72 +109,80 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Map each domain exception to its status once."""
+    """Map each domain exception to its status once (:data:`_HANDLERS`)."""
+    for exception, handler in _HANDLERS.items():
+        app.register_error_handler(exception, handler)
 
-    @app.errorhandler(NotFound)
-    def _not_found(error: NotFound):
-        return problem(404, error.message)
 
-    @app.errorhandler(Conflict)
-    def _conflict(error: Conflict):
-        return problem(409, error.message)
+def _plain(status: int) -> Callable[[Exception], Response]:
+    """A handler answering ``status`` with the error's message."""
+    return lambda error: problem(status, error.message)
 
-    @app.errorhandler(InvalidRequest)
-    def _invalid(error: InvalidRequest):
-        return _field_problem(error.message, error.field)
 
-    @app.errorhandler(InvalidFields)
-    def _invalid_fields(error: InvalidFields):
-        return problem(400, _summary(error.errors), errors=error.errors)
+def _field_error(error: InvalidRequest | DataError) -> Response:
+    return _field_problem(error.message, error.field)
 
-    @app.errorhandler(Unauthenticated)
-    def _unauthenticated(error: Unauthenticated):
-        return problem(
-            401, error.message, headers={"WWW-Authenticate": 'Bearer realm="trainserve"'}
-        )
 
-    @app.errorhandler(Forbidden)
-    def _forbidden(error: Forbidden):
-        return problem(403, error.message, extensions={"scope": error.scope})
+def _invalid_fields(error: InvalidFields) -> Response:
+    return problem(400, _summary(error.errors), errors=error.errors)
 
-    @app.errorhandler(TooManyJobs)
-    def _too_many(error: TooManyJobs):
-        return problem(429, error.message, headers={"Retry-After": "30"})
 
-    @app.errorhandler(CorruptModel)
-    def _corrupt(error: CorruptModel):
-        log.error("refused a stored model: %s", error.message)
-        return problem(500, error.message)
+def _unauthenticated(error: Unauthenticated) -> Response:
+    return problem(401, error.message, headers={"WWW-Authenticate": 'Bearer realm="trainserve"'})
 
-    @app.errorhandler(UnsupportedMediaType)
-    def _media(error: UnsupportedMediaType):
-        return problem(415, error.message)
 
-    @app.errorhandler(DataError)
-    def _data(error: DataError):
-        return _field_problem(error.message, error.field)
+def _forbidden(error: Forbidden) -> Response:
+    return problem(403, error.message, extensions={"scope": error.scope})
 
-    @app.errorhandler(MissingDependency)
-    def _not_installed(error: MissingDependency):
-        return problem(501, str(error))
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    def _database_down(error: DBAPIError):
-        log.warning("database unavailable: %s", error.orig)
-        return problem(
-            503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
-        )
+def _too_many(error: TooManyJobs) -> Response:
+    return problem(429, error.message, headers={"Retry-After": "30"})
 
-    @app.errorhandler(SQLDataError)
-    def _rejected_by_database(error: SQLDataError):
-        log.warning("the database rejected a value: %s", error.orig)
-        return problem(400, "a value in the request cannot be stored (too long or invalid)")
 
-    @app.errorhandler(ValidationError)
-    def _validation(error: ValidationError):
-        errors = flatten_messages(error.messages)
-        return problem(400, _summary(errors), errors=errors)
+def _corrupt(error: CorruptModel) -> Response:
+    log.error("refused a stored model: %s", error.message)
+    return problem(500, error.message)
+
+
+def _not_installed(error: MissingDependency) -> Response:
+    return problem(501, str(error))
+
+
+def _database_down(error: DBAPIError) -> Response:
+    log.warning("database unavailable: %s", error.orig)
+    return problem(
+        503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
+    )
+
+
+def _rejected_by_database(error: SQLDataError) -> Response:
+    log.warning("the database rejected a value: %s", error.orig)
+    return problem(400, "a value in the request cannot be stored (too long or invalid)")
+
+
+def _validation(error: ValidationError) -> Response:
+    errors = flatten_messages(error.messages)
+    return problem(400, _summary(errors), errors=errors)
+
+
+#: Each exception's handler; Flask picks the one of the most specific class.
+_HANDLERS: dict[type[Exception], Callable[[Any], Response]] = {
+    NotFound: _plain(404),
+    Conflict: _plain(409),
+    UnsupportedMediaType: _plain(415),
+    InvalidRequest: _field_error,
+    DataError: _field_error,
+    InvalidFields: _invalid_fields,
+    Unauthenticated: _unauthenticated,
+    Forbidden: _forbidden,
+    TooManyJobs: _too_many,
+    CorruptModel: _corrupt,
+    MissingDependency: _not_installed,
+    OperationalError: _database_down,
+    InterfaceError: _database_down,
+    SQLDataError: _rejected_by_database,
+    ValidationError: _validation,
+}
 
 
 def _field_problem(message: str, field: str | None) -> Response:

@@ -1,14 +1,22 @@
 """The API's gunicorn worker: predict at the speed of a sync worker, long requests in threads.
 
-:class:`HybridWorker` is gunicorn's sync worker (one request at a time in the process's
-main thread, no keep-alive, no hand-off between threads: the lowest predict latency
-gunicorn offers, bench/README.md) with one change. A request that is *long* — an event
-stream (``GET .../events``), or a body that is chunked or larger than
-:data:`LONG_BODY_BYTES` (uploads, batch predict) — is handed, once its headers are read
-and before its body is, to a thread of a pool of ``--threads`` per process. One upload
-or one watcher then holds one thread, not a process, and the main thread goes on
-serving predictions and health checks. When every pool thread is busy, further long
-requests wait for one; short requests never wait for them.
+:class:`HybridWorker` serves short requests one at a time in the process's main thread,
+as gunicorn's sync worker does (no hand-off between threads: the lowest predict latency
+gunicorn offers, bench/README.md), with two changes:
+
+- **Keep-alive.** A connection whose answer allows it stays open (gunicorn's
+  ``keepalive`` seconds, at most ``worker_connections`` per process), waiting in the
+  main thread's selector beside the listening sockets; its next request is served
+  when it arrives. A client that reuses its connection skips a TCP handshake and an
+  accept per request.
+- **Long requests in threads.** A request that is *long* — an event stream
+  (``GET .../events``), or a body that is chunked or larger than
+  :data:`LONG_BODY_BYTES` (uploads, batch predict) — is handed, once its headers are
+  read and before its body is, to a thread of a pool of ``--threads`` per process,
+  and its connection closes after it. One upload or one watcher then holds one thread,
+  not a process, and the main thread goes on serving predictions and health checks.
+  When every pool thread is busy, further long requests wait for one; short requests
+  never wait for them.
 
 Every error gunicorn answers itself (a malformed request line, a URI or header over
 the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's own.
@@ -17,19 +25,29 @@ the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's
 from __future__ import annotations
 
 import errno
+import io
 import json
+import os
+import selectors
+import socket
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 
 from gunicorn import http, sock, util
 from gunicorn.http import errors as http_errors
+from gunicorn.http import wsgi
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
 LONG_BODY_BYTES = 1 << 20
+# How long a kept-alive connection may take to send the rest of a body the application
+# did not read, before the connection is closed instead.
+DRAIN_SECONDS = 5.0
 PROBLEM_MIMETYPE = "application/problem+json"
 
 # gunicorn's parse errors → (status, what the problem's detail says).
@@ -83,8 +101,27 @@ def problem_bytes(status: int, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+@dataclass(eq=False)
+class Connection:
+    """A client connection of the worker: its socket, and the parser that reads its
+    requests one after another (it holds the bytes read ahead of the next one)."""
+
+    listener: socket.socket
+    client: socket.socket
+    addr: tuple
+    parser: object
+    idle_until: float = 0.0
+
+    def buffered(self) -> bool:
+        """Whether the next request has already been read, in part (pipelined)."""
+        buf = self.parser.unreader.buf
+        buf.seek(0, io.SEEK_END)
+        return buf.tell() > 0
+
+
 class HybridWorker(SyncWorker):
-    """gunicorn's sync worker that serves long requests in a thread pool (module docstring)."""
+    """gunicorn's sync worker with keep-alive, serving long requests in a thread pool
+    (module docstring)."""
 
     def init_process(self):
         self.pool = ThreadPoolExecutor(
@@ -92,48 +129,168 @@ class HybridWorker(SyncWorker):
         )
         self.in_threads = 0
         self._count = threading.Lock()
+        self.idle: dict[socket.socket, Connection] = {}
         super().init_process()
 
     def run(self):
+        self.poller = selectors.DefaultSelector()
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._woken)
+        for listener in self.sockets:
+            listener.setblocking(False)
+            self.poller.register(listener, selectors.EVENT_READ, self._accept)
         try:
-            super().run()
+            while self.alive:
+                self.notify()
+                for key, _ in self.poller.select(self._wait_seconds()):
+                    key.data(key.fileobj)
+                self._close_idle(time.monotonic())
+                if not self.is_parent_alive():
+                    break
         finally:
+            self._close_idle(None)
+            self.poller.close()
             # Graceful stop: the streams and uploads in flight finish (gunicorn's
             # graceful_timeout bounds the wait; event streams end themselves).
             self.pool.shutdown(wait=True)
 
-    def handle(self, listener, client, addr):
-        req = None
-        threaded = False
+    def _wait_seconds(self) -> float:
+        """Until the next heartbeat is due, or the oldest idle connection expires."""
+        wait = self.timeout or 0.5
+        if self.idle:
+            oldest = next(iter(self.idle.values())).idle_until
+            wait = min(wait, max(0.0, oldest - time.monotonic()))
+        return wait
+
+    def _woken(self, pipe) -> None:
+        """A signal arrived (gunicorn writes to the pipe): the loop checks ``alive``."""
+        try:
+            os.read(pipe, 1)
+        except BlockingIOError:
+            pass
+
+    def _accept(self, listener) -> None:
+        try:
+            client, addr = listener.accept()
+        except OSError as exc:  # another worker took it, or the client gave up
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        client.setblocking(True)
+        util.close_on_exec(client)
         try:
             if self.cfg.is_ssl:
                 client = sock.ssl_wrap_socket(client, self.cfg)
-            parser = http.get_parser(self.cfg, client, addr)
-            req = next(parser)
-            if is_long(req):
-                # A vanished client frees its thread after the worker timeout.
-                client.settimeout(self.cfg.timeout or None)
-                self.pool.submit(self._threaded, listener, req, client, addr)
-                threaded = True
-                return
-            self.handle_request(listener, req, client, addr)
-        except BaseException as exc:  # noqa: BLE001 - sorted out as the sync worker does
-            self._failed(req, client, addr, exc)
-        finally:
-            if not threaded:
-                util.close_graceful(client)
+            conn = Connection(listener, client, addr, http.get_parser(self.cfg, client, addr))
+        except BaseException as exc:  # noqa: BLE001 - as in _serve()
+            self._failed(None, client, addr, exc)
+            util.close_graceful(client)
+            return
+        self._serve(conn)
 
-    def _threaded(self, listener, req, client, addr):
+    def _resume(self, client) -> None:
+        """An idle connection became readable: its next request, or its end."""
+        conn = self.idle.pop(client)
+        self.poller.unregister(client)
+        client.setblocking(True)
+        self._serve(conn)
+
+    def _close_idle(self, now: float | None) -> None:
+        """Close the idle connections expired at ``now`` (in order), or all (``None``)."""
+        while self.idle:
+            client, conn = next(iter(self.idle.items()))
+            if now is not None and conn.idle_until > now:
+                return
+            del self.idle[client]
+            self.poller.unregister(client)
+            util.close(client)
+
+    def _serve(self, conn: Connection) -> None:
+        """Serve the connection's requests while they are short and already sent; then
+        keep it idle, hand it to a thread (a long request), or close it."""
+        req = None
+        try:
+            while True:
+                req = next(conn.parser)
+                if is_long(req):
+                    # A vanished client frees its thread after the worker timeout.
+                    conn.client.settimeout(self.cfg.timeout or None)
+                    self.pool.submit(self._threaded, conn, req)
+                    return
+                if not self._respond(conn, req, keepalive=True):
+                    break
+                if not conn.parser.finish_body(deadline=time.monotonic() + DRAIN_SECONDS):
+                    break
+                if not conn.buffered():
+                    self._keep(conn)
+                    return
+        except BaseException as exc:  # noqa: BLE001 - sorted out as the sync worker does
+            self._failed(req, conn.client, conn.addr, exc)
+        util.close_graceful(conn.client)
+
+    def _keep(self, conn: Connection) -> None:
+        conn.idle_until = time.monotonic() + self.cfg.keepalive
+        conn.client.setblocking(False)
+        self.idle[conn.client] = conn  # in expiry order: the keepalive is one for all
+        self.poller.register(conn.client, selectors.EVENT_READ, self._resume)
+
+    def _threaded(self, conn: Connection, req) -> None:
         with self._count:
             self.in_threads += 1
         try:
-            self.handle_request(listener, req, client, addr)
-        except BaseException as exc:  # noqa: BLE001 - as in handle()
-            self._failed(req, client, addr, exc)
+            self._respond(conn, req, keepalive=False)
+        except BaseException as exc:  # noqa: BLE001 - as in _serve()
+            self._failed(req, conn.client, conn.addr, exc)
         finally:
-            util.close_graceful(client)
+            util.close_graceful(conn.client)
             with self._count:
                 self.in_threads -= 1
+
+    def _respond(self, conn: Connection, req, *, keepalive: bool) -> bool:
+        """Run the application for one request and send its answer; whether the
+        connection may serve another request. (gunicorn's ``handle_request``, with
+        keep-alive where the worker allows it.)"""
+        environ: dict = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            started = datetime.now()
+            resp, environ = wsgi.create(
+                req, conn.client, conn.addr, conn.listener.getsockname(), self.cfg
+            )
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            room = len(self.idle) < self.cfg.worker_connections
+            if not (keepalive and self.alive and self.cfg.keepalive and room):
+                resp.force_close()
+            answer = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(answer, environ["wsgi.file_wrapper"]):
+                    resp.write_file(answer)
+                else:
+                    for chunk in answer:
+                        resp.write(chunk)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - started)
+                if hasattr(answer, "close"):
+                    answer.close()
+            return not resp.should_close()
+        except OSError:
+            raise  # the client's socket: _failed() sorts it out
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent:
+                # Half an answer is out (SystemExit: the worker timed out): no error
+                # answer can follow on this connection, which closes.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:  # noqa: BLE001 - a hook must not break the answer
+                self.log.exception("Exception in post_request hook")
 
     def _failed(self, req, client, addr, exc: BaseException) -> None:
         """What the sync worker does with each kind of failure (its ``handle``)."""

@@ -1,6 +1,6 @@
 """Shared fixtures: settings on a migrated SQLite file, the app, a client, a fake publisher.
 
-PostgreSQL and Redis fixtures live in tests/services.py and fail, never skip, when the
+PostgreSQL and Redis fixtures live in tests/support/services.py and fail, never skip, when the
 services are down.
 """
 
@@ -16,7 +16,7 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import Database
 
-pytest_plugins = ["tests.services", "tests.live_server"]
+pytest_plugins = ["tests.support.services", "tests.support.live_server"]
 
 
 class RecordingPublisher:

@@ -66,15 +66,26 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
-    """Register train, predict, jobs, models and metrics; ``server`` carries --url and
-    --api-key."""
+    """Register train, upload, predict, evaluate, jobs, models and metrics; ``server``
+    carries --url and --api-key."""
+    for add_commands in (_add_upload_commands, _add_model_commands, _add_listing_commands):
+        add_commands(sub, server)
+
+
+def add_training_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CSV to train on and its columns (train and sweep)."""
+    parser.add_argument("data", type=Path, help="a CSV file with a header row")
+    parser.add_argument("--target", required=True, help="the column to predict")
+    parser.add_argument("--features", help="comma-separated feature columns (default: all others)")
+    parser.add_argument("--model-name", help="default: the file's name without extension")
+
+
+def _add_upload_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """train and upload."""
     train = sub.add_parser(
         "train", parents=[server], help="upload a CSV and train a model on a running server"
     )
-    train.add_argument("data", type=Path, help="a CSV file with a header row")
-    train.add_argument("--target", required=True, help="the column to predict")
-    train.add_argument("--features", help="comma-separated feature columns (default: all others)")
-    train.add_argument("--model-name", help="default: the file's name without extension")
+    add_training_table_arguments(train)
     train.add_argument(
         "--column-types", type=json.loads, help='JSON, e.g. {"grade": "categorical"}'
     )
@@ -94,6 +105,9 @@ def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentP
     upload.add_argument("--column-types", type=json.loads, help='JSON, e.g. {"zip": "categorical"}')
     upload.set_defaults(run=guarded(cmd_upload))
 
+
+def _add_model_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """predict and evaluate."""
     predict = sub.add_parser(
         "predict", parents=[server], help="predict every row of a CSV; writes label,p_<class>..."
     )
@@ -115,6 +129,9 @@ def add_job_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentP
     evaluate.add_argument("--json", action="store_true", help="print the server's JSON answer")
     evaluate.set_defaults(run=guarded(cmd_evaluate))
 
+
+def _add_listing_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """jobs, models and metrics."""
     jobs = sub.add_parser("jobs", parents=[server], help="list training jobs, newest first")
     jobs.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
     jobs.add_argument("--model-name", help="only this model's jobs")

@@ -8,11 +8,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from trainserve_client.client import Client
-from trainserve_client.commands import guarded
+from trainserve_client.commands import add_training_table_arguments, guarded
 from trainserve_client.formatting import number, table, when
 
 _DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
@@ -20,6 +19,12 @@ _DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 
 def add_sweep_commands(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
     """Register the sweep and alias commands; ``server`` carries --url and --api-key."""
+    _add_sweep_command(sub, server)
+    _add_sweeps_and_alias(sub, server)
+
+
+def _add_sweep_command(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """sweep: upload a CSV and run a sweep."""
     sweep = sub.add_parser(
         "sweep",
         parents=[server],
@@ -28,10 +33,7 @@ def add_sweep_commands(sub: argparse._SubParsersAction, server: argparse.Argumen
         "drawn from the --param distributions. Values: numbers, true/false, words; "
         "hidden_layers as 64 (one layer), 128x2 (two of 128) or 64-32.",
     )
-    sweep.add_argument("data", type=Path, help="a CSV file with a header row")
-    sweep.add_argument("--target", required=True, help="the column to predict")
-    sweep.add_argument("--features", help="comma-separated feature columns (default: all others)")
-    sweep.add_argument("--model-name", help="default: the file's name without extension")
+    add_training_table_arguments(sweep)
     sweep.add_argument(
         "--grid",
         action="append",
@@ -67,6 +69,9 @@ def add_sweep_commands(sub: argparse._SubParsersAction, server: argparse.Argumen
     sweep.add_argument("--wait", action="store_true", help="follow the trials until it ends")
     sweep.set_defaults(run=guarded(cmd_sweep))
 
+
+def _add_sweeps_and_alias(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    """sweeps and alias."""
     sweeps = sub.add_parser("sweeps", parents=[server], help="list sweeps, or show one's trials")
     sweeps.add_argument("sweep", nargs="?", help="a sweep's id: its leaderboard")
     sweeps.set_defaults(run=guarded(cmd_sweeps))

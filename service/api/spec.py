@@ -48,3 +48,23 @@ def document_problems(spec: APISpec, default_name: str) -> None:
     for status in http.HTTPStatus:
         register(status.name, status.phrase, status >= 400)
     register(default_name, "An error, as RFC 9457 problem+json", True)
+
+
+def links(status: int, **named: dict) -> dict:
+    """``blp.doc`` arguments giving the ``status`` response OpenAPI links (``named``,
+    each made by :func:`link`): where a client, or schemathesis's stateful phase,
+    goes next with what this answer holds."""
+    return {"responses": {status: {"links": named}}}
+
+
+def link(path: str, method: str = "get", *, body: dict | None = None, **parameters: str) -> dict:
+    """A Link object to ``method path`` (``path`` as the document spells it, e.g.
+    ``/v1/jobs/{job_id}``): its ``parameters``, and fields of its JSON ``body``, as
+    runtime expressions such as ``$response.body#/id``."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    found: dict = {"operationRef": f"#/paths/{pointer}/{method}"}
+    if parameters:
+        found["parameters"] = parameters
+    if body is not None:
+        found["requestBody"] = body
+    return found

@@ -14,7 +14,9 @@ from typing import IO
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from service.api.body import MULTIPART, TABLES, Body, filename_stem, form_name
 from service.errors import UnsupportedMediaType
+from service.usecases.datasets import TableUpload
 
 CHUNK = 1024 * 1024
 
@@ -66,3 +68,17 @@ def file_format(filename: str | None) -> str:
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     return "csv"
+
+
+def uploaded_table(
+    body: Body, limit: int, *, name: str | None = None, column_types: dict | None = None
+) -> TableUpload:
+    """A table body (CSV, Parquet, JSON Lines) or a form's file part as a table to store,
+    read under ``limit`` bytes. A form's ``name`` field comes before ``name``, and the
+    file's stem after it; a form's file's format is told by its name."""
+    if body.media_type == MULTIPART:
+        name = form_name(body.form.get("name")) or name or filename_stem(body.filename)
+        fmt = file_format(body.filename)
+    else:
+        fmt = TABLES[body.media_type]
+    return TableUpload(name, upload_stream(body.stream, limit), fmt, column_types=column_types)

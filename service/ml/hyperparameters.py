@@ -14,7 +14,7 @@ when it is made, so its fields are always concrete. A config stored before the r
 existed (no ``recipe`` key) is the ``plain`` recipe it was trained with.
 
 Adding a knob is one new :class:`Hyperparameter` row here (then use it in the ML core
-and name it in the docs); ``tests/test_hyperparameters.py`` checks that all of the
+and name it in the docs); ``tests/ml/test_hyperparameters.py`` checks that all of the
 above agree with the table. This module imports nothing but the standard library, so
 the client and the ML core can both read it.
 """

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+import pandas as pd
 
 from service.db.session import Database
 from service.ml.batch import read_csv_chunks, write_header, write_predictions
@@ -34,6 +37,16 @@ class CsvLimits:
     max_rows: int
     max_columns: int
     max_cell_chars: int
+
+    def chunks(self, stream: BinaryIO) -> Iterator[pd.DataFrame]:
+        """The CSV ``stream``'s rows, ``CHUNK_ROWS`` at a time, within these limits."""
+        return read_csv_chunks(
+            stream,
+            chunk_rows=CHUNK_ROWS,
+            max_rows=self.max_rows,
+            max_columns=self.max_columns,
+            max_cell_chars=self.max_cell_chars,
+        )
 
 
 @dataclass
@@ -70,13 +83,7 @@ def predict_csv(
         write_header(text, bundle.classes)
         rows = 0
         ignored: tuple[str, ...] = ()
-        for chunk in read_csv_chunks(
-            stream,
-            chunk_rows=CHUNK_ROWS,
-            max_rows=limits.max_rows,
-            max_columns=limits.max_columns,
-            max_cell_chars=limits.max_cell_chars,
-        ):
+        for chunk in limits.chunks(stream):
             chunk, ignored = models.without_target(chunk, found.target)
             write_predictions(text, bundle.classes, bundle.predict_proba(chunk))
             rows += len(chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
@@ -18,55 +19,41 @@ from service.storage import BlobUpload, backend_for, storage
 from service.usecases.errors import Conflict, NotFound
 
 
-def upload_dataset(
-    db: Database,
-    settings: Settings,
-    tenant: str,
-    *,
-    name: str | None,
-    source: BinaryIO | None = None,
-    fmt: str = "csv",
-    records: Any = None,
-    column_types: dict[str, str] | None = None,
-    csv: bytes | None = None,
-) -> Dataset:
-    """Parse, type and store a table streamed from ``source`` (CSV, Parquet or JSON
-    Lines), given as CSV bytes, or as JSON records. Nothing is stored unless all of it
-    is."""
-    if csv is not None:
-        source, fmt = io.BytesIO(csv), "csv"
-    with staged_dataset(
-        db,
-        settings,
-        tenant,
-        name=name,
-        source=source,
-        fmt=fmt,
-        records=records,
-        column_types=column_types,
-    ) as store:
+@dataclass(frozen=True)
+class TableUpload:
+    """A table to store: streamed from ``source`` in ``fmt`` (CSV, Parquet or JSON Lines),
+    or given as JSON ``records``; ``column_types`` overrides inferred types by name."""
+
+    name: str | None
+    source: BinaryIO | None = None
+    fmt: str = "csv"
+    records: Any = None
+    column_types: dict[str, str] | None = None
+
+    @classmethod
+    def of_csv(cls, name: str | None, csv: bytes) -> TableUpload:
+        """A CSV table held in memory."""
+        return cls(name, io.BytesIO(csv))
+
+
+def upload_dataset(db: Database, settings: Settings, tenant: str, table: TableUpload) -> Dataset:
+    """Parse, type and store ``table``. Nothing is stored unless all of it is."""
+    with staged_dataset(db, settings, tenant, table) as store:
         with db.transaction() as session:
             return store(session)
 
 
 @contextmanager
 def staged_dataset(
-    db: Database,
-    settings: Settings,
-    tenant: str,
-    *,
-    name: str | None,
-    source: BinaryIO | None = None,
-    fmt: str = "csv",
-    records: Any = None,
-    column_types: dict[str, str] | None = None,
+    db: Database, settings: Settings, tenant: str, table: TableUpload
 ) -> Iterator[Callable[[Session], Dataset]]:
     """Stream the table into storage (parts committed as they fill, no transaction held),
     then yield ``store(session)``, which adds the dataset row and marks its blob ready in
     the caller's transaction. Any failure, in the block or in that transaction, removes
     every part written."""
-    if records is not None:
-        source, fmt = io.BytesIO(_records_parquet(settings, records)), "parquet"
+    source, fmt = table.source, table.fmt
+    if table.records is not None:
+        source, fmt = io.BytesIO(_records_parquet(settings, table.records)), "parquet"
     dataset_id = new_id()
     key = f"datasets/{dataset_id}.parquet"
     limits = ingest.Limits(
@@ -76,17 +63,19 @@ def staged_dataset(
         count_limit=max(settings.max_categories, settings.max_classes),
     )
     with BlobUpload(db, backend_for(db), key) as upload:
-        table = ingest.ingest(source, upload, fmt=fmt, limits=limits, column_types=column_types)
+        ingested = ingest.ingest(
+            source, upload, fmt=fmt, limits=limits, column_types=table.column_types
+        )
         upload.close()
 
         def store(session: Session) -> Dataset:
             dataset = Dataset(
                 id=dataset_id,
                 tenant=tenant,
-                name=name or "dataset",
-                n_rows=table.n_rows,
-                n_columns=len(table.columns),
-                columns=table.columns,
+                name=table.name or "dataset",
+                n_rows=ingested.n_rows,
+                n_columns=len(ingested.columns),
+                columns=ingested.columns,
                 blob_key=key,
                 size_bytes=upload.size,
             )

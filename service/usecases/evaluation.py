@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 
 from service.db.session import Database
-from service.ml.batch import read_csv_chunks
 from service.ml.evaluation import Metrics
 from service.ml.preprocessing import label_key
 from service.ml.tabular import MISSING_MARKERS
 from service.usecases import models
-from service.usecases.batch_predict import CHUNK_ROWS, CsvLimits
+from service.usecases.batch_predict import CsvLimits
 from service.usecases.errors import InvalidRequest
 
 
@@ -132,13 +131,7 @@ def evaluate_csv(
     labels = LabelCodes(bundle.classes)
     metrics = Metrics(bundle.classes)
     skipped = 0
-    for chunk in read_csv_chunks(
-        stream,
-        chunk_rows=CHUNK_ROWS,
-        max_rows=limits.max_rows,
-        max_columns=limits.max_columns,
-        max_cell_chars=limits.max_cell_chars,
-    ):
+    for chunk in limits.chunks(stream):
         if target not in chunk.columns:
             raise _no_target(target, found.target)
         codes = _chunk_codes(labels, chunk[target], target)

@@ -24,6 +24,7 @@ from pathlib import Path
 from service.config import Settings, default_home
 from service.db.session import Database
 from service.ml.cache import FileCache
+from service.ml.hyperparameters import TrainingConfig
 from service.ml.pipeline import ENCODED_FORMAT, PreparedData, encode_file, load_encoded
 from service.ml.preprocessing import ENCODER_FORMAT
 from service.storage import backend_for, read_parts
@@ -42,13 +43,13 @@ def prepared_data(
     blob_key: str,
     target: str,
     feature_types: dict[str, str],
-    validation_fraction: float,
-    seed: int,
-    scaling: str = "standard",
-    folds: int | str = 0,
+    config: TrainingConfig,
 ) -> PreparedData:
-    """The job's encoded splits, from the cache or built into it."""
+    """The job's encoded splits, from the cache or built into it (folds only for the
+    tabular network, the one that bags)."""
     cache = FileCache(cache_root(settings), settings.cache_bytes)
+    validation_fraction, seed, scaling = config.validation_fraction, config.seed, config.scaling
+    folds = config.folds if config.network == "tabular" else 0
 
     def fetch(directory: Path) -> None:
         with open(directory / "table.parquet", "wb") as out:

@@ -7,8 +7,8 @@ import pytest
 
 from service.app import create_app
 from service.usecases import keys
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 
 @pytest.fixture

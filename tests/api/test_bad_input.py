@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from service.app import create_app
 from service.db.models import Blob, Dataset, Job, ModelAlias, ModelVersion, Sweep
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 LIMITS = {
     "max_rows": 500,
@@ -517,6 +517,23 @@ CATALOGUE = [
         404,
         None,
         "no version or alias",
+    ),
+    # schemathesis (negative data): values longer than their schema allows, whose
+    # request line passes gunicorn's limit live (a 414 problem+json there, tested in
+    # tests/integration/test_api_server.py); the application itself answers 400.
+    (
+        "schemathesis: compare versions over 1,000 characters",
+        ("get", "/v1/models/iris/compare?versions=" + "%C3%A7" * 1001, {}),
+        400,
+        "versions",
+        "between 1 and 1000",
+    ),
+    (
+        "schemathesis: an over-long sweep status filter",
+        ("get", "/v1/sweeps?status=" + "%C3%A7" * 1001, {}),
+        400,
+        "status",
+        "must be one of",
     ),
     (
         "sweep: a range bound beyond any float",

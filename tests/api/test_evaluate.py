@@ -9,8 +9,8 @@ import pytest
 
 from service.app import create_app
 from service.usecases import keys
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 # Cheap and fixed: these test the endpoint, not the recipe.
 PLAIN = {"recipe": "plain", "epochs": 15, "learning_rate": 0.01, "seed": 0}

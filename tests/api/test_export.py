@@ -17,7 +17,7 @@ from service.app import create_app
 from service.ml.preprocessing import FeatureEncoder
 from service.ml.tabular import coerce_columns, frame_from_records
 from service.usecases import keys
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 ROWS = [
     {"x1": 2.0, "x2": 1.0, "colour": "red", "flag": True},

@@ -10,7 +10,7 @@ import pytest
 
 from service.app import create_app
 from service.usecases import keys
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 
 def parse_sse(text: str) -> list[dict]:

@@ -9,8 +9,8 @@ from sqlalchemy import delete, select, update
 
 from service.cli import _redact
 from service.db.models import Blob, BlobPart, ModelVersion
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 
 class _Exploit:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from service.app import create_app
 from service.db.models import Job, Sweep, utcnow
 from service.usecases.upkeep import upkeep_pass
-from tests.data import mixed_csv
-from tests.helpers import run_queued
+from tests.support.data import mixed_csv
+from tests.support.training import run_queued
 
 FAST = {
     "recipe": "plain",
@@ -275,7 +275,7 @@ def test_another_tenants_sweep_is_404(client, dataset):
 
 def test_sweeps_and_aliases_belong_to_their_tenant(settings, publisher):
     from service.usecases import keys
-    from tests.helpers import train_model
+    from tests.support.training import train_model
 
     app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
     db = app.extensions["trainserve"].database

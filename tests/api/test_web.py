@@ -13,7 +13,7 @@ import pytest
 
 from service.app import create_app
 from service.db.session import Database
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 
 def fetch(client, url: str, **kwargs):

@@ -43,7 +43,7 @@ def train_on_worker(settings, model_name: str, epochs: int) -> dict:
     """Upload 100 rows of ``mixed_csv`` through an app of ``settings``, submit a job, and
     wait for a real worker on the same broker to finish it; the finished job."""
     from service.app import create_app
-    from tests.data import mixed_csv
+    from tests.support.data import mixed_csv
 
     app = create_app(settings)
     try:

@@ -20,8 +20,8 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.usecases import keys
 from tests.conftest import RecordingPublisher
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

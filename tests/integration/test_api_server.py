@@ -79,6 +79,8 @@ def test_predict_is_served_while_streams_and_an_upload_hold_threads(live):
     "request_line, headers, status",
     [
         ("GET /v1/sweeps?q=" + "a" * 9000 + " HTTP/1.1", "", 414),
+        # schemathesis's: 1,001 non-ASCII characters, percent-encoded (6 KB).
+        ("GET /v1/models/iris/compare?versions=" + "%C3%A7" * 1001 + " HTTP/1.1", "", 414),
         ("GET /v1/sweeps HTTP/1.1", "X-Big: " + "a" * 9000 + "\r\n", 431),
         ("GET /v1/sweeps HTTP/1.1", "".join(f"X-H{i}: a\r\n" for i in range(120)), 431),
         ("GARBAGE", "", 400),
@@ -90,6 +92,7 @@ def test_predict_is_served_while_streams_and_an_upload_hold_threads(live):
     ],
     ids=[
         "uri-too-long",
+        "compare-versions-too-long",
         "header-too-large",
         "too-many-headers",
         "garbage-request-line",
@@ -111,3 +114,74 @@ def test_the_servers_own_errors_are_problem_json(live, request_line, headers, st
     problem = json.loads(body)
     assert problem["status"] == status and problem["title"] and problem["detail"]
     assert _predict_ms(live) < 5000  # the worker lives on
+
+
+def _read_answer(conn: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One HTTP/1.1 answer with a Content-Length from ``conn``: (head, body, bytes after)."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(1 << 16)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+    )
+    while len(rest) < length:
+        chunk = conn.recv(1 << 16)
+        assert chunk, rest
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+def _predict_request(live: LiveApi) -> bytes:
+    body = json.dumps(PREDICT).encode()
+    return (
+        "POST /v1/models/iris/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {live.keys['all']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def test_a_connection_is_kept_alive_for_short_requests_pipelined_or_not(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as conn:
+        for _ in range(3):  # one after another on the same connection
+            conn.sendall(_predict_request(live))
+            head, body, rest = _read_answer(conn)
+            assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" not in head
+            assert json.loads(body)["predictions"] and rest == b""
+        idle = socket.create_connection(("127.0.0.1", live.port), timeout=30)
+        try:  # an idle kept-alive connection does not hold the one-process worker
+            idle.sendall(_predict_request(live))
+            assert _read_answer(idle)[0].startswith(b"HTTP/1.1 200")
+            assert _predict_ms(live) < 2000
+            conn.sendall(_predict_request(live) * 2)  # pipelined: both answered, in order
+            head, _, rest = _read_answer(conn)
+            head2, _, rest = _read_answer(conn, rest)
+            assert head.startswith(b"HTTP/1.1 200") and head2.startswith(b"HTTP/1.1 200")
+            # Idle past gunicorn's keepalive (2 s): the server closes the connection.
+            time.sleep(3)
+            assert idle.recv(1) == b""
+        finally:
+            idle.close()
+
+
+def test_a_long_request_on_a_kept_alive_connection_closes_it_after(live):
+    auth = f"Authorization: Bearer {live.keys['all']}\r\n"
+    table = b"a,y\n" + b"1,p\n2,q\n" * (1 << 17)  # over 1 MiB: a long request, in a thread
+    with socket.create_connection(("127.0.0.1", live.port), timeout=60) as conn:
+        conn.sendall(_predict_request(live))
+        assert _read_answer(conn)[0].startswith(b"HTTP/1.1 200")
+        conn.sendall(
+            (
+                "POST /v1/datasets?name=kept HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                f"Content-Length: {len(table)}\r\n{auth}\r\n"
+            ).encode()
+            + table
+        )
+        head, _, rest = _read_answer(conn)
+        assert head.startswith(b"HTTP/1.1 201") and b"Connection: close" in head, head
+        assert rest == b"" and conn.recv(1) == b""

@@ -17,8 +17,8 @@ import pytest
 
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.data import mixed_csv
 from tests.integration.helpers import job_of, wait_epoch, wait_finished, wait_until
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 

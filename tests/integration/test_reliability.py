@@ -18,8 +18,8 @@ from service.db.migrate import upgrade
 from service.db.models import EpochMetric, Job
 from service.db.session import Database
 from service.usecases.upkeep import upkeep_pass
-from tests.data import mixed_csv
 from tests.integration.helpers import job_of, wait_epoch, wait_finished, wait_until
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import torch
 from service.ml.pipeline import prepare
 from service.ml.tabular import infer_columns, read_csv
 from service.ml.training import TrainingConfig
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
 

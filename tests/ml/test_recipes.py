@@ -29,7 +29,7 @@ from service.ml.training import (
     _flat_cosine,
     batch_size_for,
 )
-from tests.data import mixed_table
+from tests.support.data import mixed_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bundle_v1"
 TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}

@@ -12,7 +12,7 @@ from service.ml.network import Architecture, build_mlp, count_parameters
 from service.ml.pipeline import prepare
 from service.ml.tabular import frame_from_records, infer_columns, read_csv
 from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
 

@@ -38,7 +38,8 @@ CHILD = textwrap.dedent(
             pass
 
     with open({csv!r}, "rb") as source:
-        dataset = datasets.upload_dataset(db, settings, "default", name="big", source=source)
+        table = datasets.TableUpload("big", source)
+        dataset = datasets.upload_dataset(db, settings, "default", table)
     assert dataset.n_rows == {rows}, dataset.n_rows
     request = jobs.JobRequest(
         target="label",

@@ -11,16 +11,16 @@ from sqlalchemy import func, select
 from service.api.jobs.schemas import HyperparametersSchema
 from service.db.models import Job
 from service.ml.network import Architecture, count_parameters
-from service.usecases import datasets, jobs
+from service.usecases import jobs
 from service.usecases.errors import Conflict, InvalidRequest, NotFound
 from service.usecases.training import AttemptLease
 from service.usecases.training import data as training_data
-from tests.data import mixed_csv
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture
 def dataset_id(db, settings):
-    return datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(60)).id
+    return stored_dataset(db, settings, 60).id
 
 
 def request(dataset_id, **hyperparameters) -> jobs.JobRequest:

@@ -13,9 +13,9 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.models import Job, Sweep, utcnow
 from service.db.session import Database
-from service.usecases import datasets, sweeps
+from service.usecases import sweeps
 from tests.conftest import RecordingPublisher
-from tests.data import mixed_csv
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -33,7 +33,7 @@ def database(request, tmp_path):
 def test_concurrent_advances_create_each_trial_once(database):
     db, settings = database
     publisher = RecordingPublisher()
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(60))
+    dataset = stored_dataset(db, settings, 60)
     request = sweeps.SweepRequest(
         dataset_id=dataset.id,
         target="species",

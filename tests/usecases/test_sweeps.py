@@ -9,15 +9,15 @@ from sqlalchemy import func, select
 from service.api.jobs.schemas import load_hyperparameters
 from service.db.models import Job, Sweep
 from service.ml.training import EpochRecord
-from service.usecases import datasets, sweeps
+from service.usecases import sweeps
 from service.usecases.errors import InvalidFields
 from service.usecases.training import AttemptLease, EpochEnd
-from tests.data import mixed_csv
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture
 def dataset_id(db, settings):
-    return datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(60)).id
+    return stored_dataset(db, settings, 60).id
 
 
 def submit(db, settings, publisher, dataset_id, search, **fields):

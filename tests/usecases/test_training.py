@@ -6,15 +6,15 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
-from service.usecases import datasets, jobs, training
+from service.usecases import jobs, training
 from service.usecases.training import AttemptLease, LeaseLost, Outcome, Stop, run_training
 from service.usecases.training import run as training_run
-from tests.data import mixed_csv
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture
 def job_id(db, settings, publisher):
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv())
+    dataset = stored_dataset(db, settings)
     request = jobs.JobRequest(
         target="species",
         model_name="m",

@@ -5,16 +5,16 @@ from datetime import timedelta
 import pytest
 
 from service.db.models import Job, Worker, utcnow
-from service.usecases import datasets, jobs, workers
+from service.usecases import jobs, workers
 from service.usecases.training import AttemptLease
-from tests.data import mixed_csv
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture
 def job_id(db, settings, publisher):
     from service.api.jobs.schemas import HyperparametersSchema
 
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv())
+    dataset = stored_dataset(db, settings)
     request = jobs.JobRequest(
         target="species",
         model_name="m",

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 
 from service.api.blueprint import Blueprint
-from service.api.body import JSON, MULTIPART, TABLES, Body, filename_stem, form_name
+from service.api.body import JSON, Body
 from service.api.datasets.schemas import (
     DatasetNameArgsSchema,
     DatasetQueryArgsSchema,
@@ -11,11 +11,16 @@ from service.api.datasets.schemas import (
     DatasetUploadSchema,
 )
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
-from service.api.streams import file_format, upload_stream
+from service.api.spec import link, links, problem_doc
+from service.api.streams import uploaded_table
 from service.usecases import datasets
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Tabular datasets")
+
+
+#: A job's or a sweep's body fields for training on a new dataset (its first column as
+#: the target); the rest of the body is generated or the client's.
+_TRAIN_ON_IT = {"dataset_id": "$response.body#/id", "target": "$response.body#/columns/0/name"}
 
 
 @blp.route("")
@@ -36,6 +41,25 @@ class Datasets(MethodView):
         "A table body is read as it streams in, at any size up to the upload limit.",
     )
     @blp.response(201, DatasetSchema)
+    @blp.doc(
+        **links(
+            201,
+            GetDataset=link("/v1/datasets/{dataset_id}", dataset_id="$response.body#/id"),
+            TrainOnDataset=link(
+                "/v1/jobs",
+                "post",
+                body=_TRAIN_ON_IT,
+            ),
+            SweepOnDataset=link(
+                "/v1/sweeps",
+                "post",
+                body=_TRAIN_ON_IT,
+            ),
+            DeleteDataset=link(
+                "/v1/datasets/{dataset_id}", "delete", dataset_id="$response.body#/id"
+            ),
+        )
+    )
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(413, **problem_doc("The body is larger than the upload limit"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
@@ -43,27 +67,15 @@ class Datasets(MethodView):
         """Upload a dataset (CSV, Parquet, JSON Lines or JSON records)"""
         svc = services()
         if body.media_type == JSON:
-            return datasets.upload_dataset(
-                svc.database,
-                svc.settings,
-                tenant(),
-                name=body.data.get("name"),
-                records=body.data["records"],
-            )
-        if body.media_type == MULTIPART:
-            name = form_name(body.form.get("name")) or args.get("name")
-            name, fmt = name or filename_stem(body.filename), file_format(body.filename)
+            table = datasets.TableUpload(body.data.get("name"), records=body.data["records"])
         else:
-            name, fmt = args.get("name"), TABLES[body.media_type]
-        return datasets.upload_dataset(
-            svc.database,
-            svc.settings,
-            tenant(),
-            name=name,
-            source=upload_stream(body.stream, svc.settings.max_upload_bytes),
-            fmt=fmt,
-            column_types=args.get("column_types"),
-        )
+            table = uploaded_table(
+                body,
+                svc.settings.max_upload_bytes,
+                name=args.get("name"),
+                column_types=args.get("column_types"),
+            )
+        return datasets.upload_dataset(svc.database, svc.settings, tenant(), table)
 
 
 @blp.route("/<string:dataset_id>")

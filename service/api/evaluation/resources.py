@@ -19,29 +19,31 @@ blp = Blueprint(
     "evaluation", __name__, url_prefix="/v1/models", description="Evaluate a model on labelled rows"
 )
 
-#: The body of every evaluate endpoint.
-evaluate_body = blp.body(
-    EvaluateRequestSchema,
-    csv=True,
-    description="JSON records, or CSV with a header row (read a chunk at a time), each "
-    "row with the features and the true label in the target column",
-)
-
-
-def _errors(view):
-    view = blp.alt_response(400, **problem_doc("Invalid rows or labels; errors names each"))(
-        view
-    )
-    view = blp.alt_response(404, **problem_doc("No such model, version or alias"))(view)
-    return blp.alt_response(415, **problem_doc("Unsupported Content-Type"))(view)
+def _evaluate_endpoint(view):
+    """The contract every evaluate endpoint shares: its body, ``?target=``, the answer and
+    the errors (the decorators stacked in this order, top first)."""
+    for decorate in reversed(
+        (
+            blp.body(
+                EvaluateRequestSchema,
+                csv=True,
+                description="JSON records, or CSV with a header row (read a chunk at a time), "
+                "each row with the features and the true label in the target column",
+            ),
+            blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True),
+            blp.response(200, EvaluationSchema),
+            blp.alt_response(400, **problem_doc("Invalid rows or labels; errors names each")),
+            blp.alt_response(404, **problem_doc("No such model, version or alias")),
+            blp.alt_response(415, **problem_doc("Unsupported Content-Type")),
+        )
+    ):
+        view = decorate(view)
+    return view
 
 
 @blp.route("/<string:name>/evaluate")
 class EvaluateLatest(MethodView):
-    @evaluate_body
-    @blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True)
-    @blp.response(200, EvaluationSchema)
-    @_errors
+    @_evaluate_endpoint
     def post(self, body: Body, name, target=None):
         """Evaluate the latest version on labelled rows: accuracy, log-loss, ECE, confusion"""
         return _evaluate(body, name, None, target)
@@ -49,10 +51,7 @@ class EvaluateLatest(MethodView):
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>/evaluate")
 class EvaluateVersion(MethodView):
-    @evaluate_body
-    @blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True)
-    @blp.response(200, EvaluationSchema)
-    @_errors
+    @_evaluate_endpoint
     def post(self, body: Body, name, version, target=None):
         """Evaluate one version on labelled rows: accuracy, log-loss, ECE, confusion"""
         return _evaluate(body, name, version, target)
@@ -60,10 +59,7 @@ class EvaluateVersion(MethodView):
 
 @blp.route("/<string:name>/aliases/<string:alias>/evaluate")
 class EvaluateAlias(MethodView):
-    @evaluate_body
-    @blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True)
-    @blp.response(200, EvaluationSchema)
-    @_errors
+    @_evaluate_endpoint
     def post(self, body: Body, name, alias, target=None):
         """Evaluate the version an alias points to on labelled rows"""
         aliases.check_alias(alias)

@@ -6,11 +6,11 @@ from flask import request, url_for
 from flask.views import MethodView
 
 from service.api.blueprint import Blueprint
-from service.api.body import MULTIPART, Body, filename_stem, form_name
+from service.api.body import MULTIPART, Body, filename_stem
 from service.api.jobs.schemas import JobCreateSchema, JobQueryArgsSchema, JobSchema, MetricsSchema
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
-from service.api.streams import file_format, upload_stream
+from service.api.spec import link, links, problem_doc
+from service.api.streams import uploaded_table
 from service.usecases import jobs
 from service.usecases.errors import InvalidRequest
 
@@ -37,6 +37,18 @@ def _form_fields(body: Body) -> dict:
     if unknown:
         raise InvalidRequest("unknown form field", sorted(unknown)[0])
     return data
+
+
+_JOB = "$response.body#/id"
+#: Where a job's answer leads: itself, its metrics, its cancel, and its model (which
+#: exists once the job has succeeded).
+JOB_LINKS = {
+    "GetJob": link("/v1/jobs/{job_id}", job_id=_JOB),
+    "GetJobMetrics": link("/v1/jobs/{job_id}/metrics", job_id=_JOB),
+    "GetJobPlot": link("/v1/jobs/{job_id}/plot", job_id=_JOB),
+    "CancelJob": link("/v1/jobs/{job_id}/cancel", "post", job_id=_JOB),
+    "GetModel": link("/v1/models/{name}", name="$response.body#/model_name"),
+}
 
 
 @blp.route("")
@@ -66,15 +78,15 @@ class Jobs(MethodView):
         ],
     )
     @blp.response(202, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.doc(**links(202, **JOB_LINKS))
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, body: Body):
         """Submit a training job"""
         svc = services()
-        upload = upload_name = None
+        upload = None
         if body.media_type == MULTIPART:
-            upload_name = form_name(body.form.get("name")) or filename_stem(body.filename)
-            upload = upload_stream(body.stream, svc.settings.max_upload_bytes)
+            upload = uploaded_table(body, svc.settings.max_upload_bytes)
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
             raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
@@ -86,8 +98,6 @@ class Jobs(MethodView):
             jobs.JobRequest(**body.data),
             idempotency_key=key,
             upload=upload,
-            upload_name=upload_name,
-            upload_format=file_format(body.filename),
         )
         return job, {"Location": url_for("jobs.JobById", job_id=job.id)}
 
@@ -95,6 +105,7 @@ class Jobs(MethodView):
 @blp.route("/<string:job_id>")
 class JobById(MethodView):
     @blp.response(200, JobSchema)
+    @blp.doc(**links(200, **JOB_LINKS))
     @blp.alt_response(404, **problem_doc("No such job"))
     def get(self, job_id):
         """Get a job's status and progress"""

@@ -21,7 +21,7 @@ from service.api.models.schemas import (
     PredictRequestSchema,
 )
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
+from service.api.spec import link, links, problem_doc
 from service.ml import tabular
 from service.ml.preprocessing import label_key
 from service.usecases import aliases, models
@@ -30,9 +30,47 @@ from service.usecases.errors import InvalidRequest
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models and predictions")
 
 
+_NAME = "$response.body#/name"
+_NEWEST = "$response.body#/versions/0/version"
+#: Where a model's answer leads: its versions, predict and evaluate, an alias, OIP.
+MODEL_LINKS = {
+    "Predict": link("/v1/models/{name}/predict", "post", name=_NAME),
+    "Evaluate": link("/v1/models/{name}/evaluate", "post", name=_NAME),
+    "ListVersions": link("/v1/models/{name}/versions", name=_NAME),
+    "GetNewestVersion": link("/v1/models/{name}/versions/{version}", name=_NAME, version=_NEWEST),
+    "SetAlias": link(
+        "/v1/models/{name}/aliases/{alias}", "put", name=_NAME, body={"version": _NEWEST}
+    ),
+    "GetOipModel": link("/v2/models/{name}", name=_NAME),
+    "GetOipModelReady": link("/v2/models/{name}/ready", name=_NAME),
+    "OipInfer": link("/v2/models/{name}/infer", "post", name=_NAME),
+}
+_VERSION = "$response.body#/version"
+#: Where a model version's answer leads: predict, evaluate, export and OIP by version.
+VERSION_LINKS = {
+    "PredictVersion": link(
+        "/v1/models/{name}/versions/{version}/predict", "post", name=_NAME, version=_VERSION
+    ),
+    "EvaluateVersion": link(
+        "/v1/models/{name}/versions/{version}/evaluate", "post", name=_NAME, version=_VERSION
+    ),
+    "ExportVersion": link(
+        "/v1/models/{name}/versions/{version}/export", name=_NAME, version=_VERSION
+    ),
+    "GetOipVersion": link("/v2/models/{name}/versions/{version}", name=_NAME, version=_VERSION),
+    "GetOipVersionReady": link(
+        "/v2/models/{name}/versions/{version}/ready", name=_NAME, version=_VERSION
+    ),
+    "OipInferVersion": link(
+        "/v2/models/{name}/versions/{version}/infer", "post", name=_NAME, version=_VERSION
+    ),
+}
+
+
 @blp.route("")
 class Models(MethodView):
     @blp.response(200, ModelSummarySchema(many=True))
+    @blp.doc(**links(200, GetModel=link("/v1/models/{name}", name="$response.body#/0/name")))
     def get(self):
         """List models with their latest version"""
         return models.list_models(services().database, tenant())
@@ -41,6 +79,7 @@ class Models(MethodView):
 @blp.route("/<string:name>")
 class ModelByName(MethodView):
     @blp.response(200, ModelSchema)
+    @blp.doc(**links(200, **MODEL_LINKS))
     @blp.alt_response(404, **problem_doc("No such model"))
     def get(self, name):
         """Get a model, its versions (newest first) and its aliases"""
@@ -53,6 +92,7 @@ class ModelByName(MethodView):
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>")
 class ModelVersionView(MethodView):
     @blp.response(200, ModelVersionSchema)
+    @blp.doc(**links(200, **VERSION_LINKS))
     @blp.alt_response(404, **problem_doc("No such model version"))
     def get(self, name, version):
         """Get one model version: classes, input schema, hyperparameters, final metrics"""

@@ -15,12 +15,22 @@ from service.api.registry.schemas import (
     VersionOrderArgsSchema,
 )
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
+from service.api.spec import link, links, problem_doc
 from service.usecases import aliases, compare
 
 blp = Blueprint(
     "registry", __name__, url_prefix="/v1/models", description="Model aliases and comparison"
 )
+
+
+_ALIAS = {"name": "$response.body#/name", "alias": "$response.body#/alias"}
+#: Where a set alias leads: reading it, predicting and evaluating through it, deleting it.
+ALIAS_LINKS = {
+    "GetAlias": link("/v1/models/{name}/aliases/{alias}", **_ALIAS),
+    "PredictAlias": link("/v1/models/{name}/aliases/{alias}/predict", "post", **_ALIAS),
+    "EvaluateAlias": link("/v1/models/{name}/aliases/{alias}/evaluate", "post", **_ALIAS),
+    "DeleteAlias": link("/v1/models/{name}/aliases/{alias}", "delete", **_ALIAS),
+}
 
 
 @blp.route("/<string:name>/versions")
@@ -56,6 +66,7 @@ class AliasView(MethodView):
 
     @blp.arguments(AliasSetSchema)
     @blp.response(200, AliasSchema)
+    @blp.doc(**links(200, **ALIAS_LINKS))
     @blp.alt_response(400, **problem_doc("Invalid alias name or version"))
     @blp.alt_response(404, **problem_doc("No such model version"))
     def put(self, body, name, alias):

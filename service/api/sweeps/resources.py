@@ -7,7 +7,7 @@ from service.api.blueprint import Blueprint
 from service.api.body import Body
 from service.api.jobs.schemas import load_hyperparameters
 from service.api.services import services, tenant
-from service.api.spec import problem_doc
+from service.api.spec import link, links, problem_doc
 from service.api.sweeps.schemas import (
     SweepCreateSchema,
     SweepQueryArgsSchema,
@@ -29,6 +29,13 @@ class Sweeps(MethodView):
 
     @blp.body(SweepCreateSchema)
     @blp.response(202, SweepSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.doc(
+        **links(
+            202,
+            GetSweep=link("/v1/sweeps/{sweep_id}", sweep_id="$response.body#/id"),
+            CancelSweep=link("/v1/sweeps/{sweep_id}/cancel", "post", sweep_id="$response.body#/id"),
+        )
+    )
     @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
     @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
     def post(self, body: Body):

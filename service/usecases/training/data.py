@@ -43,9 +43,6 @@ def load(lease: AttemptLease) -> TrainingData:
         blob_key=blob_key,
         target=target,
         feature_types=feature_types,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-        scaling=config.scaling,
-        folds=config.folds if config.network == "tabular" else 0,
+        config=config,
     )
     return TrainingData(prepared, config, checkpoint)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.usecases.training import run_training
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 def train_model(
@@ -43,13 +43,23 @@ def train_model(
     return dataset, job
 
 
+def stored_dataset(db, settings, rows: int = 300):
+    """``mixed_csv(rows)`` stored through the use case as dataset ``d`` of tenant
+    ``default``."""
+    from service.usecases import datasets
+
+    return datasets.upload_dataset(
+        db, settings, "default", datasets.TableUpload.of_csv("d", mixed_csv(rows))
+    )
+
+
 def queued_job(db, settings, publisher, *, rows: int = 60, epochs: int = 3) -> str:
     """Upload ``mixed_csv(rows)`` and submit a job through the use cases (tenant
     ``default``, the plain recipe with ``epochs``); returns the queued job's id."""
     from service.api.jobs.schemas import HyperparametersSchema
-    from service.usecases import datasets, jobs
+    from service.usecases import jobs
 
-    dataset = datasets.upload_dataset(db, settings, "default", name="d", csv=mixed_csv(rows))
+    dataset = stored_dataset(db, settings, rows)
     request = jobs.JobRequest(
         target="species",
         model_name="m",
