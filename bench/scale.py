@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -375,6 +376,7 @@ def run(deployment: str, rows: int, path: Path, size_mb: float) -> dict:
         finally:
             for process in processes:
                 process.stop()
+            shutil.rmtree(home, ignore_errors=True)  # GBs of stored tables and caches
     return result
 
 
@@ -407,7 +409,11 @@ def main() -> None:
         for deployment in args.deployments:
             load_before = os.getloadavg()[0]
             raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3)
-            r = run(deployment, rows, path, size_mb)
+            try:
+                r = run(deployment, rows, path, size_mb)
+            except Exception as exc:  # one failed run must not lose the others' figures
+                print(f"{deployment} at {rows:,} rows failed: {exc!r}", file=sys.stderr)
+                continue
             r |= {
                 "load_before": load_before,
                 "load_after": os.getloadavg()[0],
