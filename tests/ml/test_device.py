@@ -51,7 +51,7 @@ def test_the_model_and_checkpoint_are_float32_cpu_tensors_whatever_the_precision
     trainer.model.eval()
     with torch.inference_mode():
         expected = torch.softmax(trainer.model(data.x_val).double(), dim=1).numpy()
-    got = bundle._probabilities(data.x_val.numpy())
+    got = bundle.predict_inputs(data.x_val.numpy())
     assert abs(got - expected).max() < 1e-5
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import Job, JobStatus
 from service.ml import DataError, tabular
+from service.ml.hyperparameters import AUTO_FOLDS
 from service.ml.network import count_parameters
 from service.ml.preprocessing import column_width
 from service.ml.tabular import ColumnType
@@ -248,7 +249,7 @@ def _check_size(
     # Numeric columns are embedded by the tabular network (0/1 columns are not, so this
     # bound may count a few inputs too many); bagging trains one member per fold.
     numeric = tuple(range(sum(kind == ColumnType.NUMERIC for kind in types.values())))
-    folds = config.folds if isinstance(config.folds, int) else 5
+    folds = config.folds if isinstance(config.folds, int) else AUTO_FOLDS  # at most
     arch = architecture_for(config, n_inputs, columns[target]["n_unique"], numeric, folds=folds)
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:
