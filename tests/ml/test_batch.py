@@ -12,7 +12,7 @@ from service.ml import DataError
 from service.ml.batch import CsvRows, encode, header_line, prediction_lines, predictions_csv
 from service.ml.preprocessing import FeatureEncoder
 from service.ml.tabular import coerce_columns, infer_columns, read_csv
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 LIMITS = {"max_rows": 10_000, "max_columns": 50, "max_cell_chars": 1_000}
 
