@@ -91,43 +91,29 @@ def train_reference(env: dict[str, str], workdir: Path) -> dict:
     dataset = client.post(
         "/v1/datasets?name=reference", data=reference_table(3000), content_type="text/csv"
     ).get_json()
-    job = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "y",
-            "model_name": "reference",
-            "hyperparameters": {"recipe": "plain", "hidden_layers": [64, 64], "epochs": 5},
-        },
-    ).get_json()
     svc = app.extensions["trainserve"]
-    assert run_training(svc.database, settings, job["id"], "bench") == "succeeded"
+
+    def train(dataset_id: str, model_name: str, hyperparameters: dict) -> None:
+        job = client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": dataset_id,
+                "target": "y",
+                "model_name": model_name,
+                "hyperparameters": hyperparameters,
+            },
+        ).get_json()
+        assert run_training(svc.database, settings, job["id"], "bench") == "succeeded"
+
+    train(dataset["id"], "reference", {"recipe": "plain", "hidden_layers": [64, 64], "epochs": 5})
     # The same table with the default (tabular) recipe: its network is what predict
     # runs for a default job (few epochs: the shape, not the fit, sets the latency).
-    tabular = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "y",
-            "model_name": "tabular",
-            "hyperparameters": {"epochs": 3},
-        },
-    ).get_json()
-    assert run_training(svc.database, settings, tabular["id"], "bench") == "succeeded"
+    train(dataset["id"], "tabular", {"epochs": 3})
     # Under 2,000 rows the default recipe bags (folds "auto"): 3 members to predict.
     small = client.post(
         "/v1/datasets?name=reference-small", data=reference_table(1500), content_type="text/csv"
     ).get_json()
-    bagged = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": small["id"],
-            "target": "y",
-            "model_name": "tabular_bagged",
-            "hyperparameters": {"epochs": 3},
-        },
-    ).get_json()
-    assert run_training(svc.database, settings, bagged["id"], "bench") == "succeeded"
+    train(small["id"], "tabular_bagged", {"epochs": 3})
     found = models.get_version(svc.database, "default", "reference", None)
     bundle = models._load(svc.database, found)
     from safetensors.torch import save_file

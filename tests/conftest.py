@@ -6,6 +6,7 @@ services are down.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -89,3 +90,25 @@ def app(settings, publisher):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def secured(settings, publisher):
+    """The app with API keys required."""
+    from service.app import create_app
+
+    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
+    yield app
+    app.extensions["trainserve"].close()
+
+
+@pytest.fixture
+def tenants(secured) -> dict[str, dict[str, str]]:
+    """The Authorization headers of a key of tenant acme and one of tenant globex."""
+    from service.usecases import keys
+
+    db = secured.extensions["trainserve"].database
+    return {
+        name: {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"}
+        for name in ("acme", "globex")
+    }

@@ -300,11 +300,11 @@ class Trainer:
         folds = None if self.folds is None else self.folds.cpu()
         with torch.inference_mode():
             for i in range(0, len(y_val), 8192):
-                members = network.member_logits(x_val[i : i + 8192])
-                if folds is not None:  # each row's out-of-fold member only
-                    rows = torch.arange(members.shape[1])
-                    members = members[folds[i : i + 8192], rows].unsqueeze(0)
-                chunks.append(members)
+                if folds is None:
+                    chunks.append(network.member_logits(x_val[i : i + 8192]))
+                else:  # each row's out-of-fold member only
+                    xb, fold = x_val[i : i + 8192], folds[i : i + 8192]
+                    chunks.append(out_of_fold_logits(network, xb, fold).unsqueeze(0))
         members = torch.cat(chunks, dim=1)
         return torch.tensor(fit_temperature(members, y_val), dtype=torch.float32)
 
@@ -346,11 +346,29 @@ class Trainer:
         return self.patience is not None and self.stale_epochs > self.patience
 
 
+def out_of_fold_logits(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
+    """Each row's logits from the one member that did not train on it (member m is
+    fold m's), before the temperature: ``(rows, classes)``.
+
+    Each member runs on its own fold's rows only (stacked, padded to the largest fold, as
+    one ``(k, rows, inputs)`` batch), not every member on every row: 1/k of the work.
+    """
+    k = network.k
+    counts = torch.bincount(folds, minlength=k)
+    order = torch.argsort(folds, stable=True)
+    member = folds[order]
+    position = torch.arange(len(folds), device=folds.device) - (counts.cumsum(0) - counts)[member]
+    grid = x.new_zeros((k, int(counts.max()) if len(folds) else 0, x.shape[1]))
+    grid[member, position] = x[order]
+    logits = network.member_logits(grid)
+    chosen = torch.empty((len(folds), logits.shape[-1]), dtype=logits.dtype, device=x.device)
+    chosen[order] = logits[member, position]
+    return chosen
+
+
 def out_of_fold(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
     """Log-probabilities of each row from the one member that did not train on it."""
-    members = network.member_logits(x)
-    chosen = members[folds, torch.arange(len(folds), device=folds.device)]
-    return torch.log_softmax(chosen / network.temperature, dim=-1)
+    return torch.log_softmax(out_of_fold_logits(network, x, folds) / network.temperature, dim=-1)
 
 
 def folds_for(folds: int | str, n_rows: int) -> int:

@@ -11,22 +11,6 @@ from tests.support.data import mixed_csv
 from tests.support.training import train_model
 
 
-@pytest.fixture
-def secured(settings, publisher):
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    yield app
-    app.extensions["trainserve"].close()
-
-
-@pytest.fixture
-def tenants(secured):
-    db = secured.extensions["trainserve"].database
-    return {
-        name: {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"}
-        for name in ("acme", "globex")
-    }
-
-
 def test_no_key_or_a_wrong_key_is_401_problem(secured):
     client = secured.test_client()
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):

@@ -246,7 +246,7 @@ def test_plain_recipe_trains_as_before():
 def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     from service.ml.evaluation import evaluate
     from service.ml.preprocessing import stratified_folds
-    from service.ml.training import folds_for
+    from service.ml.training import folds_for, out_of_fold_logits
 
     assert folds_for("auto", 1999) == 3 and folds_for("auto", 2000) == 0 and folds_for(3, 9) == 3
     assert TrainingConfig(recipe="tabular").folds == "auto" and TrainingConfig().folds == 0
@@ -276,6 +276,12 @@ def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     )
     trainer.run_epoch(lambda: False)
     assert seen[0] == ((3, trainer.batch_size, data.encoder.n_inputs), (3, trainer.batch_size))
+    # Each row through its own fold's member only: what every member on every row gives.
+    network = bundle.network.eval()
+    with torch.inference_mode():
+        everyone = network.member_logits(data.x_val)[data.folds, torch.arange(160)]
+        own = out_of_fold_logits(network, data.x_val, data.folds)
+    torch.testing.assert_close(own, everyone)
     out_of_fold = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes, data.folds)
     in_sample = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes)
     assert out_of_fold["rows"] == in_sample["rows"] == 160
