@@ -113,6 +113,8 @@ class AnonSampler(threading.Thread):
                         cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
                     except OSError:
                         continue
+                    if "RssAnon:" not in status:  # a zombie (exited, not yet reaped)
+                        continue
                     anon = int(status.split("RssAnon:")[1].split()[0])
                     name = _role(cmd)
                     self.peaks[name] = max(self.peaks.get(name, 0), anon)
