@@ -247,7 +247,9 @@ def cpu_seconds(processes: list[Process]) -> float:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            # utime, stime, and the cutime, cstime of reaped children: a worker that exits
+            # and is replaced keeps its share (summing live processes alone went backwards).
+            ticks += sum(int(v) for v in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
