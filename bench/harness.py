@@ -79,6 +79,18 @@ class Process:
         self._file.close()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(url: str, timeout: float = 60, process: Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
