@@ -75,7 +75,7 @@ def same_on_cpu(trainer: Trainer, x_val: torch.Tensor) -> float:
     x = x_val[:4096]
     with torch.inference_mode():
         on_gpu = torch.softmax(trainer.model(x.to(trainer.device)).double(), 1).cpu().numpy()
-    on_cpu = bundle._probabilities(x.numpy())
+    on_cpu = bundle.predict_inputs(x.numpy())
     return float(np.abs(on_gpu - on_cpu).max())
 
 

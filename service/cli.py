@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from service.config import PREFIX, Settings, default_home, sqlite_urls
+from service.config import PREFIX, AuthMode, Settings, default_home, sqlite_urls
 
 log = logging.getLogger("trainserve")
 
@@ -288,7 +288,7 @@ def cmd_keys_list(args) -> int:
 def _refuse_open_access(settings: Settings, host: str) -> None:
     from service.auth import is_loopback
 
-    if settings.auth == "off" and not is_loopback(host):
+    if settings.auth == AuthMode.OFF and not is_loopback(host):
         raise SystemExit(
             f"trainserve: refusing to listen on {host} with authentication off; set "
             f"{PREFIX}AUTH=required (and create keys with `trainserve keys create`)"
@@ -547,7 +547,7 @@ def _log_up(settings: Settings, home: Path) -> None:
     """Say where ``trainserve up`` keeps its state and whether callers need a key."""
     log.info("trainserve up: home %s", home)
     log.info("database %s; broker %s", _redact(settings.database_url), _redact(settings.broker_url))
-    if settings.auth == "off":
+    if settings.auth == AuthMode.OFF:
         log.warning(
             "authentication is OFF: every caller is tenant 'default' (loopback only; "
             "%sAUTH=required turns API keys on)",

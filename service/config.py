@@ -10,11 +10,21 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 
 PREFIX = "TRAINSERVE_"
-# TRAINSERVE_AUTH: API keys required, or every caller is tenant "default" (loopback only).
-AUTH_MODES = ("required", "off")
+
+
+class AuthMode(StrEnum):
+    """TRAINSERVE_AUTH: API keys required, or every caller is tenant "default" (loopback
+    only)."""
+
+    REQUIRED = "required"
+    OFF = "off"
+
+
+AUTH_MODES = tuple(m.value for m in AuthMode)
 
 
 def default_home() -> Path:

@@ -1,11 +1,12 @@
 """Shared fixtures: settings on a migrated SQLite file, the app, a client, a fake publisher.
 
-PostgreSQL and Redis fixtures live in tests/services.py and fail, never skip, when the
+PostgreSQL and Redis fixtures live in tests/support/services.py and fail, never skip, when the
 services are down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -16,7 +17,7 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import Database
 
-pytest_plugins = ["tests.services", "tests.live_server"]
+pytest_plugins = ["tests.support.services", "tests.support.live_server"]
 
 
 class RecordingPublisher:
@@ -89,3 +90,25 @@ def app(settings, publisher):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def secured(settings, publisher):
+    """The app with API keys required."""
+    from service.app import create_app
+
+    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
+    yield app
+    app.extensions["trainserve"].close()
+
+
+@pytest.fixture
+def tenants(secured) -> dict[str, dict[str, str]]:
+    """The Authorization headers of a key of tenant acme and one of tenant globex."""
+    from service.usecases import keys
+
+    db = secured.extensions["trainserve"].database
+    return {
+        name: {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"}
+        for name in ("acme", "globex")
+    }

@@ -625,7 +625,7 @@ def _copy_csv(response: requests.Response, out: IO[str]) -> int:
     """Stream a CSV answer to ``out``; the number of rows after the header."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
+    for chunk in response.iter_content(chunk_size=1 << 20):
         text = decoder.decode(chunk)
         lines += text.count("\n")
         out.write(text)

@@ -241,9 +241,10 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
     if args.version is None:
         version = version["versions"][0]
     header = _header(args.data)
-    drop = [version["target"]] if version["target"] in header else []
-    if drop:
-        print(f"leaving out {drop[0]!r}, the model's target column", file=sys.stderr)
+    if version["target"] in header:
+        # Sent as it is: the server sets the target aside (X-Ignored-Columns), faster
+        # than rewriting every line here.
+        print(f"leaving out {version['target']!r}, the model's target column", file=sys.stderr)
     destination = args.output or sys.stdout
     bar = BytesBar(sys.stderr, f"predicting {args.data.name}")
     try:
@@ -252,7 +253,6 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
             args.data,
             destination,
             version=version["version"],
-            drop_columns=drop,
             progress=bar,
         )
     finally:

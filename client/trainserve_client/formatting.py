@@ -8,6 +8,32 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 
+class StatusLine:
+    """A line redrawn in place with ``\\r`` on a terminal; elsewhere (a log file, a pipe)
+    each text on a line of its own."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.width = 0  # of the text drawn on the open line (0: no open line)
+
+    def show(self, text: str, *, keep: bool = False) -> None:
+        """Draw ``text`` over the open line; ``keep`` ends it, so the next text goes below."""
+        if self.live:
+            self.stream.write("\r" + text.ljust(self.width) + ("\n" if keep else ""))
+            self.width = 0 if keep else len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the open line, if any."""
+        if self.live and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
 class ProgressBar:
     """Epoch, loss, validation accuracy and ETA on one line redrawn with ``\\r`` on a
     terminal; one line per epoch otherwise (a log file, a pipe)."""
@@ -16,20 +42,18 @@ class ProgressBar:
     PACE_AFTER_S = 3.0
 
     def __init__(self, stream: IO[str], total: int, clock: Callable[[], float] = time.monotonic):
-        self.stream = stream
+        self.line = StatusLine(stream)
         self.total = max(1, total)
         self.clock = clock
-        self.live = stream.isatty()
         self.first: tuple[float, int] | None = None  # (when, epoch) of the first epoch seen
         self.durations: list[float] = []
-        self.drawn = False
 
     def status(self, job: dict) -> None:
         self.total = max(1, job.get("epochs") or self.total)
         if job["status"] == "queued":
-            self._line(f"queued, waiting for a worker (attempt {job.get('attempt', 0) + 1})")
+            self.line.show(f"queued, waiting for a worker (attempt {job.get('attempt', 0) + 1})")
         elif job["status"] == "running" and not job.get("epoch"):
-            self._line(f"running (attempt {job.get('attempt', 1)})")
+            self.line.show(f"running (attempt {job.get('attempt', 1)})")
 
     def epoch(self, metrics: dict) -> None:
         epoch, now = metrics["epoch"], self.clock()
@@ -45,7 +69,7 @@ class ProgressBar:
         if metrics.get("val_accuracy") is not None:
             parts.append(f"val_acc {metrics['val_accuracy']:.3f}")
         parts.append(f"ETA {clock(self._eta(epoch, now))}")
-        self._line("  ".join(parts))
+        self.line.show("  ".join(parts))
 
     def _eta(self, epoch: int, now: float) -> float:
         left = max(0, self.total - epoch)
@@ -58,20 +82,8 @@ class ProgressBar:
         recent = self.durations[-10:]
         return left * sum(recent) / len(recent)
 
-    def _line(self, text: str) -> None:
-        if self.live:
-            self.stream.write("\r" + text.ljust(getattr(self, "_width", 0)))
-            self._width = len(text)
-            self.drawn = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
     def close(self) -> None:
-        if self.live and self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
+        self.line.close()
 
 
 def clock(seconds: float) -> str:

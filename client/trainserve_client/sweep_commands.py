@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from trainserve_client.client import Client
 from trainserve_client.commands import add_training_table_arguments, guarded
-from trainserve_client.formatting import number, table, when
+from trainserve_client.formatting import StatusLine, number, table, when
 
 _DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 
@@ -211,10 +211,8 @@ class SweepProgress:
     """One status line per change: trials by state and the leader; redrawn on a terminal."""
 
     def __init__(self, stream: IO[str]):
-        self.stream = stream
-        self.live = stream.isatty()
+        self.line = StatusLine(stream)
         self.last = ""
-        self.width = 0
         self.finished: set[int] = set()
 
     def update(self, sweep: dict) -> None:
@@ -223,7 +221,7 @@ class SweepProgress:
                 trial["trial"] not in self.finished
             ):
                 self.finished.add(trial["trial"])
-                self._say(_trial_line(trial, sweep["metric"]), keep=True)
+                self.line.show(_trial_line(trial, sweep["metric"]), keep=True)
         counts = sweep.get("counts") or {}
         parts = [f"{counts[s]} {s}" for s in ("running", "queued", "pending") if counts.get(s)]
         done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
@@ -236,20 +234,10 @@ class SweepProgress:
         line = "trials: " + ", ".join(parts)
         if line != self.last:
             self.last = line
-            self._say(line, keep=False)
-
-    def _say(self, text: str, *, keep: bool) -> None:
-        if self.live:
-            self.stream.write("\r" + text.ljust(self.width) + ("\n" if keep else ""))
-            self.width = 0 if keep else len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            self.line.show(line)
 
     def close(self) -> None:
-        if self.live and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.line.close()
 
 
 def _trial_line(trial: dict, metric: str) -> str:

@@ -55,3 +55,15 @@ class Blueprint(flask_smorest.Blueprint):
             return self.doc(requestBody=spec.doc())(wrapper)
 
         return decorator
+
+
+def stacked(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    """One decorator applying ``decorators`` as if written one above the other (top
+    first): the contract several endpoints share, declared once."""
+
+    def decorate(view: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate

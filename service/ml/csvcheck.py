@@ -48,6 +48,11 @@ class CsvGuard:
             data, self._held = data[:-1], b"\r"
         self._check(data)
 
+    @property
+    def open_quote(self) -> bool:
+        """Whether the bytes so far end inside a quoted field (an odd number of quotes)."""
+        return self._quotes % 2 == 1
+
     def close(self) -> None:
         """The body ended: check what was held back, and that no UTF-8 sequence is cut."""
         self._check(self._held, final=True)
@@ -62,7 +67,7 @@ class CsvGuard:
             self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
             self._refuse(data, exc.start, "is not UTF-8 text (invalid byte)")
-        start = 0
+        start = 0 if _suspect(data) else len(data)
         while True:
             found = _SUSPECT.search(data, start)
             if found is None:
@@ -109,6 +114,14 @@ class CsvGuard:
             )
             field = name or "file"
         raise DataError(f"the CSV {problem}: {where}", field)
+
+
+def _suspect(data: bytes) -> bool:
+    """Whether ``data`` may hold a byte that ``_SUSPECT`` finds: byte searches, several
+    times faster than the expression over a block of clean CSV."""
+    if b"\x00" in data or BOM in data:
+        return True
+    return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
 
 
 def _fields(line: bytes) -> list[str]:

@@ -5,6 +5,7 @@ Nothing here unpickles: weights load with ``safetensors``, the rest is JSON.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,15 +83,19 @@ class ModelBundle:
         ``frame`` holds cells as text or JSON scalars; columns the model does not
         know are a :class:`DataError`, absent feature columns are missing values.
         """
-        unknown = [name for name in frame.columns if name not in self.encoder.types]
+        self.check_columns(frame.columns, field=field)
+        typed = coerce_columns(frame, self.encoder.types, field=field)
+        return self.predict_inputs(self.encoder.transform(typed))
+
+    def check_columns(self, names: Iterable[str], *, field: str = "records") -> None:
+        """Refuse a column the model does not know (absent features are fine: missing)."""
+        unknown = [name for name in names if name not in self.encoder.types]
         if unknown:
             raise DataError(
                 f"unknown column {unknown[0]!r}; the model's features are "
                 f"{sorted(self.encoder.types)}",
                 f"{field}.{unknown[0]}",
             )
-        typed = coerce_columns(frame, self.encoder.types, field=field)
-        return self._probabilities(self.encoder.transform(typed))
 
     def predict_records(
         self, records: Any, *, max_columns: int, max_cell_chars: int, where: str = "records"
@@ -102,7 +107,7 @@ class ModelBundle:
         """
         x = self.fast.encode(records, max_cell_chars=max_cell_chars)
         if x is not None:
-            return self._probabilities(x)
+            return self.predict_inputs(x)
         frame = frame_from_records(
             records,
             max_rows=len(records) if isinstance(records, list) else 0,
@@ -112,7 +117,8 @@ class ModelBundle:
         )
         return self.predict_proba(frame, field=where)
 
-    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of every class for rows already encoded (``encoder``'s inputs)."""
         with torch.inference_mode():
             return torch.softmax(self.network(torch.from_numpy(x)).double(), dim=1).numpy()
 

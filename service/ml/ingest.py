@@ -32,7 +32,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -143,8 +143,8 @@ def ingest(
         # paid once per ROW_GROUP_ROWS rows, not once per parser block.
         nonlocal rows
         group = pa.Table.from_batches(batches, schema)
-        _check_cells(group, types, limits.max_cell_chars, rows)
-        _check_finite(group, types, rows)
+        check_cell_lengths(group, types, limits.max_cell_chars, rows)
+        check_finite(group, types, rows)
         stats.update(batch_frame(group))
         writer.write_table(group)
         rows += group.num_rows
@@ -205,7 +205,19 @@ def batch_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
 # --- sources ------------------------------------------------------------------------
 
 
-class _Recorded(io.RawIOBase):
+class _Readable(io.RawIOBase):
+    """A raw binary stream whose subclass defines ``read``; buffering can wrap it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Recorded(_Readable):
     """A readable stream that can un-read a prefix and remembers its recent bytes and
     how many lines came before them (to locate a bad value by row)."""
 
@@ -215,9 +227,6 @@ class _Recorded(io.RawIOBase):
         self.recent: collections.deque[bytes] = collections.deque()
         self.recent_size = 0
         self.lines_before_recent = 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         if self.prefix:
@@ -235,11 +244,6 @@ class _Recorded(io.RawIOBase):
                 self.lines_before_recent += old.count(b"\n")
         return data
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
 
 def _decompressed(source: BinaryIO):
     """``source`` as plain bytes: gzip and zstd are recognised by their first bytes."""
@@ -251,15 +255,12 @@ def _decompressed(source: BinaryIO):
     return chained
 
 
-class _Codec(io.RawIOBase):
+class _Codec(_Readable):
     """A decompressing stream whose corrupt input is a DataError, not an Arrow error."""
 
     def __init__(self, stream, codec: str):
         super().__init__()
         self.stream, self.codec = stream, codec
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -268,11 +269,6 @@ class _Codec(io.RawIOBase):
             raise DataError(
                 f"the {self.codec} data cannot be decompressed: {exc}", "file"
             ) from None
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _read_exactly(stream, size: int) -> bytes:
@@ -289,7 +285,7 @@ def _read_exactly(stream, size: int) -> bytes:
 # --- CSV ----------------------------------------------------------------------------
 
 
-class _Guarded(io.RawIOBase):
+class _Guarded(_Readable):
     """A CSV stream whose every block passes :class:`~service.ml.csvcheck.CsvGuard`
     (invalid UTF-8, NUL, a stray byte-order mark or carriage return: refused with line
     and column) before any parser sees it."""
@@ -297,9 +293,6 @@ class _Guarded(io.RawIOBase):
     def __init__(self, raw):
         super().__init__()
         self.raw, self.guard, self.ended = raw, CsvGuard(), False
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         data = bytes(self.raw.read(size) if size >= 0 else self.raw.read())
@@ -310,15 +303,10 @@ class _Guarded(io.RawIOBase):
             self.guard.close()
         return data
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
-
-def _csv_blocks(
-    stream, limits: Limits, overrides: dict[str, str]
-) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+def csv_head(stream, max_columns: int) -> tuple[io.RawIOBase, bytes, list[str]]:
+    """Open a CSV body: its stream behind a :class:`CsvGuard`, its first bytes (at most
+    ``INFER_BYTES``, to be replayed) and its header's names, checked."""
     stream = _Guarded(stream)
     head = _read_exactly(stream, INFER_BYTES)
     text_head = _utf8(head, cut=len(head) == INFER_BYTES)
@@ -326,30 +314,44 @@ def _csv_blocks(
         raise DataError("the file is empty", "file")
     header = header_names(text_head.lstrip("\ufeff").split("\n", 1)[0])
     header = [name.lstrip(" ") for name in header]
-    check_header(header, limits.max_columns)
-    _check_overrides(overrides, header)
-    # The first block, cut after its last complete line, read as text and inferred.
-    cut = head.rfind(b"\n") + 1 if len(head) == INFER_BYTES else len(head)
-    sample = _read_strings(head[:cut] or head, header)
-    if sample.num_rows > INFER_ROWS:
-        sample = sample.slice(0, INFER_ROWS)
-    types = _infer(sample, header, overrides)
+    check_header(header, max_columns)
+    return stream, head, header
+
+
+BadValue = Callable[[str, "int | None", str, int], DataError]
+
+
+def csv_batches(
+    stream,
+    head: bytes,
+    header: list[str],
+    convert_options: pacsv.ConvertOptions,
+    bad_value: BadValue,
+    *,
+    block_size: int = BLOCK_BYTES,
+    newlines_in_values: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    """The rows after the header of a body opened by :func:`csv_head`, typed by
+    ``convert_options``. A value that does not convert is ``bad_value(column, row, value,
+    rows_before)`` (``row`` from 1, ``None`` if not found); a ragged row names its line."""
     recorded = _Recorded(stream, head)
     try:
         reader = pacsv.open_csv(
             recorded,
-            read_options=pacsv.ReadOptions(
-                block_size=BLOCK_BYTES, column_names=header, skip_rows=1
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=_convert_options(types),
+            read_options=pacsv.ReadOptions(block_size=block_size, column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values),
+            convert_options=convert_options,
         )
     except pa.ArrowInvalid as exc:
-        raise _csv_error(exc, recorded, header, types, 0) from None
-    return _csv_batches(reader, recorded, header, types), types
+        raise _csv_error(exc, recorded, header, bad_value, 0) from None
+    yield from _batches(
+        reader, lambda exc, rows: _csv_error(exc, recorded, header, bad_value, rows)
+    )
 
 
-def _csv_batches(reader, recorded, header, types) -> Iterator[pa.RecordBatch]:
+def _batches(reader, error: Callable[[Exception, int], DataError]) -> Iterator[pa.RecordBatch]:
+    """The batches of a pyarrow streaming reader; its ``ArrowInvalid`` is ``error(exc,
+    rows read before)``."""
     rows = 0
     while True:
         try:
@@ -357,10 +359,34 @@ def _csv_batches(reader, recorded, header, types) -> Iterator[pa.RecordBatch]:
         except StopIteration:
             return
         except pa.ArrowInvalid as exc:
-            raise _csv_error(exc, recorded, header, types, rows) from None
-        batch = _trim_strings(batch, types)
+            raise error(exc, rows) from None
         rows += batch.num_rows
         yield batch
+
+
+def _csv_blocks(
+    stream, limits: Limits, overrides: dict[str, str]
+) -> tuple[Iterator[pa.RecordBatch], dict[str, str]]:
+    stream, head, header = csv_head(stream, limits.max_columns)
+    _check_overrides(overrides, header)
+    # The first block, cut after its last complete line, read as text and inferred.
+    cut = head.rfind(b"\n") + 1 if len(head) == INFER_BYTES else len(head)
+    sample = _read_strings(head[:cut] or head, header)
+    if sample.num_rows > INFER_ROWS:
+        sample = sample.slice(0, INFER_ROWS)
+    types = _infer(sample, header, overrides)
+
+    def bad_value(name: str, row: int | None, value: str, before: int) -> DataError:
+        where = f"row {row}" if row is not None else f"a row after row {before}"
+        return DataError(
+            f"column {name!r} must be {_EXPECTED[types[name]]} (its type, {types[name]}, was "
+            f"inferred from the first rows; declare it in column_types to change it); {where} "
+            f"has {value!r}",
+            name,
+        )
+
+    batches = csv_batches(stream, head, header, convert_options(types), bad_value)
+    return (trim_strings(batch, types) for batch in batches), types
 
 
 def _read_strings(data: bytes, header: list[str]) -> pa.Table:
@@ -378,7 +404,7 @@ def _read_strings(data: bytes, header: list[str]) -> pa.Table:
     except pa.ArrowInvalid as exc:
         window = _Recorded(None)
         window.recent.append(data)
-        raise _csv_error(exc, window, header, {}, 0) from None
+        raise _csv_error(exc, window, header, None, 0) from None
 
 
 def _infer(sample: pa.Table, header: list[str], overrides: dict[str, str]) -> dict[str, str]:
@@ -401,7 +427,8 @@ def _check_overrides(overrides: dict[str, str], header: list[str]) -> None:
             raise DataError(f"must be one of {', '.join(COLUMN_TYPES)}", f"column_types.{name}")
 
 
-def _convert_options(types: dict[str, str]) -> pacsv.ConvertOptions:
+def convert_options(types: dict[str, str]) -> pacsv.ConvertOptions:
+    """Arrow's conversion of CSV cells to the stored types (missing markers, booleans)."""
     return pacsv.ConvertOptions(
         column_types={name: _ARROW_TYPES[kind] for name, kind in types.items()},
         null_values=list(MISSING_MARKERS),
@@ -416,12 +443,13 @@ def _lstrip(column):
     return pc.utf8_ltrim(column, characters=" ")
 
 
-def _trim_strings(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch:
-    """Leading spaces go, as ``tabular.read_csv`` reads with ``skipinitialspace``."""
+def trim_strings(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch:
+    """Leading spaces go from the ``categorical`` columns of ``types`` (the others are
+    left as they are), as ``tabular.read_csv`` reads with ``skipinitialspace``."""
     columns = list(batch.columns)
     changed = False
-    for i, kind in enumerate(types.values()):
-        if kind == "categorical":
+    for i, name in enumerate(batch.schema.names):
+        if types.get(name) == "categorical":
             trimmed = _lstrip(columns[i])
             # A cell of spaces only is now empty: missing, like an empty cell.
             columns[i] = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
@@ -430,37 +458,34 @@ def _trim_strings(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatc
 
 
 _CONVERSION = re.compile(
-    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'"
+    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.DOTALL
 )
 
 
-def _csv_error(exc, recorded: _Recorded, header, types, rows_before: int) -> DataError:
+def _csv_error(
+    exc, recorded: _Recorded, header, bad_value: BadValue | None, rows_before: int
+) -> DataError:
     message = _arrow_message(exc)
-    match = _CONVERSION.search(message)
+    match = _CONVERSION.search(str(exc))  # the value may hold a line break
     if "invalid UTF8" in message:
         return DataError("the file is not UTF-8 text", "file")
     ragged = _RAGGED.search(message)
     if ragged is not None:
         expected, got, line = int(ragged.group(1)), int(ragged.group(2)), ragged.group(3)
         row = _locate_line(recorded, line)
-        where = f"row {row}" if row is not None else f"a row after row {rows_before}"
+        where = (
+            f"row {row} (line {row + 1})" if row is not None else f"a row after row {rows_before}"
+        )
         return DataError(
-            f"the CSV cannot be parsed: {where} has {got} fields, expected {expected} fields "
-            "(as many as the header)",
+            f"the CSV cannot be parsed: {where} has {got} fields, "
+            f"{'more' if got > expected else 'fewer'} fields than the header: expected "
+            f"{expected} fields",
             "file",
         )
-    if match is None:
+    if match is None or bad_value is None:
         return DataError(f"the CSV cannot be parsed (after row {rows_before}): {message}", "file")
     index, value = int(match.group(1)), match.group(3)
-    name = header[index]
-    row = _locate(recorded, index, value)
-    where = f"row {row}" if row is not None else f"a row after row {rows_before}"
-    return DataError(
-        f"column {name!r} must be {_EXPECTED[types[name]]} (its type, {types[name]}, was "
-        f"inferred from the first rows; declare it in column_types to change it); {where} "
-        f"has {value!r}",
-        name,
-    )
+    return bad_value(header[index], _locate(recorded, index, value), value, rows_before)
 
 
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")
@@ -526,7 +551,9 @@ def _arrow_message(exc: Exception) -> str:
 # --- checks on each block ------------------------------------------------------------
 
 
-def _check_cells(batch: pa.Table, types: dict[str, str], max_chars: int, before: int):
+def check_cell_lengths(batch: pa.Table, types: dict[str, str], max_chars: int, before: int):
+    """Refuse a ``categorical`` cell longer than ``max_chars`` (``types`` in the batch's
+    column order; ``before``: the rows before the batch)."""
     for i, (name, kind) in enumerate(types.items()):
         if kind != "categorical":
             continue
@@ -541,7 +568,10 @@ def _check_cells(batch: pa.Table, types: dict[str, str], max_chars: int, before:
             )
 
 
-def _check_finite(batch: pa.Table, types: dict[str, str], before: int) -> None:
+def check_finite(batch: pa.Table, types: dict[str, str], before: int, field: str = "file") -> None:
+    """Refuse an infinite ``numeric`` value (``types`` in the batch's column order); the
+    error's field is the column's name, or ``field[row].column`` unless ``field`` is
+    ``file``, as ``tabular`` names cells."""
     for i, (name, kind) in enumerate(types.items()):
         if kind != "numeric":
             continue
@@ -549,10 +579,11 @@ def _check_finite(batch: pa.Table, types: dict[str, str], before: int) -> None:
         infinite = np.isinf(values)
         if infinite.any():
             position = int(np.flatnonzero(infinite)[0])
+            row = before + position + 1
             raise DataError(
-                f"column {name!r} must be a finite number; row {before + position + 1} has "
-                f"{values[position]!r}",
-                name,
+                f"column {name!r} must be a finite number; row {row} has "
+                f"{str(float(values[position]))!r}",
+                name if field == "file" else f"{field}[{row - 1}].{name}",
             )
 
 
@@ -583,17 +614,7 @@ def _parquet_blocks(
         if spooled is not None:
             spooled.close()
         raise
-    types = {}
-    for field in schema:
-        if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
-            kind = "numeric"
-        elif pa.types.is_decimal(field.type):
-            kind = "numeric"
-        elif pa.types.is_boolean(field.type):
-            kind = "boolean"
-        else:
-            kind = "categorical"
-        types[field.name] = overrides.get(field.name, kind)
+    types = {field.name: overrides.get(field.name, _kind(field.type)) for field in schema}
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = 0
@@ -610,6 +631,17 @@ def _parquet_blocks(
                 spooled.close()
 
     return batches(), types
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    """The column type of an Arrow type: integers, floats and decimals are numeric."""
+    if (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_decimal(arrow_type)
+    ):
+        return "numeric"
+    return "boolean" if pa.types.is_boolean(arrow_type) else "categorical"
 
 
 def _cast_batch(batch: pa.RecordBatch, types: dict[str, str], before: int) -> pa.RecordBatch:
@@ -659,15 +691,7 @@ def _jsonl_blocks(
         raise DataError(f"the JSON Lines cannot be parsed: {_arrow_message(exc)}", "file") from None
     check_header(list(sample.schema.names), limits.max_columns)
     _check_overrides(overrides, list(sample.schema.names))
-    types = {}
-    for field in sample.schema:
-        if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
-            kind = "numeric"
-        elif pa.types.is_boolean(field.type):
-            kind = "boolean"
-        else:
-            kind = "categorical"
-        types[field.name] = overrides.get(field.name, kind)
+    types = {field.name: overrides.get(field.name, _kind(field.type)) for field in sample.schema}
     schema = pa.schema(
         [(n, pa.string() if k == "categorical" else _ARROW_TYPES[k]) for n, k in types.items()]
     )
@@ -682,23 +706,13 @@ def _jsonl_blocks(
     except pa.ArrowInvalid as exc:
         raise DataError(f"the JSON Lines cannot be parsed: {_arrow_message(exc)}", "file") from None
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        rows = 0
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                raise DataError(
-                    f"the JSON Lines cannot be read (after row {rows}): {_arrow_message(exc)}",
-                    "file",
-                ) from None
-            batch = _markers_missing(batch.select(list(types)), types)
-            rows += batch.num_rows
-            yield batch
+    def error(exc: Exception, rows: int) -> DataError:
+        return DataError(
+            f"the JSON Lines cannot be read (after row {rows}): {_arrow_message(exc)}", "file"
+        )
 
-    return batches(), types
+    batches = _batches(reader, error)
+    return (_markers_missing(batch.select(list(types)), types) for batch in batches), types
 
 
 def _markers_missing(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch:

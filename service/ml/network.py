@@ -10,7 +10,9 @@ class probabilities.
 deep-learning literature measured to pay (RealMLP, Holzmüller et al. 2024; TabM,
 Gorishniy et al. 2025; numerical embeddings, Gorishniy et al. 2022):
 
-- smooth clipping of the robust-scaled numeric inputs, ``x / sqrt(1 + (x / 3)²)``;
+- smooth clipping of the robust-scaled numeric inputs, ``x / sqrt(1 + (x / 3)²)``, or
+  ``asinh(x)``, which grows like ``log(2x)``: heavy-tailed counts keep their large values
+  apart instead of all meeting at 3;
 - periodic embeddings of each numeric input: ``cos(2π (w·x + b))`` with ``m`` frequencies
   per feature, a per-feature linear map to ``d`` outputs, and the value itself beside
   them (so each numeric feature becomes ``d + 1`` inputs);
@@ -63,12 +65,14 @@ class Architecture:
     kind: str = "mlp"
     # Inputs that carry a numeric value (robust-scaled): clipped and embedded.
     numeric_inputs: tuple[int, ...] = ()
-    smooth_clip: bool = False
+    smooth_clip: bool = False  # squash the numeric inputs (robust scaling), see ``squash``
     embedding: str = "none"
     embedding_frequencies: int = 16
     embedding_dim: int = 4
     scale_layer: bool = False
     ensemble_size: int = 1
+    # How ``smooth_clip`` squashes: "clip" (to ±3) or "asinh"; older descriptions: clip.
+    squash: str = "clip"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -137,6 +141,16 @@ class SmoothClip(nn.Module):
         return x * torch.rsqrt(1 + (x / self.bound) ** 2)
 
 
+class Asinh(nn.Module):
+    """``asinh(x)``: the identity near 0, ``sign(x) log(2|x|)`` far from it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.asinh(x)
+
+
+SQUASHES: dict[str, type[nn.Module]] = {"clip": SmoothClip, "asinh": Asinh}
+
+
 class PeriodicEmbedding(nn.Module):
     """Each of ``n`` features → ``[x, linear(cos(2π (w x + b)))]``, for ``k`` members.
 
@@ -189,7 +203,7 @@ class TabularNet(nn.Module):
         others = [i for i in range(arch.n_inputs) if i not in set(numeric)]
         self.register_buffer("numeric_index", torch.tensor(numeric, dtype=torch.long))
         self.register_buffer("other_index", torch.tensor(others, dtype=torch.long))
-        self.clip = SmoothClip() if arch.smooth_clip else None
+        self.clip = SQUASHES[arch.squash]() if arch.smooth_clip else None
         self.embedding = (
             PeriodicEmbedding(k, len(numeric), arch.embedding_frequencies, arch.embedding_dim)
             if arch.embedding == "periodic" and numeric
@@ -208,14 +222,19 @@ class TabularNet(nn.Module):
         self.register_buffer("temperature", torch.ones(()))
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's logits, ``(k, batch, n_classes)``, before the temperature."""
-        numeric = x.index_select(1, self.numeric_index)
+        """Each member's logits, ``(k, batch, n_classes)``, before the temperature.
+
+        ``x`` is ``(batch, n_inputs)``, the same rows for every member, or (bagging's
+        training) ``(k, batch, n_inputs)``, each member's own rows.
+        """
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.k, -1, -1)
+        numeric = x.index_select(2, self.numeric_index)
         if self.clip is not None:
             numeric = self.clip(numeric)
-        numeric = numeric.unsqueeze(0).expand(self.k, -1, -1)
         if self.embedding is not None:
             numeric = self.embedding(numeric)
-        rest = x.index_select(1, self.other_index).unsqueeze(0).expand(self.k, -1, -1)
+        rest = x.index_select(2, self.other_index)
         h = torch.cat([numeric, rest], dim=-1)
         if self.scale is not None:
             h = h * self.scale

@@ -364,22 +364,37 @@ def _encode_into(out: np.ndarray, offset: int, column: ColumnEncoding, values: p
         return
     if column.type in ("numeric", "boolean"):
         x = values.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
-        absent = np.isnan(x)
-        if column.type == "numeric":
-            with np.errstate(over="ignore"):  # beyond float64 → inf → clipped below
-                scaled = (np.where(absent, column.median, x) - column.mean) / column.std
-            out[:, offset] = np.clip(scaled, -FLOAT32_MAX, FLOAT32_MAX)  # no inf in float32
-        else:
-            out[:, offset] = np.where(absent, column.fill, x)
-        if column.indicator:
-            out[:, offset + 1] = absent
+        encode_numbers(out, offset, column, x)
     else:
-        if column.numeric_codes:
-            values = category_text(values)
-        # Unseen and missing values share the last slot.
-        codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
-        codes = np.where(codes < 0, len(column.categories), codes)
-        out[np.arange(len(values)), offset + codes] = 1.0
+        encode_codes(out, offset, column, category_codes(column, values))
+
+
+def encode_numbers(out: np.ndarray, offset: int, column: ColumnEncoding, x: np.ndarray) -> None:
+    """Write a numeric or boolean column's inputs (``x``: float64, NaN where missing) into
+    ``out`` from column ``offset``: its imputed, scaled value, and its missing indicator."""
+    absent = np.isnan(x)
+    if column.type == "numeric":
+        with np.errstate(over="ignore"):  # beyond float64 → inf → clipped below
+            scaled = (np.where(absent, column.median, x) - column.mean) / column.std
+        out[:, offset] = np.clip(scaled, -FLOAT32_MAX, FLOAT32_MAX)  # no inf in float32
+    else:
+        out[:, offset] = np.where(absent, column.fill, x)
+    if column.indicator:
+        out[:, offset + 1] = absent
+
+
+def category_codes(column: ColumnEncoding, values: pd.Series) -> np.ndarray:
+    """Each value's position in the column's categories; missing and unseen values get the
+    last slot (``len(categories)``)."""
+    if column.numeric_codes:
+        values = category_text(values)
+    codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
+    return np.where(codes < 0, len(column.categories), codes)
+
+
+def encode_codes(out: np.ndarray, offset: int, column: ColumnEncoding, codes: np.ndarray) -> None:
+    """Write a categorical column's one-hot inputs (``codes`` from :func:`category_codes`)."""
+    out[np.arange(len(codes)), offset + codes] = 1.0
 
 
 def label_key(label: Any) -> str:

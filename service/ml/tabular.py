@@ -12,6 +12,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,17 @@ from service.ml.errors import DataError
 from service.ml.preprocessing import category_text
 
 MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-COLUMN_TYPES = ("numeric", "categorical", "boolean")
+
+
+class ColumnType(StrEnum):
+    """What a feature column holds; stored (as its text) in a dataset's column facts."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    BOOLEAN = "boolean"
+
+
+COLUMN_TYPES = tuple(t.value for t in ColumnType)
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 

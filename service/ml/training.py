@@ -21,7 +21,7 @@ from torch import nn
 from service.ml.calibration import fit_temperature
 from service.ml.checkpoint import load_checkpoint, save_checkpoint
 from service.ml.device import autocast
-from service.ml.hyperparameters import BY_NAME, TrainingConfig
+from service.ml.hyperparameters import BY_NAME, TrainingConfig, resolve_folds
 from service.ml.network import Architecture, TabularNet, build_network
 
 OPTIMIZERS = BY_NAME["optimizer"].choices
@@ -95,15 +95,21 @@ class Trainer:
         self._place()
         self.optimizer = _make_optimizer(self.model, self.config)
         self.batch_size = batch_size_for(self.config.batch_size, len(self.y_train))
-        self.steps_per_epoch = max(1, math.ceil(len(self.y_train) / self.batch_size))
+        # Bagging: member m trains on the rows outside fold m, each member on batches of
+        # its own rows (the same count for all, so the k batches stack into one tensor).
+        self.member_rows: list[torch.Tensor] | None = None
+        rows_per_epoch = len(self.y_train)
+        if self.folds is not None:
+            folds = self.folds.cpu()
+            self.member_rows = [
+                torch.nonzero(folds != m).flatten() for m in range(self.arch.ensemble_size)
+            ]
+            rows_per_epoch = min(len(rows) for rows in self.member_rows)
+        self.rows_per_epoch = rows_per_epoch
+        self.steps_per_epoch = max(1, math.ceil(rows_per_epoch / self.batch_size))
         self.scheduler = _make_scheduler(self.optimizer, self.config, self.steps_per_epoch)
         self.loss_fn = nn.CrossEntropyLoss(
             weight=self.class_weights, label_smoothing=self.config.label_smoothing
-        )
-        self.row_loss = nn.CrossEntropyLoss(
-            weight=self.class_weights,
-            label_smoothing=self.config.label_smoothing,
-            reduction="none",
         )
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.best_loss = math.inf
@@ -137,43 +143,35 @@ class Trainer:
         early stopping, and always for the tabular network."""
         return self.patience is not None or self.arch.kind == "tabular"
 
-    def train_step(
-        self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on one batch.
 
         Returns the batch's summed loss and how many of its rows were classified right
         (by the weights before the step), as 0-d tensors on the device: reading them
         would wait for the device after every batch, so the epoch adds them up first.
         An ensemble's loss is its members' mean loss; its prediction is their mean
-        probability. With ``fold`` (bagging), each member's loss leaves out the rows of
-        its own fold.
+        probability. Bagging passes one batch per member, ``xb`` of shape ``(k, batch,
+        inputs)`` and ``yb`` ``(k, batch)``: each member trains and is scored on its own.
         """
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss, logits = self._loss(xb, yb, fold)
+            loss, logits = self._loss(xb, yb)
         loss.backward()
         if self.config.gradient_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
         self.optimizer.step()
         if isinstance(self.scheduler, _PER_STEP):
             self.scheduler.step()
-        correct = (logits.detach().argmax(dim=1) == yb).sum()
-        return loss.detach() * len(yb), correct
+        correct = (logits.detach().argmax(dim=-1) == yb).sum()
+        return loss.detach() * yb.numel(), correct
 
-    def _loss(
-        self, xb: torch.Tensor, yb: torch.Tensor, fold: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.model, TabularNet):
             members = self.model.member_logits(xb)
-            k = members.shape[0]
-            if fold is None:
-                loss = self.loss_fn(members.reshape(k * len(yb), -1), yb.repeat(k))
-            else:
-                losses = self.row_loss(members.reshape(k * len(yb), -1), yb.repeat(k))
-                keep = (fold.unsqueeze(0) != torch.arange(k, device=fold.device).unsqueeze(1))
-                keep = keep.reshape(-1)
-                loss = (losses * keep).sum() / keep.sum().clamp(min=1)
+            k, n_classes = members.shape[0], members.shape[-1]
+            if xb.dim() == 3:  # one batch per member: each scored on its own rows
+                return self.loss_fn(members.reshape(-1, n_classes), yb.reshape(-1)), members
+            loss = self.loss_fn(members.reshape(k * len(yb), -1), yb.repeat(k))
             return loss, self.model.combine(members.detach())
         logits = self.model(xb)
         return self.loss_fn(logits, yb), logits
@@ -207,22 +205,27 @@ class Trainer:
         self.model.train()
         # Shuffled on the CPU by the job's own generator, so the order is the same on
         # any device (and restorable from a checkpoint); one index vector per epoch moves.
-        order = torch.randperm(len(self.y_train), generator=self.generator).to(self.device)
+        if self.member_rows is None:
+            order = torch.randperm(len(self.y_train), generator=self.generator)
+        else:  # (members, rows): each member's own rows, shuffled, cut to the same count
+            n, generator = self.rows_per_epoch, self.generator
+            shuffled = [r[torch.randperm(len(r), generator=generator)] for r in self.member_rows]
+            order = torch.stack([rows[:n] for rows in shuffled])
+        order = order.to(self.device)
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
         size = self.batch_size
-        for start in range(0, len(order), size):
+        for start in range(0, order.shape[-1], size):
             if should_stop():
                 return None
-            index = order[start : start + size]
-            if len(index) < 2 and self.arch.batch_norm and seen:
+            index = order[..., start : start + size]
+            if index.shape[-1] < 2 and self.arch.batch_norm and seen:
                 continue  # batch norm cannot normalise a batch of one row
-            fold = None if self.folds is None else self.folds[index]
-            loss, right = self.train_step(self.x_train[index], self.y_train[index], fold)
+            loss, right = self.train_step(self.x_train[index], self.y_train[index])
             total += loss
             correct += right
-            seen += len(index)
+            seen += index.numel()
         return total.item() / seen, correct.item() / seen
 
     def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
@@ -297,11 +300,11 @@ class Trainer:
         folds = None if self.folds is None else self.folds.cpu()
         with torch.inference_mode():
             for i in range(0, len(y_val), 8192):
-                members = network.member_logits(x_val[i : i + 8192])
-                if folds is not None:  # each row's out-of-fold member only
-                    rows = torch.arange(members.shape[1])
-                    members = members[folds[i : i + 8192], rows].unsqueeze(0)
-                chunks.append(members)
+                if folds is None:
+                    chunks.append(network.member_logits(x_val[i : i + 8192]))
+                else:  # each row's out-of-fold member only
+                    xb, fold = x_val[i : i + 8192], folds[i : i + 8192]
+                    chunks.append(out_of_fold_logits(network, xb, fold).unsqueeze(0))
         members = torch.cat(chunks, dim=1)
         return torch.tensor(fit_temperature(members, y_val), dtype=torch.float32)
 
@@ -343,19 +346,35 @@ class Trainer:
         return self.patience is not None and self.stale_epochs > self.patience
 
 
+def out_of_fold_logits(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
+    """Each row's logits from the one member that did not train on it (member m is
+    fold m's), before the temperature: ``(rows, classes)``.
+
+    Each member runs on its own fold's rows only (stacked, padded to the largest fold, as
+    one ``(k, rows, inputs)`` batch), not every member on every row: 1/k of the work.
+    """
+    k = network.k
+    counts = torch.bincount(folds, minlength=k)
+    order = torch.argsort(folds, stable=True)
+    member = folds[order]
+    position = torch.arange(len(folds), device=folds.device) - (counts.cumsum(0) - counts)[member]
+    grid = x.new_zeros((k, int(counts.max()) if len(folds) else 0, x.shape[1]))
+    grid[member, position] = x[order]
+    logits = network.member_logits(grid)
+    chosen = torch.empty((len(folds), logits.shape[-1]), dtype=logits.dtype, device=x.device)
+    chosen[order] = logits[member, position]
+    return chosen
+
+
 def out_of_fold(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
     """Log-probabilities of each row from the one member that did not train on it."""
-    members = network.member_logits(x)
-    chosen = members[folds, torch.arange(len(folds), device=folds.device)]
-    return torch.log_softmax(chosen / network.temperature, dim=-1)
+    return torch.log_softmax(out_of_fold_logits(network, x, folds) / network.temperature, dim=-1)
 
 
 def folds_for(folds: int | str, n_rows: int) -> int:
-    """Bagging folds: ``folds``, or for ``"auto"`` 5 on tables under 2,000 labelled rows
-    (where a single validation split wastes most) and 0 (one split) above."""
-    if folds == "auto":
-        return 5 if n_rows < 2000 else 0
-    return int(folds)
+    """Bagging folds: ``folds``, or ``"auto"`` resolved by the table of hyperparameters
+    (:func:`~service.ml.hyperparameters.resolve_folds`: 3 under 2,000 labelled rows)."""
+    return resolve_folds(folds, n_rows)
 
 
 def batch_size_for(batch_size: int | str, n_rows: int) -> int:
@@ -387,6 +406,7 @@ def architecture_for(
         kind=config.network,
         numeric_inputs=tuple(numeric_inputs) if tabular else (),
         smooth_clip=tabular and config.scaling == "robust",
+        squash=config.squash,
         embedding=config.embedding if tabular else "none",
         embedding_frequencies=config.embedding_frequencies,
         embedding_dim=config.embedding_dim,

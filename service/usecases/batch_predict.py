@@ -15,16 +15,12 @@ they are made, and the file is sent once the whole body was read. So:
 
 from __future__ import annotations
 
-import io
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import pandas as pd
-
 from service.db.session import Database
-from service.ml.batch import read_csv_chunks, write_header, write_predictions
+from service.ml.batch import CsvRows, encode, header_line, prediction_lines
 from service.usecases import models
 
 CHUNK_ROWS = 20_000
@@ -38,14 +34,17 @@ class CsvLimits:
     max_columns: int
     max_cell_chars: int
 
-    def chunks(self, stream: BinaryIO) -> Iterator[pd.DataFrame]:
-        """The CSV ``stream``'s rows, ``CHUNK_ROWS`` at a time, within these limits."""
-        return read_csv_chunks(
+    def rows(self, stream: BinaryIO, types: dict[str, str], *, field: str = "records") -> CsvRows:
+        """The CSV ``stream``'s rows, ``CHUNK_ROWS`` at a time, within these limits, the
+        columns of ``types`` typed (``ml.batch.CsvRows``)."""
+        return CsvRows(
             stream,
+            types,
             chunk_rows=CHUNK_ROWS,
             max_rows=self.max_rows,
             max_columns=self.max_columns,
             max_cell_chars=self.max_cell_chars,
+            field=field,
         )
 
 
@@ -79,16 +78,15 @@ def predict_csv(
     bundle = models.loaded(db, cache, found)
     body = tempfile.TemporaryFile()
     try:
-        text = io.TextIOWrapper(body, encoding="utf-8", newline="")
-        write_header(text, bundle.classes)
+        reader = limits.rows(stream, bundle.encoder.types)
+        ignored = (found.target,) if found.target in reader.header else ()
+        bundle.check_columns(name for name in reader.header if name not in ignored)
+        body.write(header_line(bundle.classes).encode())
         rows = 0
-        ignored: tuple[str, ...] = ()
-        for chunk in limits.chunks(stream):
-            chunk, ignored = models.without_target(chunk, found.target)
-            write_predictions(text, bundle.classes, bundle.predict_proba(chunk))
-            rows += len(chunk)
-        text.flush()
-        text.detach()
+        for batch in reader:
+            probabilities = bundle.predict_inputs(encode(bundle.encoder, batch))
+            body.write(prediction_lines(bundle.classes, probabilities))
+            rows += batch.num_rows
         size = body.tell()
         body.seek(0)
     except BaseException:

@@ -17,8 +17,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from service.db.session import Database
+from service.ml.batch import encode
 from service.ml.evaluation import Metrics
 from service.ml.preprocessing import label_key
 from service.ml.tabular import MISSING_MARKERS
@@ -130,17 +132,23 @@ def evaluate_csv(
     target = target or found.target
     labels = LabelCodes(bundle.classes)
     metrics = Metrics(bundle.classes)
-    skipped = 0
-    for chunk in limits.chunks(stream):
-        if target not in chunk.columns:
-            raise _no_target(target, found.target)
-        codes = _chunk_codes(labels, chunk[target], target)
+    types = {name: kind for name, kind in bundle.encoder.types.items() if name != target}
+    reader = limits.rows(stream, types, field="file")
+    if target not in reader.header:
+        raise _no_target(target, found.target)
+    bundle.check_columns((name for name in reader.header if name != target), field="file")
+    skipped = rows = 0
+    for batch in reader:
+        column = pd.Series(
+            batch.column(target).to_pandas(), index=pd.RangeIndex(rows, rows + batch.num_rows)
+        )
+        rows += batch.num_rows
+        codes = _chunk_codes(labels, column, target)
         labelled = codes >= 0
         skipped += int((~labelled).sum())
-        features = chunk.loc[labelled].drop(columns=[target])
-        if len(features):
-            probabilities = bundle.predict_proba(features, field="file")
-            metrics.add(probabilities, codes[labelled])
+        if labelled.any():
+            x = encode(bundle.encoder, batch.filter(pa.array(labelled)))
+            metrics.add(bundle.predict_inputs(x), codes[labelled])
     return _answer(found, target, metrics, skipped=skipped)
 
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 RECORDS = {"records": [{"x1": 1.5, "x2": 0.2, "colour": "red", "flag": True}]}
 

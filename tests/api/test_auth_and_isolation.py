@@ -7,24 +7,8 @@ import pytest
 
 from service.app import create_app
 from service.usecases import keys
-from tests.data import mixed_csv
-from tests.helpers import train_model
-
-
-@pytest.fixture
-def secured(settings, publisher):
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    yield app
-    app.extensions["trainserve"].close()
-
-
-@pytest.fixture
-def tenants(secured):
-    db = secured.extensions["trainserve"].database
-    return {
-        name: {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"}
-        for name in ("acme", "globex")
-    }
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 
 def test_no_key_or_a_wrong_key_is_401_problem(secured):

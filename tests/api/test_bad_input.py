@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from service.app import create_app
 from service.db.models import Blob, Dataset, Job, ModelAlias, ModelVersion, Sweep
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 LIMITS = {
     "max_rows": 500,

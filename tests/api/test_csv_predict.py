@@ -14,8 +14,8 @@ import pytest
 
 from service.app import create_app
 from service.usecases import batch_predict
-from tests.data import mixed_table
-from tests.helpers import train_model
+from tests.support.data import mixed_table
+from tests.support.training import train_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = {"Accept": "text/csv"}
@@ -219,14 +219,18 @@ def test_batch_predict_has_its_own_body_and_row_limits(limited):
     assert chunked.status_code == 413 and chunked.content_type == "application/problem+json"
 
 
+PROBE = (sys.executable, "-m", "tests.support.batch_memory")
+
+
 def test_300_000_rows_stream_in_bounded_memory(tmp_path):
     """300,000 rows through the app in a fresh process: peak memory rises by a bounded
-    amount, far less than what holding the same rows at once costs (tests/batch_memory.py)."""
+    amount, far less than what holding the same rows at once costs
+    (tests/support/batch_memory.py)."""
     for mode in ("stream", "buffered"):
         (tmp_path / mode).mkdir()
     runs = {
         mode: subprocess.Popen(
-            [sys.executable, "-m", "tests.batch_memory", mode, "300000", str(tmp_path / mode)],
+            [*PROBE, mode, "300000", str(tmp_path / mode)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

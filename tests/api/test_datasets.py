@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from service.app import create_app
 from service.db.models import BlobPart
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 def test_upload_csv_body_and_read_it_back(client):

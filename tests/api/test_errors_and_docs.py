@@ -1,6 +1,9 @@
 """Errors are problem+json everywhere; the OpenAPI document describes every route."""
 
+import importlib
 import re
+
+import pytest
 
 
 def test_unknown_route_and_wrong_method_are_problems(client):
@@ -13,15 +16,21 @@ def test_unknown_route_and_wrong_method_are_problems(client):
     assert "GET" in response.headers["Allow"]
 
 
-def test_an_unexpected_error_is_a_500_problem_without_internals(app, client, monkeypatch):
-    from service.usecases import datasets
+@pytest.mark.parametrize(
+    ("module", "function", "path"),
+    [("datasets", "list_datasets", "/v1/datasets"), ("jobs", "list_jobs", "/v1/jobs")],
+)
+def test_an_unexpected_error_is_a_500_problem_without_internals(
+    app, client, monkeypatch, module, function, path
+):
+    """Not even a credential in the exception's text reaches the body."""
 
     def boom(*args, **kwargs):
-        raise RuntimeError("secret internals")
+        raise RuntimeError("postgresql://admin:s3cret@db/x exploded: secret internals")
 
-    monkeypatch.setattr(datasets, "list_datasets", boom)
+    monkeypatch.setattr(importlib.import_module(f"service.usecases.{module}"), function, boom)
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    response = client.get("/v1/datasets")
+    response = client.get(path)
     assert response.status_code == 500
     assert response.content_type == "application/problem+json"
     assert "secret" not in response.get_data(as_text=True)

@@ -1,16 +1,13 @@
 """POST .../evaluate: metrics of a model on labelled JSON records or a streamed CSV."""
 
-import dataclasses
 import io
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from service.app import create_app
-from service.usecases import keys
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 # Cheap and fixed: these test the endpoint, not the recipe.
 PLAIN = {"recipe": "plain", "epochs": 15, "learning_rate": 0.01, "seed": 0}
@@ -163,24 +160,16 @@ def test_alias_route(client, trained):
     assert response.status_code == 404
 
 
-def test_another_tenants_model_is_404(settings, publisher):
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    try:
-        db = app.extensions["trainserve"].database
-        acme, globex = (
-            {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"}
-            for name in ("acme", "globex")
-        )
-        train_model(app, csv=mixed_csv(150), hyperparameters=PLAIN, headers=acme)
-        client = app.test_client()
-        body = _labelled(20).to_csv(index=False)
-        for path in ("/v1/models/iris/evaluate", "/v1/models/iris/versions/1/evaluate"):
-            ok = client.post(path, data=body, content_type="text/csv", headers=acme)
-            assert ok.status_code == 200
-            other = client.post(path, data=body, content_type="text/csv", headers=globex)
-            assert other.status_code == 404
-    finally:
-        app.extensions["trainserve"].close()
+def test_another_tenants_model_is_404(secured, tenants):
+    acme, globex = tenants["acme"], tenants["globex"]
+    train_model(secured, csv=mixed_csv(150), hyperparameters=PLAIN, headers=acme)
+    client = secured.test_client()
+    body = _labelled(20).to_csv(index=False)
+    for path in ("/v1/models/iris/evaluate", "/v1/models/iris/versions/1/evaluate"):
+        ok = client.post(path, data=body, content_type="text/csv", headers=acme)
+        assert ok.status_code == 200
+        other = client.post(path, data=body, content_type="text/csv", headers=globex)
+        assert other.status_code == 404
 
 
 def test_openapi_documents_evaluate(client):

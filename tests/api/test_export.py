@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import sys
@@ -13,11 +12,9 @@ import pytest
 import torch
 from safetensors.numpy import load as load_safetensors
 
-from service.app import create_app
 from service.ml.preprocessing import FeatureEncoder
 from service.ml.tabular import coerce_columns, frame_from_records
-from service.usecases import keys
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 ROWS = [
     {"x1": 2.0, "x2": 1.0, "colour": "red", "flag": True},
@@ -147,18 +144,13 @@ def test_unknown_versions_are_404(client, trained):
     assert client.get("/v1/models/nope/versions/1/export").status_code == 404
 
 
-def test_another_tenants_model_is_404(settings, publisher):
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    db = app.extensions["trainserve"].database
-    acme, globex = (
-        {"Authorization": f"Bearer {keys.create_key(db, tenant)[1]}"} for tenant in ("acme", "x")
-    )
-    train_model(app, headers=acme)
-    client = app.test_client()
+def test_another_tenants_model_is_404(secured, tenants):
+    acme, globex = tenants["acme"], tenants["globex"]
+    train_model(secured, headers=acme)
+    client = secured.test_client()
     assert client.get(EXPORT, headers=acme).status_code == 200
     response = client.get(EXPORT, headers=globex)
     assert response.status_code == 404 and response.content_type == "application/problem+json"
-    app.extensions["trainserve"].close()
 
 
 def test_onnx_without_the_extra_is_501(client, trained, monkeypatch):

@@ -20,8 +20,8 @@ from schemathesis.checks import (
 from service.app import create_app
 from service.usecases import keys
 from tests.conftest import RecordingPublisher
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 EXAMPLES_PER_OPERATION = 25
 

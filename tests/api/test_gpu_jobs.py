@@ -11,7 +11,7 @@ from service.ml.device import GPU_BATCH_SIZE
 from service.ml.hyperparameters import RECIPES
 from service.usecases import workers
 from service.usecases.training import run_training
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from service.usecases.training import run_training
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from service.app import create_app
-from service.usecases import keys
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 
 def parse_sse(text: str) -> list[dict]:
@@ -88,21 +87,15 @@ def test_a_queued_job_streams_its_status_and_stops_after_the_maximum(settings, p
     ]
 
 
-def test_another_tenants_job_is_404_for_events_and_plot(settings, publisher):
-    secured = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    db = secured.extensions["trainserve"].database
-    acme = {"Authorization": f"Bearer {keys.create_key(db, 'acme')[1]}"}
-    globex = {"Authorization": f"Bearer {keys.create_key(db, 'globex')[1]}"}
-    try:
-        _, job = train_model(secured, headers=acme)
-        client = secured.test_client()
-        for path in ("events", "plot"):
-            assert client.get(f"/v1/jobs/{job['id']}/{path}", headers=acme).status_code == 200
-            response = client.get(f"/v1/jobs/{job['id']}/{path}", headers=globex)
-            assert response.status_code == 404
-            assert response.content_type == "application/problem+json"
-    finally:
-        secured.extensions["trainserve"].close()
+def test_another_tenants_job_is_404_for_events_and_plot(secured, tenants):
+    acme, globex = tenants["acme"], tenants["globex"]
+    _, job = train_model(secured, headers=acme)
+    client = secured.test_client()
+    for path in ("events", "plot"):
+        assert client.get(f"/v1/jobs/{job['id']}/{path}", headers=acme).status_code == 200
+        response = client.get(f"/v1/jobs/{job['id']}/{path}", headers=globex)
+        assert response.status_code == 404
+        assert response.content_type == "application/problem+json"
 
 
 def test_the_plot_is_a_valid_svg_or_png(app, trained):

@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from service.app import create_app
 from service.db.models import Job, Sweep, utcnow
 from service.usecases.upkeep import upkeep_pass
-from tests.data import mixed_csv
-from tests.helpers import run_queued
+from tests.support.data import mixed_csv
+from tests.support.training import run_queued
 
 FAST = {
     "recipe": "plain",
@@ -273,17 +273,12 @@ def test_another_tenants_sweep_is_404(client, dataset):
     assert client.post("/v1/sweeps/nope/cancel").status_code == 404
 
 
-def test_sweeps_and_aliases_belong_to_their_tenant(settings, publisher):
-    from service.usecases import keys
-    from tests.helpers import train_model
+def test_sweeps_and_aliases_belong_to_their_tenant(secured, tenants):
+    from tests.support.training import train_model
 
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    db = app.extensions["trainserve"].database
-    acme, globex = (
-        {"Authorization": f"Bearer {keys.create_key(db, name)[1]}"} for name in ("acme", "globex")
-    )
-    client = app.test_client()
-    dataset, _ = train_model(app, csv=mixed_csv(60), name="flowers", headers=acme)
+    acme, globex = tenants["acme"], tenants["globex"]
+    client = secured.test_client()
+    dataset, _ = train_model(secured, csv=mixed_csv(60), name="flowers", headers=acme)
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset), headers=acme).get_json()
     assert client.get(f"/v1/sweeps/{sweep['id']}", headers=globex).status_code == 404
     assert client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers=globex).status_code == 404
@@ -299,4 +294,3 @@ def test_sweeps_and_aliases_belong_to_their_tenant(settings, publisher):
         client.post(f"{alias}/predict", json={"records": [{}]}, headers=globex).status_code == 404
     )
     assert client.get("/v1/models/flowers/compare?versions=1,2", headers=globex).status_code == 404
-    app.extensions["trainserve"].close()

@@ -3,17 +3,14 @@ multiprocess sum is tests/integration/test_dashboard.py's)."""
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 from service.app import create_app
 from service.db.session import Database
-from tests.helpers import train_model
+from tests.support.training import train_model
 
 
 def fetch(client, url: str, **kwargs):
@@ -26,14 +23,6 @@ def fetch(client, url: str, **kwargs):
 
 def references(html: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"]+)"', html)
-
-
-@pytest.fixture
-def keyed_app(settings, publisher):
-    """The app with API keys required."""
-    app = create_app(dataclasses.replace(settings, auth="required"), publisher=publisher)
-    yield app
-    app.extensions["trainserve"].close()
 
 
 STATIC = Path(__file__).resolve().parents[2] / "service" / "web" / "static"
@@ -113,8 +102,8 @@ def test_docs_reference_no_other_host_and_every_asset_answers(client):
     assert client.get("/docs/assets/index.html").status_code == 404  # only the three files
 
 
-def test_pages_and_metrics_need_no_key_but_the_api_still_does(keyed_app):
-    client = keyed_app.test_client()
+def test_pages_and_metrics_need_no_key_but_the_api_still_does(secured):
+    client = secured.test_client()
     for url in ("/", "/ui", "/ui/js/app.js", "/docs", "/docs/assets/swagger-ui.css", "/metrics"):
         assert fetch(client, url).status_code in (200, 302), url
     assert client.get("/v1/jobs").status_code == 401

@@ -1,5 +1,5 @@
 """trainserve_client against the app on a real port, jobs trained in threads
-(tests/live_server.py)."""
+(tests/support/live_server.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from wsgiref.simple_server import make_server
 import pandas as pd
 import pytest
 
-from tests.data import mixed_csv, mixed_table
-from tests.live_server import ThreadWorker
+from tests.support.data import mixed_csv, mixed_table
+from tests.support.live_server import ThreadWorker
 from trainserve_client import ApiError, Client, ConnectionFailed
 
 FAST = {"epochs": 3, "hidden_layers": [16], "early_stopping_patience": None, "seed": 1}

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from service.cli import main
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 from trainserve_client.formatting import ProgressBar
 
 

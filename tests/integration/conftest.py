@@ -19,6 +19,7 @@ import pytest
 
 from service.app import create_app
 from service.config import PREFIX
+from tests.integration.helpers import trainserve_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,32 +169,15 @@ def running_service(
     """`trainserve up` on a free port with its home in ``home``, stopped with Ctrl-C after."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "up"]
-            + ["--home", str(home), "--port", str(port)],
-            env={**environ, **(env or {})},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while not _ready(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = log_path.read_text()[-3000:]
-                raise AssertionError(f"trainserve up did not start:\n{output}")
-            time.sleep(0.5)
+    # Ctrl-C: `up` stops its API and worker (they run in sessions of their own).
+    with trainserve_child(
+        ["up", "--home", str(home), "--port", str(port)],
+        {**environ, **(env or {})},
+        log_path,
+        lambda: _ready(port),
+        stop_signal=signal.SIGINT,
+    ) as process:
         yield port, process
-    finally:
-        if process.poll() is None:
-            # Ctrl-C: `up` stops its API and worker (they run in sessions of their own).
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _ready(port: int) -> bool:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -39,25 +45,77 @@ def wait_epoch(client, job_id: str, epoch: int, timeout: float = 60) -> dict:
     )
 
 
+def submit(client, hyperparameters: dict, rows: int = 600, model_name: str = "m") -> str:
+    """Upload ``mixed_csv(rows)`` through ``client`` and submit a job on it; its id."""
+    from tests.support.data import mixed_csv
+
+    dataset = client.post("/v1/datasets", data=mixed_csv(rows), content_type="text/csv")
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset_id": dataset.get_json()["id"],
+            "target": "species",
+            "model_name": model_name,
+            "hyperparameters": hyperparameters,
+        },
+    )
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
 def train_on_worker(settings, model_name: str, epochs: int) -> dict:
     """Upload 100 rows of ``mixed_csv`` through an app of ``settings``, submit a job, and
     wait for a real worker on the same broker to finish it; the finished job."""
     from service.app import create_app
-    from tests.data import mixed_csv
 
     app = create_app(settings)
     try:
         client = app.test_client()
-        dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv")
-        job_id = client.post(
-            "/v1/jobs",
-            json={
-                "dataset_id": dataset.get_json()["id"],
-                "target": "species",
-                "model_name": model_name,
-                "hyperparameters": {"recipe": "plain", "epochs": epochs},
-            },
-        ).get_json()["id"]
+        job_id = submit(client, {"recipe": "plain", "epochs": epochs}, 100, model_name)
         return wait_finished(client, job_id)
     finally:
         app.extensions["trainserve"].close()
+
+
+@contextlib.contextmanager
+def trainserve_child(
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    *,
+    stop_signal: int,
+    own_session: bool = False,
+) -> Iterator[subprocess.Popen]:
+    """``trainserve ARGS`` in a child process (output in ``log_path``), yielded once
+    ``ready()`` (90 s at most; an AssertionError with the log's tail otherwise); at the end
+    sent ``stop_signal`` and killed (with ``own_session``, its whole session) if it has not
+    exited 40 s later."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", *args],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_session,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = log_path.read_text()[-3000:]
+                raise AssertionError(f"trainserve {args[0]} did not start:\n{output}")
+            time.sleep(0.3)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                if own_session:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+                process.wait()

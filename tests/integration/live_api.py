@@ -7,9 +7,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +17,9 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.usecases import keys
 from tests.conftest import RecordingPublisher
-from tests.data import mixed_csv
-from tests.helpers import train_model
+from tests.integration.helpers import trainserve_child
+from tests.support.data import mixed_csv
+from tests.support.training import train_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,30 +71,15 @@ def running_api(
         TRAINSERVE_AUTH="required",
         **(env or {}),
     )
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "api", "--port", str(port), *args],
-            env=environ,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while not _alive(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"trainserve api did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
+    with trainserve_child(
+        ["api", "--port", str(port), *args],
+        environ,
+        log_path,
+        lambda: _alive(port),
+        stop_signal=signal.SIGTERM,
+        own_session=True,
+    ):
         yield port, log_path
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def _alive(port: int) -> bool:

@@ -10,8 +10,8 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.data import mixed_csv
 from tests.integration.helpers import wait_finished
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 

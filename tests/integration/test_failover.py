@@ -17,8 +17,7 @@ import pytest
 
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.data import mixed_csv
-from tests.integration.helpers import job_of, wait_epoch, wait_finished, wait_until
+from tests.integration.helpers import job_of, submit, wait_epoch, wait_finished, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,21 +38,6 @@ def backend(request, tmp_path, queue_name):
     )
 
 
-def submit(client, rows=600) -> str:
-    dataset = client.post("/v1/datasets", data=mixed_csv(rows), content_type="text/csv")
-    response = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset.get_json()["id"],
-            "target": "species",
-            "model_name": "m",
-            "hyperparameters": SLOW_JOB,
-        },
-    )
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()["id"]
-
-
 def epochs_of(get, job_id) -> list[int]:
     return [e["epoch"] for e in get(f"/v1/jobs/{job_id}/metrics")["epochs"]]
 
@@ -61,7 +45,7 @@ def epochs_of(get, job_id) -> list[int]:
 def test_a_killed_pool_process_is_failed_over_in_seconds(backend, start_worker, api_service):
     client, svc = api_service(backend)
     worker = start_worker(backend)
-    job_id = submit(client)
+    job_id = submit(client, SLOW_JOB)
     wait_epoch(client, job_id, 2)
     with svc.database.transaction() as session:
         from service.db.models import Job

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.data import mixed_csv
 from tests.integration.helpers import wait_until
 from tests.integration.netns import Host, Network, network
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 

@@ -96,7 +96,7 @@ def _kill_the_worker_mid_job(port, tmp_path, log_path) -> float:
 
     import requests
 
-    from tests.data import mixed_csv
+    from tests.support.data import mixed_csv
 
     base = f"http://127.0.0.1:{port}"
     dataset = requests.post(

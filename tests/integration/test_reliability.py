@@ -18,8 +18,8 @@ from service.db.migrate import upgrade
 from service.db.models import EpochMetric, Job
 from service.db.session import Database
 from service.usecases.upkeep import upkeep_pass
-from tests.data import mixed_csv
-from tests.integration.helpers import job_of, wait_epoch, wait_finished, wait_until
+from tests.integration.helpers import job_of, submit, wait_epoch, wait_finished, wait_until
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 
@@ -63,21 +63,6 @@ def any_backend(request, tmp_path, queue_name):
 def service(api_service):
     """An app and its client for given settings (here, not conftest's `trainserve up`)."""
     return api_service
-
-
-def submit(client, hyperparameters, rows=600, model_name="m"):
-    dataset = client.post("/v1/datasets", data=mixed_csv(rows), content_type="text/csv")
-    response = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset.get_json()["id"],
-            "target": "species",
-            "model_name": model_name,
-            "hyperparameters": hyperparameters,
-        },
-    )
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()["id"]
 
 
 def epochs_of(client, job_id):

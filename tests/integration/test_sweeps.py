@@ -12,8 +12,8 @@ import pytest
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.usecases.upkeep import upkeep_pass
-from tests.data import mixed_csv
 from tests.integration.helpers import wait_until
+from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import torch
 from service.ml.cache import FileCache
 from service.ml.pipeline import encode_file, load_encoded, prepare
 from service.ml.tabular import infer_columns, read_csv, to_parquet
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 def _writer(size: int, log: Path | None = None):

@@ -5,17 +5,8 @@ import json
 import pytest
 import torch
 
-from service.ml.pipeline import prepare
-from service.ml.tabular import infer_columns, read_csv
 from service.ml.training import TrainingConfig
-from tests.data import mixed_csv
-
-TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
-
-
-def prepared():
-    frame, _ = infer_columns(read_csv(mixed_csv(300), max_rows=10_000, max_columns=10))
-    return prepare(frame, "species", TYPES, validation_fraction=0.2, seed=0)
+from tests.support.ml import mixed_prepared, resumed_after
 
 
 def metrics(records):
@@ -35,23 +26,12 @@ def metrics(records):
     ids=["adam-dropout", "sgd-step", "adamw-cosine", "plateau-early-stopping"],
 )
 def test_resume_from_a_checkpoint_is_identical_to_an_uninterrupted_run(config):
-    data = prepared()
+    data = mixed_prepared()
     uninterrupted = data.trainer(config)
     expected = metrics(uninterrupted.fit())
     _, expected_state = uninterrupted.final_state()
 
-    first = data.trainer(config)
-    head = []
-    for record in first.fit():
-        head.append(record)
-        if record.epoch == 3:
-            break
-    tensors, state = first.checkpoint()
-    state = json.loads(json.dumps(state))  # as stored: strict JSON
-    torch.manual_seed(12345)  # a new process would have other RNG state
-
-    resumed = data.trainer(config)
-    resumed.restore(tensors, state)
+    head, resumed = resumed_after(data, config, 3)
     tail = list(resumed.fit())
     assert [r.epoch for r in tail] == [4, 5, 6, 7, 8]
     assert metrics(head + tail) == expected
@@ -61,7 +41,7 @@ def test_resume_from_a_checkpoint_is_identical_to_an_uninterrupted_run(config):
 
 
 def test_a_checkpoint_is_strict_json_and_safetensors():
-    trainer = prepared().trainer(TrainingConfig(epochs=1, lr_scheduler="reduce_on_plateau"))
+    trainer = mixed_prepared().trainer(TrainingConfig(epochs=1, lr_scheduler="reduce_on_plateau"))
     list(trainer.fit())
     tensors, state = trainer.checkpoint()
     json.dumps(state, allow_nan=False)

@@ -2,8 +2,6 @@
 gets, and models and checkpoints that do not depend on where they were trained.
 (bench/gpu.py checks a GPU-trained bundle against CPU predictions on a GPU machine.)"""
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
@@ -11,18 +9,13 @@ from safetensors.torch import load as load_safetensors
 from service.ml import MLError
 from service.ml.device import describe, job_device, worker_device
 from service.ml.inference import ModelBundle
-from service.ml.pipeline import prepare
-from service.ml.tabular import infer_columns, read_csv
 from service.ml.training import TrainingConfig
-from tests.data import mixed_csv
-
-TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+from tests.support.ml import mixed_prepared, resumed_after
 
 
 @pytest.fixture(scope="module")
 def data():
-    frame, _ = infer_columns(read_csv(mixed_csv(300), max_rows=10_000, max_columns=10))
-    return prepare(frame, "species", TYPES, validation_fraction=0.2, seed=0)
+    return mixed_prepared()
 
 
 def test_worker_and_job_devices_without_cuda():
@@ -40,9 +33,7 @@ def test_worker_and_job_devices_without_cuda():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_model_and_checkpoint_are_float32_cpu_tensors_whatever_the_precision(
-    data, precision
-):
+def test_the_model_and_checkpoint_are_float32_cpu_tensors_whatever_the_precision(data, precision):
     config = TrainingConfig(epochs=3, seed=1, precision=precision, early_stopping_patience=None)
     trainer = data.trainer(config, torch.device("cpu"))
     records = list(trainer.fit())
@@ -60,22 +51,13 @@ def test_the_model_and_checkpoint_are_float32_cpu_tensors_whatever_the_precision
     trainer.model.eval()
     with torch.inference_mode():
         expected = torch.softmax(trainer.model(data.x_val).double(), dim=1).numpy()
-    got = bundle._probabilities(data.x_val.numpy())
+    got = bundle.predict_inputs(data.x_val.numpy())
     assert abs(got - expected).max() < 1e-5
 
 
 def test_a_bf16_run_resumed_from_its_checkpoint_matches_an_uninterrupted_one(data):
     config = TrainingConfig(epochs=6, seed=2, dropout=0.2, precision="bf16")
     expected = [(r.epoch, r.train_loss, r.val_loss) for r in data.trainer(config).fit()]
-    first = data.trainer(config)
-    head = []
-    for record in first.fit():
-        head.append(record)
-        if record.epoch == 3:
-            break
-    tensors, state = first.checkpoint()
-    torch.manual_seed(999)
-    resumed = data.trainer(config)
-    resumed.restore(tensors, json.loads(json.dumps(state)))
+    head, resumed = resumed_after(data, config, 3)
     got = [(r.epoch, r.train_loss, r.val_loss) for r in head + list(resumed.fit())]
     assert got == expected

@@ -7,9 +7,8 @@ import pandas as pd
 
 from service.ml.preprocessing import FeatureEncoder, LabelEncoder, stratified_split
 from service.ml.tabular import infer_columns, read_csv
-from tests.data import mixed_csv
-
-TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+from tests.support.data import MIXED_TYPES as TYPES
+from tests.support.data import mixed_csv
 
 
 def table():

@@ -4,6 +4,7 @@ parts, not the defaults' accuracy (that is bench/accuracy.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -28,7 +29,7 @@ from service.ml.training import (
     _flat_cosine,
     batch_size_for,
 )
-from tests.data import mixed_table
+from tests.support.data import mixed_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bundle_v1"
 TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
@@ -126,6 +127,16 @@ def test_smooth_clip_and_robust_scaling():
     ).clip(x)
     assert clipped[0] == 0 and abs(float(clipped[1]) - 1 / math.sqrt(1 + 1 / 9)) < 1e-6
     assert 2.99 < float(clipped[2]) <= 3.0
+    asinh = Architecture(
+        1, 2, (4,), "relu", 0.0, kind="tabular", numeric_inputs=(0,), smooth_clip=True
+    )
+    squashed = TabularNet(dataclasses.replace(asinh, squash="asinh")).clip(x)
+    # asinh keeps large values apart where the clip sends them all to 3.
+    assert squashed[0] == 0 and float(squashed[2]) == pytest.approx(math.log(2e6), rel=1e-6)
+    # A description stored before the squash choice clips, as it did.
+    old = Architecture(1, 2, (4,), "relu", 0.0, kind="tabular", smooth_clip=True).to_json()
+    del old["squash"]
+    assert Architecture.from_json(old).squash == "clip"
 
 
 def test_schedules():
@@ -187,10 +198,11 @@ def test_tabular_resume_from_a_checkpoint_is_exact(folds):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-def test_tabular_bundle_round_trip_and_exports_match_predict():
+@pytest.mark.parametrize("squash", ["clip", "asinh"])
+def test_tabular_bundle_round_trip_and_exports_match_predict(squash):
     import onnxruntime
 
-    config = small_tabular()
+    config = small_tabular(squash=squash)
     bundle, _ = train_bundle(_prepared(config), config)
     loaded = ModelBundle.load(bundle.describe(), bundle.weights())
     x = _prepared(config).x_val
@@ -234,9 +246,10 @@ def test_plain_recipe_trains_as_before():
 def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     from service.ml.evaluation import evaluate
     from service.ml.preprocessing import stratified_folds
-    from service.ml.training import folds_for
+    from service.ml.training import folds_for, out_of_fold_logits
 
-    assert folds_for("auto", 1999) == 5 and folds_for("auto", 2000) == 0 and folds_for(3, 9) == 3
+    assert folds_for("auto", 1999) == 3 and folds_for("auto", 2000) == 0 and folds_for(3, 9) == 3
+    assert TrainingConfig(recipe="tabular").folds == "auto" and TrainingConfig().folds == 0
     codes = np.array([0] * 10 + [1] * 5)
     folds = stratified_folds(codes, 5, seed=0)
     assert sorted(np.bincount(folds)) == [3, 3, 3, 3, 3]
@@ -249,6 +262,26 @@ def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     assert bundle.arch.ensemble_size == 3
     records = trainer.last_epoch
     assert records == 3
+    # Each member trains on batches of its own rows, none from its own fold.
+    assert [int((data.folds[rows] == m).sum()) for m, rows in enumerate(trainer.member_rows)] == [
+        0,
+        0,
+        0,
+    ]
+    assert sum(len(rows) for rows in trainer.member_rows) == 2 * 160
+    assert trainer.steps_per_epoch == math.ceil(trainer.rows_per_epoch / trainer.batch_size)
+    seen = []
+    trainer.train_step = lambda xb, yb: (
+        seen.append((xb.shape, yb.shape)) or (torch.zeros(()), torch.zeros((), dtype=torch.int64))
+    )
+    trainer.run_epoch(lambda: False)
+    assert seen[0] == ((3, trainer.batch_size, data.encoder.n_inputs), (3, trainer.batch_size))
+    # Each row through its own fold's member only: what every member on every row gives.
+    network = bundle.network.eval()
+    with torch.inference_mode():
+        everyone = network.member_logits(data.x_val)[data.folds, torch.arange(160)]
+        own = out_of_fold_logits(network, data.x_val, data.folds)
+    torch.testing.assert_close(own, everyone)
     out_of_fold = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes, data.folds)
     in_sample = evaluate(bundle.network, data.x_val, data.y_val, bundle.classes)
     assert out_of_fold["rows"] == in_sample["rows"] == 160

@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 from service.ml.preprocessing import FeatureEncoder
 from service.ml.records import RecordEncoder
 from service.ml.tabular import coerce_columns, frame_from_records, infer_columns, read_csv
-from tests.data import mixed_csv
-
-TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+from tests.support.data import MIXED_TYPES as TYPES
+from tests.support.data import mixed_csv
 
 
 def fitted() -> FeatureEncoder:

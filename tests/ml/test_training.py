@@ -9,17 +9,13 @@ import torch
 from service.ml import DataError
 from service.ml.inference import ModelBundle
 from service.ml.network import Architecture, build_mlp, count_parameters
-from service.ml.pipeline import prepare
-from service.ml.tabular import frame_from_records, infer_columns, read_csv
+from service.ml.tabular import frame_from_records
 from service.ml.training import LR_SCHEDULERS, OPTIMIZERS, TrainingConfig
-from tests.data import mixed_csv
-
-TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
+from tests.support.ml import mixed_prepared
 
 
 def prepared(seed=0, rows=600):
-    frame, _ = infer_columns(read_csv(mixed_csv(rows), max_rows=10_000, max_columns=10))
-    return prepare(frame, "species", TYPES, validation_fraction=0.2, seed=seed)
+    return mixed_prepared(rows, seed)
 
 
 def test_parameter_count_matches_the_built_network():

@@ -15,7 +15,7 @@ from service.usecases import jobs
 from service.usecases.errors import Conflict, InvalidRequest, NotFound
 from service.usecases.training import AttemptLease
 from service.usecases.training import data as training_data
-from tests.helpers import stored_dataset
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from service.db.models import EpochMetric, Job
 from service.usecases import progress
 from service.usecases.errors import InvalidRequest, NotFound
-from tests.helpers import queued_job
+from tests.support.training import queued_job
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from service.db.models import Job, Sweep, utcnow
 from service.db.session import Database
 from service.usecases import sweeps
 from tests.conftest import RecordingPublisher
-from tests.helpers import stored_dataset
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

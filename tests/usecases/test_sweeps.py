@@ -12,7 +12,7 @@ from service.ml.training import EpochRecord
 from service.usecases import sweeps
 from service.usecases.errors import InvalidFields
 from service.usecases.training import AttemptLease, EpochEnd
-from tests.helpers import stored_dataset
+from tests.support.training import stored_dataset
 
 
 @pytest.fixture

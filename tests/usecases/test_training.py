@@ -9,27 +9,14 @@ from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
 from service.usecases import jobs, training
 from service.usecases.training import AttemptLease, LeaseLost, Outcome, Stop, run_training
 from service.usecases.training import run as training_run
-from tests.helpers import stored_dataset
+from tests.support.training import queued_job
 
 
 @pytest.fixture
 def job_id(db, settings, publisher):
-    dataset = stored_dataset(db, settings)
-    request = jobs.JobRequest(
-        target="species",
-        model_name="m",
-        hyperparameters={"epochs": 3, "hidden_layers": [16], "seed": 0, **_defaults()},
-        dataset_id=dataset.id,
+    return queued_job(
+        db, settings, publisher, rows=300, recipe="tabular", hidden_layers=[16], seed=0
     )
-    return jobs.submit_job(db, settings, publisher, "default", request).id
-
-
-def _defaults():
-    from service.api.jobs.schemas import HyperparametersSchema
-
-    loaded = HyperparametersSchema().load({})
-    del loaded["epochs"], loaded["hidden_layers"], loaded["seed"]
-    return loaded
 
 
 def job(db, job_id) -> Job:

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from service.db.models import Job, utcnow
 from service.usecases.training import AttemptLease
 from service.usecases.upkeep import upkeep_pass
-from tests.helpers import queued_job
+from tests.support.training import queued_job
 
 
 @pytest.fixture

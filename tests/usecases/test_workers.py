@@ -5,23 +5,14 @@ from datetime import timedelta
 import pytest
 
 from service.db.models import Job, Worker, utcnow
-from service.usecases import jobs, workers
+from service.usecases import workers
 from service.usecases.training import AttemptLease
-from tests.helpers import stored_dataset
+from tests.support.training import queued_job
 
 
 @pytest.fixture
 def job_id(db, settings, publisher):
-    from service.api.jobs.schemas import HyperparametersSchema
-
-    dataset = stored_dataset(db, settings)
-    request = jobs.JobRequest(
-        target="species",
-        model_name="m",
-        hyperparameters=HyperparametersSchema().load({"epochs": 3, "seed": 0}),
-        dataset_id=dataset.id,
-    )
-    return jobs.submit_job(db, settings, publisher, "default", request).id
+    return queued_job(db, settings, publisher, rows=300, recipe="tabular", seed=0)
 
 
 def test_a_dead_workers_job_is_released_at_once_and_claimed_by_the_next(

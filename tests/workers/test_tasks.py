@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from service.db.models import Job
 from service.usecases import sweeps, training
 from service.usecases.training import run as training_run
-from tests.helpers import queued_job
+from tests.support.training import queued_job
 from workers.celery_app import TRAIN_TASK, create_celery
 
 
@@ -56,7 +56,7 @@ def test_a_released_job_is_published_again_at_once(celery, db, settings, monkeyp
 
 def test_a_finished_trial_starts_the_next_one(celery, db, settings):
     from service.api.jobs.schemas import load_hyperparameters
-    from tests.helpers import stored_dataset
+    from tests.support.training import stored_dataset
 
     dataset = stored_dataset(db, settings, 60)
     request = sweeps.SweepRequest(

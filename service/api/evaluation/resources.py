@@ -3,7 +3,7 @@
 from flask import request
 from flask.views import MethodView
 
-from service.api.blueprint import Blueprint
+from service.api.blueprint import Blueprint, stacked
 from service.api.body import CSV, Body
 from service.api.evaluation.schemas import (
     EvaluateArgsSchema,
@@ -19,26 +19,20 @@ blp = Blueprint(
     "evaluation", __name__, url_prefix="/v1/models", description="Evaluate a model on labelled rows"
 )
 
-def _evaluate_endpoint(view):
-    """The contract every evaluate endpoint shares: its body, ``?target=``, the answer and
-    the errors (the decorators stacked in this order, top first)."""
-    for decorate in reversed(
-        (
-            blp.body(
-                EvaluateRequestSchema,
-                csv=True,
-                description="JSON records, or CSV with a header row (read a chunk at a time), "
-                "each row with the features and the true label in the target column",
-            ),
-            blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True),
-            blp.response(200, EvaluationSchema),
-            blp.alt_response(400, **problem_doc("Invalid rows or labels; errors names each")),
-            blp.alt_response(404, **problem_doc("No such model, version or alias")),
-            blp.alt_response(415, **problem_doc("Unsupported Content-Type")),
-        )
-    ):
-        view = decorate(view)
-    return view
+#: The contract every evaluate endpoint shares: its body, ``?target=``, the answer, the errors.
+_evaluate_endpoint = stacked(
+    blp.body(
+        EvaluateRequestSchema,
+        csv=True,
+        description="JSON records, or CSV with a header row (read a chunk at a time), each "
+        "row with the features and the true label in the target column",
+    ),
+    blp.arguments(EvaluateArgsSchema, location="query", as_kwargs=True),
+    blp.response(200, EvaluationSchema),
+    blp.alt_response(400, **problem_doc("Invalid rows or labels; errors names each")),
+    blp.alt_response(404, **problem_doc("No such model, version or alias")),
+    blp.alt_response(415, **problem_doc("Unsupported Content-Type")),
+)
 
 
 @blp.route("/<string:name>/evaluate")

@@ -1,10 +1,12 @@
 """Views of /v1/models."""
 
+from collections.abc import Callable
+
 import orjson
 from flask import Response
 from flask.views import MethodView
 
-from service.api.blueprint import Blueprint
+from service.api.blueprint import Blueprint, stacked
 from service.api.body import CSV, Body, parse_json
 from service.api.models.csv_predict import (
     CSV_ANSWER_DOC,
@@ -123,14 +125,22 @@ predict_body = blp.body(
 )
 
 
+def predict_contract(not_found: str) -> Callable[[Callable], Callable]:
+    """What every predict endpoint declares (registry's alias predict too): its body, the
+    CSV answer, the answer and its errors; ``not_found`` says what its 404 means."""
+    return stacked(
+        predict_body,
+        blp.doc(**CSV_ANSWER_DOC),
+        blp.response(200, PredictionSchema),
+        blp.alt_response(400, **problem_doc("Invalid input; errors names each field")),
+        blp.alt_response(404, **problem_doc(not_found)),
+        blp.alt_response(415, **problem_doc("Unsupported Content-Type")),
+    )
+
+
 @blp.route("/<string:name>/predict")
 class PredictLatest(MethodView):
-    @predict_body
-    @blp.doc(**CSV_ANSWER_DOC)
-    @blp.response(200, PredictionSchema)
-    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
-    @blp.alt_response(404, **problem_doc("No such model"))
-    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
+    @predict_contract("No such model")
     def post(self, body: Body, name):
         """Predict class probabilities with the latest version"""
         return predict(body, name, None)
@@ -138,12 +148,7 @@ class PredictLatest(MethodView):
 
 @blp.route("/<string:name>/versions/<int(max=2147483647):version>/predict")
 class PredictVersion(MethodView):
-    @predict_body
-    @blp.doc(**CSV_ANSWER_DOC)
-    @blp.response(200, PredictionSchema)
-    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
-    @blp.alt_response(404, **problem_doc("No such model version"))
-    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
+    @predict_contract("No such model version")
     def post(self, body: Body, name, version):
         """Predict class probabilities with one version"""
         return predict(body, name, version)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from service.ml.preprocessing import label_key
+from service.ml.tabular import ColumnType
 
 # Datatypes with a fixed width, as little-endian NumPy types.
 FIXED = {
@@ -181,7 +182,7 @@ def records_from_inputs(inputs: list[dict], features: list[str], types: dict[str
 
 def _from_matrix(tensor: dict, features: list[str], types: dict[str, str]) -> list:
     shape = tensor["shape"]
-    if any(types[f] == "categorical" for f in features):
+    if any(types[f] == ColumnType.CATEGORICAL for f in features):
         raise TensorError(
             f"unknown input {tensor['name']!r}: this model has categorical features, so it "
             f"takes one input per feature: {features}"
@@ -288,7 +289,11 @@ def encode(datatype: str, values: Any) -> bytes:
 
 
 def metadata_inputs(input_schema: list[dict]) -> list[dict]:
-    kinds = {"numeric": "FP32", "boolean": "BOOL", "categorical": "BYTES"}
+    kinds = {
+        ColumnType.NUMERIC: "FP32",
+        ColumnType.BOOLEAN: "BOOL",
+        ColumnType.CATEGORICAL: "BYTES",
+    }
     return [
         {"name": c["name"], "datatype": kinds.get(c["type"], "BYTES"), "shape": [-1]}
         for c in input_schema

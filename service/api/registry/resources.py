@@ -4,9 +4,8 @@ from flask.views import MethodView
 
 from service.api.blueprint import Blueprint
 from service.api.body import Body
-from service.api.models.csv_predict import CSV_ANSWER_DOC
-from service.api.models.resources import predict, predict_body
-from service.api.models.schemas import ModelVersionSchema, PredictionSchema
+from service.api.models.resources import predict, predict_contract
+from service.api.models.schemas import ModelVersionSchema
 from service.api.registry.schemas import (
     AliasSchema,
     AliasSetSchema,
@@ -82,12 +81,7 @@ class AliasView(MethodView):
 
 @blp.route("/<string:name>/aliases/<string:alias>/predict")
 class PredictAlias(MethodView):
-    @predict_body
-    @blp.doc(**CSV_ANSWER_DOC)
-    @blp.response(200, PredictionSchema)
-    @blp.alt_response(400, **problem_doc("Invalid input; errors names each field"))
-    @blp.alt_response(404, **problem_doc("No such model or alias"))
-    @blp.alt_response(415, **problem_doc("Unsupported Content-Type"))
+    @predict_contract("No such model or alias")
     def post(self, body: Body, name, alias):
         """Predict class probabilities with the version an alias points to"""
         aliases.check_alias(alias)

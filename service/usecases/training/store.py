@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import EpochMetric, Job, JobStatus, ModelVersion, new_id
 from service.ml.inference import ModelBundle
+from service.ml.tabular import ColumnType
 from service.storage import storage
 from service.usecases.training.lease import AttemptLease, metrics_of
 
@@ -106,7 +107,7 @@ def input_schema(bundle: ModelBundle) -> list[dict]:
     schema = []
     for column in bundle.encoder.columns:
         entry = {"name": column.name, "type": column.type}
-        if column.type == "categorical":
+        if column.type == ColumnType.CATEGORICAL:
             entry["categories"] = list(column.categories)
         schema.append(entry)
     return schema

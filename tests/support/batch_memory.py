@@ -1,6 +1,6 @@
 """Peak memory of one CSV predict of many rows, measured in a fresh process.
 
-``python -m tests.batch_memory MODE ROWS DIR`` trains a small model in DIR, writes ROWS
+``python -m tests.support.batch_memory MODE ROWS DIR`` trains a small model in DIR, writes ROWS
 feature rows to a CSV file there (10,000 at a time, so writing it costs little memory),
 warms up with a small request, then predicts the file and prints one JSON line: the rows
 answered and how far the process's peak resident memory (VmHWM) rose.
@@ -24,8 +24,8 @@ from service.ml import tabular
 from service.ml.batch import predictions_csv
 from service.usecases import models
 from tests.conftest import RecordingPublisher
-from tests.data import mixed_table
-from tests.helpers import train_model
+from tests.support.data import mixed_table
+from tests.support.training import train_model
 
 PATH = "/v1/models/iris/predict"
 

@@ -1,48 +1,26 @@
-"""Submit, read, list and cancel training jobs.
-
-A job is committed before it is published; if publishing fails the job stays
-queued with ``published_at`` empty and the upkeep loop publishes it (see ``upkeep``).
-"""
+"""A job submission checked against its dataset: target, features, column types, class
+counts and the network's size, decided from the column facts gathered at upload (the
+table is not read here). A sweep checks one plan once, then each trial's hyperparameters."""
 
 from __future__ import annotations
 
-import logging
 import random
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import (
-    ACTIVE_STATUSES,
-    FINISHED_STATUSES,
-    Checkpoint,
-    EpochMetric,
-    Job,
-    JobStatus,
-    utcnow,
-)
-from service.db.session import Database
+from service.db.models import Job, JobStatus
 from service.ml import DataError, tabular
+from service.ml.hyperparameters import AUTO_FOLDS
 from service.ml.network import count_parameters
 from service.ml.preprocessing import column_width
+from service.ml.tabular import ColumnType
 from service.ml.training import TrainingConfig, architecture_for
-from service.usecases.datasets import TableUpload, find_dataset, staged_dataset
-from service.usecases.errors import Conflict, InvalidRequest, NotFound, TooManyJobs
-
-log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    """Delivers a job id to the workers (with ``gpu``, to the GPU workers' queue);
-    raises if the broker cannot take it."""
-
-    def publish(self, job_id: str, *, gpu: bool = False) -> None: ...
+from service.usecases.datasets import find_dataset
+from service.usecases.errors import InvalidRequest, NotFound
 
 
 @dataclass(frozen=True)
@@ -55,176 +33,6 @@ class JobRequest:
     dataset_id: str | None = None
     features: list[str] | None = None
     column_types: dict[str, str] | None = None
-
-
-def submit_job(
-    db: Database,
-    settings: Settings,
-    publisher: Publisher,
-    tenant: str,
-    request: JobRequest,
-    *,
-    idempotency_key: str | None = None,
-    upload: TableUpload | None = None,
-) -> Job:
-    """Check the request against its dataset, store the job, then publish it.
-
-    With ``upload`` (a CSV, Parquet or JSON Lines stream) the table is streamed into
-    storage first and the dataset created in the job's transaction, so a rejected job
-    leaves no dataset (and no part of it) behind. With an ``idempotency_key`` already used, the job
-    that key created is returned and nothing new is stored.
-    """
-    scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
-    if scoped_key:
-        existing = _find_by_key(db, scoped_key)
-        if existing is not None:
-            return existing
-    try:
-        if upload is not None:
-            with db.transaction() as session:  # refuse before reading gigabytes
-                _check_active_jobs(session, settings, tenant)
-            with staged_dataset(db, settings, tenant, upload) as store:
-                with db.transaction() as session:
-                    _check_active_jobs(session, settings, tenant)
-                    dataset = store(session)
-                    request = replace(request, dataset_id=dataset.id)
-                    job = _new_job(session, settings, tenant, request, scoped_key)
-        else:
-            with db.transaction() as session:
-                _check_active_jobs(session, settings, tenant)
-                job = _new_job(session, settings, tenant, request, scoped_key)
-    except IntegrityError:
-        existing = _find_by_key(db, scoped_key) if scoped_key else None
-        if existing is None:
-            raise
-        return existing
-    publish(db, publisher, job.id)
-    return job
-
-
-def publish(db: Database, publisher: Publisher, job_id: str, now: datetime | None = None) -> bool:
-    """Publish a queued job to the queue its device asks for and record when; ``False``
-    (and a log line) if the broker failed."""
-    with db.transaction() as session:
-        hyperparameters = session.scalar(select(Job.hyperparameters).where(Job.id == job_id))
-    try:
-        if (hyperparameters or {}).get("device") == "gpu":
-            publisher.publish(job_id, gpu=True)
-        else:
-            publisher.publish(job_id)
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the upkeep loop
-        log.warning("could not publish job %s (the upkeep loop will retry): %s", job_id, exc)
-        return False
-    with db.transaction() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(published_at=now or utcnow(), publish_count=Job.publish_count + 1)
-        )
-    return True
-
-
-def get_job(db: Database, tenant: str, job_id: str) -> Job:
-    with db.transaction() as session:
-        return find_job(session, tenant, job_id)
-
-
-def find_job(session: Session, tenant: str, job_id: str) -> Job:
-    """The tenant's job; another tenant's is as absent as a missing one."""
-    job = session.get(Job, job_id)
-    if job is None or job.tenant != tenant:
-        raise NotFound(f"no job with id {job_id!r}")
-    return job
-
-
-def list_jobs(
-    db: Database,
-    tenant: str,
-    *,
-    status: str | None = None,
-    model_name: str | None = None,
-    dataset_id: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Job]:
-    """The tenant's jobs, newest first, optionally filtered."""
-    query = select(Job).where(Job.tenant == tenant).order_by(Job.created_at.desc(), Job.id)
-    if status:
-        query = query.where(Job.status == status)
-    if model_name:
-        query = query.where(Job.model_name == model_name)
-    if dataset_id:
-        query = query.where(Job.dataset_id == dataset_id)
-    with db.transaction() as session:
-        return list(session.scalars(query.limit(limit).offset(offset)))
-
-
-def job_metrics(db: Database, tenant: str, job_id: str) -> list[EpochMetric]:
-    """Every finished epoch of the job, in order; readable while it runs."""
-    with db.transaction() as session:
-        find_job(session, tenant, job_id)
-        query = select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
-        return list(session.scalars(query))
-
-
-def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
-    """Cancel a queued job at once, or ask a running one to stop within seconds."""
-    with db.transaction() as session:
-        job = find_job(session, tenant, job_id)
-        if job.status in FINISHED_STATUSES:
-            raise Conflict(f"job {job_id!r} has already finished ({job.status})")
-        request_cancel(session, job)
-        return job
-
-
-def request_cancel(session: Session, job: Job) -> None:
-    """Cancel an unfinished job in ``session``: a queued one at once, a running one by flag."""
-    if job.status == JobStatus.QUEUED:
-        job.status = JobStatus.CANCELLED
-        job.finished_at = utcnow()
-        # A job handed back by a stopping worker may have a checkpoint.
-        session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
-    job.cancel_requested = True
-
-
-def _find_by_key(db: Database, key: str) -> Job | None:
-    with db.transaction() as session:
-        return session.scalar(select(Job).where(Job.idempotency_key == key))
-
-
-def active_jobs(session: Session, tenant: str) -> int:
-    """How many of the tenant's jobs are queued or running (the per-tenant limit counts them)."""
-    return session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
-    )
-
-
-def _check_active_jobs(session: Session, settings: Settings, tenant: str) -> None:
-    active = active_jobs(session, tenant)
-    if active >= settings.max_active_jobs_per_tenant:
-        raise TooManyJobs(
-            f"{active} jobs are already queued or running, the limit per tenant is "
-            f"{settings.max_active_jobs_per_tenant}; wait for some to finish"
-        )
-
-
-def _new_job(
-    session: Session,
-    settings: Settings,
-    tenant: str,
-    request: JobRequest,
-    idempotency_key: str | None,
-) -> Job:
-    plan = plan_job(session, settings, tenant, request)
-    config = plan.check(settings, request.hyperparameters)
-    notes = None
-    if config.device == "gpu":
-        from service.usecases.workers import gpu_job_notes
-
-        notes = gpu_job_notes(session, settings) or None
-    return plan.add_job(session, tenant, config, idempotency_key=idempotency_key, notes=notes)
 
 
 @dataclass
@@ -326,9 +134,9 @@ def _check_overrides(columns: dict[str, dict], changed: list[str], types: dict[s
     inferred categorical because some value is not a number, so it cannot convert)."""
     for name in changed:
         kind, column = types[name], columns[name]
-        if kind == "categorical" or column["type"] == "boolean":
+        if kind == ColumnType.CATEGORICAL or column["type"] == ColumnType.BOOLEAN:
             continue  # true/false become 1/0 as numbers
-        if column["type"] == "numeric":
+        if column["type"] == ColumnType.NUMERIC:
             if not column.get("only_01", False):
                 raise InvalidRequest(
                     f"column {name!r} must be 0 or 1 to be boolean; it has other numbers",
@@ -351,7 +159,7 @@ def _check_categories(
 ) -> None:
     for i, name in enumerate(features):
         column = columns[name]
-        if types[name] == "categorical" and column["n_unique"] > settings.max_categories:
+        if types[name] == ColumnType.CATEGORICAL and column["n_unique"] > settings.max_categories:
             raise InvalidRequest(
                 f"categorical column {name!r} has {column['n_unique']} distinct values, more "
                 f"than the limit of {settings.max_categories} (an id or free text?); leave it "
@@ -406,9 +214,9 @@ def _target_counts(settings: Settings, column: dict, target: str) -> dict[str, i
 
 def _label_repr(text: str, kind: str) -> str:
     """A class label as the messages show it (numbers as numbers)."""
-    if kind == "numeric":
+    if kind == ColumnType.NUMERIC:
         return repr(float(text))
-    if kind == "boolean":
+    if kind == ColumnType.BOOLEAN:
         return repr(text == "true")
     return repr(text)
 
@@ -440,8 +248,8 @@ def _check_size(
     )
     # Numeric columns are embedded by the tabular network (0/1 columns are not, so this
     # bound may count a few inputs too many); bagging trains one member per fold.
-    numeric = tuple(range(sum(kind == "numeric" for kind in types.values())))
-    folds = config.folds if isinstance(config.folds, int) else 5
+    numeric = tuple(range(sum(kind == ColumnType.NUMERIC for kind in types.values())))
+    folds = config.folds if isinstance(config.folds, int) else AUTO_FOLDS  # at most
     arch = architecture_for(config, n_inputs, columns[target]["n_unique"], numeric, folds=folds)
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:

@@ -193,7 +193,7 @@ def test_the_cli_has_one_flag_per_row_and_sends_only_those_given():
 def test_the_readme_lists_every_row():
     from pathlib import Path
 
-    text = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
     section = text.split("Hyperparameters (unknown ones are a 400)", 1)[1].split("\n\n", 2)[1]
     names = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
     assert names == [h.name for h in HYPERPARAMETERS]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.usecases.training import run_training
-from tests.data import mixed_csv
+from tests.support.data import mixed_csv
 
 
 def train_model(
@@ -53,17 +53,19 @@ def stored_dataset(db, settings, rows: int = 300):
     )
 
 
-def queued_job(db, settings, publisher, *, rows: int = 60, epochs: int = 3) -> str:
+def queued_job(db, settings, publisher, *, rows: int = 60, **hyperparameters) -> str:
     """Upload ``mixed_csv(rows)`` and submit a job through the use cases (tenant
-    ``default``, the plain recipe with ``epochs``); returns the queued job's id."""
+    ``default``; the plain recipe and 3 epochs unless ``hyperparameters`` say otherwise);
+    returns the queued job's id."""
     from service.api.jobs.schemas import HyperparametersSchema
     from service.usecases import jobs
 
     dataset = stored_dataset(db, settings, rows)
+    hyperparameters = {"recipe": "plain", "epochs": 3, **hyperparameters}
     request = jobs.JobRequest(
         target="species",
         model_name="m",
-        hyperparameters=HyperparametersSchema().load({"recipe": "plain", "epochs": epochs}),
+        hyperparameters=HyperparametersSchema().load(hyperparameters),
         dataset_id=dataset.id,
     )
     return jobs.submit_job(db, settings, publisher, "default", request).id

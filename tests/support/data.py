@@ -29,3 +29,7 @@ def mixed_csv(n: int = 300, seed: int = 0) -> bytes:
     frame = mixed_table(n, seed).astype(object)
     frame["flag"] = frame["flag"].map({True: "true", False: "false"})
     return frame.to_csv(index=False, na_rep="NA").encode()
+
+
+#: The feature types :func:`mixed_table`'s columns are inferred as.
+MIXED_TYPES = {"x1": "numeric", "x2": "numeric", "colour": "categorical", "flag": "boolean"}
