@@ -6,6 +6,7 @@ Not part of the service; the benchmarks import it from the repository root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -17,31 +18,14 @@ import uuid
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+
+from tests.support import servers
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POSTGRES_URL = os.environ.get(
-    "TRAINSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TRAINSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@contextlib.contextmanager
-def scratch_database():
-    """A fresh PostgreSQL database, dropped afterwards; yields its URL."""
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"trainserve_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+REDIS_URL = servers.REDIS_URL
+#: A fresh PostgreSQL database, dropped after the block; yields its URL.
+scratch_database = functools.partial(servers.scratch_database, "trainserve_bench_")
 
 
 def free_port() -> int:
