@@ -128,30 +128,35 @@ def ingest(
         blocks, types = _jsonl_blocks(_decompressed(source), limits, column_types or {})
     else:
         blocks, types = _csv_blocks(_decompressed(source), limits, column_types or {})
-    schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in types.items()])
     stats = TableAccumulator(types, count_limit=limits.count_limit, quantile_capacity=0)
-    rows = 0
+    rows = _write_groups(blocks, sink, types, limits, stats)
+    if rows == 0:
+        raise DataError("the file has a header but no data rows", "file")
+    summary = stats.finish()
+    return Ingested(
+        rows, [_listed(name, kind, summary[name]) for name, kind in types.items()], types
+    )
+
+
+def _write_groups(
+    blocks: Iterator[pa.RecordBatch],
+    sink: BinaryIO,
+    types: dict[str, str],
+    limits: Limits,
+    stats: TableAccumulator,
+) -> int:
+    """Write ``blocks`` to ``sink`` as Parquet row groups of about ``ROW_GROUP_ROWS``,
+    each checked and summarised first: per-call overheads are paid once per group, not
+    once per parser block. Returns the rows written."""
+    schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in types.items()])
     writer = pq.ParquetWriter(
         sink,
         schema,
         compression="snappy",
         use_dictionary=[name for name, kind in types.items() if kind != "numeric"],
     )
-
-    def flush(batches: list[pa.RecordBatch]) -> None:
-        # Checked, summarised and written a row group at a time: per-call overheads are
-        # paid once per ROW_GROUP_ROWS rows, not once per parser block.
-        nonlocal rows
-        group = pa.Table.from_batches(batches, schema)
-        check_cell_lengths(group, types, limits.max_cell_chars, rows)
-        check_finite(group, types, rows)
-        stats.update(batch_frame(group))
-        writer.write_table(group)
-        rows += group.num_rows
-
+    rows, pending, pending_rows = 0, [], 0
     try:
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
         for batch in blocks:
             pending.append(batch)
             pending_rows += batch.num_rows
@@ -160,32 +165,36 @@ def ingest(
                     f"the file has more than the limit of {limits.max_rows} rows", "file"
                 )
             if pending_rows >= ROW_GROUP_ROWS:
-                flush(pending)
+                rows += _write_group(writer, pending, types, limits, stats, rows)
                 pending, pending_rows = [], 0
         if pending:
-            flush(pending)
+            rows += _write_group(writer, pending, types, limits, stats, rows)
     finally:
         writer.close()
-    if rows == 0:
-        raise DataError("the file has a header but no data rows", "file")
-    summary = stats.finish()
-    columns = []
-    for name, kind in types.items():
-        column = summary[name]
-        exact = column.counts if column.counts_exact else None
-        columns.append(
-            {
-                "name": name,
-                "type": kind,
-                "missing": column.missing,
-                "n_unique": column.n_unique,
-                "n_unique_exact": column.n_unique_exact,
-                "summary": column.summary(),
-                "counts": exact,
-                "only_01": column.only_01,
-            }
-        )
-    return Ingested(rows, columns, types)
+    return rows
+
+
+def _write_group(writer, batches, types, limits: Limits, stats, before: int) -> int:
+    group = pa.Table.from_batches(batches, writer.schema)
+    check_cell_lengths(group, types, limits.max_cell_chars, before)
+    check_finite(group, types, before)
+    stats.update(batch_frame(group))
+    writer.write_table(group)
+    return group.num_rows
+
+
+def _listed(name: str, kind: str, column) -> dict[str, Any]:
+    """A column as the dataset lists it."""
+    return {
+        "name": name,
+        "type": kind,
+        "missing": column.missing,
+        "n_unique": column.n_unique,
+        "n_unique_exact": column.n_unique_exact,
+        "summary": column.summary(),
+        "counts": column.counts if column.counts_exact else None,
+        "only_01": column.only_01,
+    }
 
 
 def batch_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,7 +162,6 @@ def prepare(
 ENCODED_FORMAT = 1
 
 
-
 def train_bundle(data: PreparedData, config: TrainingConfig):
     """Train to the end without a caller in the loop (benchmarks, tests): the model bundle
     and the trainer it came from."""
@@ -173,6 +173,7 @@ def train_bundle(data: PreparedData, config: TrainingConfig):
     _, state = trainer.final_state()
     bundle = ModelBundle.from_state(trainer.arch, data.encoder, data.labels.classes, state)
     return bundle, trainer
+
 
 def encode_file(
     parquet_path: str | Path,
@@ -196,14 +197,53 @@ def encode_file(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parquet = pq.ParquetFile(parquet_path, memory_map=True)
+    split = _split_targets(parquet, target, out, validation_fraction, seed, folds)
+    batches = functools.partial(_labelled_batches, parquet, feature_types, target, split)
+    # Pass 2: statistics of the training rows; the encoder fitted from them.
+    accumulator = TableAccumulator(feature_types, seed=seed)
+    for features, validation in batches():
+        accumulator.update(features[~validation])
+    encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types, scaling=scaling)
+    n_train, n_val = _write_encoded(batches(), split, encoder, out)
+    meta = {
+        "format": ENCODED_FORMAT,
+        "encoder": encoder.to_json(),
+        "classes": list(split.labels.classes),
+        "n_train": n_train,
+        "n_val": n_val,
+        "width": encoder.n_inputs,
+        "dropped_rows": int(parquet.metadata.num_rows - len(split.codes)),
+    }
+    (out / "meta.json").write_text(json.dumps(meta))
 
-    def batches(columns: list[str]) -> Iterator[pd.DataFrame]:
-        for group in range(parquet.num_row_groups):
-            yield batch_frame(parquet.read_row_group(group, columns=columns))
 
-    # Pass 1: labels, codes, split.
+@dataclass
+class _Split:
+    """A file's labels, and which labelled rows validate (the file's order throughout)."""
+
+    labels: LabelEncoder
+    labelled: np.ndarray  # bool, a row of the file: it has a target
+    codes: np.ndarray  # int, a labelled row: its class
+    is_val: np.ndarray  # bool, a labelled row: it is in the validation split
+
+
+def _row_groups(parquet: pq.ParquetFile, columns: list[str]) -> Iterator[pd.DataFrame]:
+    for group in range(parquet.num_row_groups):
+        yield batch_frame(parquet.read_row_group(group, columns=columns))
+
+
+def _split_targets(
+    parquet: pq.ParquetFile,
+    target: str,
+    out: Path,
+    validation_fraction: float,
+    seed: int,
+    folds: int | str,
+) -> _Split:
+    """Pass 1: labels, codes and the stratified split (with k-fold bagging, every row
+    trains and each fold's number goes to ``folds.i64``)."""
     present, distinct = [], set()
-    for frame in batches([target]):
+    for frame in _row_groups(parquet, [target]):
         column = frame[target]
         present.append(column.notna().to_numpy())
         distinct.update(column.dropna().unique().tolist())
@@ -211,46 +251,50 @@ def encode_file(
     labels = LabelEncoder.fit(pd.Series(sorted(distinct, key=_sort_key), dtype=object))
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")
-    codes = np.concatenate([labels.encode(frame[target].dropna()) for frame in batches([target])])
+    codes = np.concatenate(
+        [labels.encode(frame[target].dropna()) for frame in _row_groups(parquet, [target])]
+    )
     k = folds_for(folds, len(codes))
     is_val = np.zeros(len(codes), dtype=bool)
     if k >= 2:  # k-fold bagging: every row trains (and validates out of its fold)
         stratified_folds(codes, k, seed).astype(np.int64).tofile(out / "folds.i64")
     else:
-        train_rows, val_rows = stratified_split(codes, validation_fraction, seed)
+        _, val_rows = stratified_split(codes, validation_fraction, seed)
         is_val[val_rows] = True
-        del train_rows, val_rows
+    return _Split(labels, labelled, codes, is_val)
 
-    def labelled_batches() -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-        """Feature chunks of labelled rows (types converted) with their is-validation mask."""
-        start, offset = 0, 0
-        for frame in batches([*feature_types, target]):
-            keep = labelled[start : start + len(frame)]
-            start += len(frame)
-            rows = frame[keep].reset_index(drop=True)
-            features = pd.DataFrame(
-                {
-                    name: convert_column(rows[name], kind, name)
-                    for name, kind in feature_types.items()
-                }
-            )
-            yield features, is_val[offset : offset + len(rows)]
-            offset += len(rows)
 
-    # Pass 2: statistics of the training rows; the encoder fitted from them.
-    accumulator = TableAccumulator(feature_types, seed=seed)
-    for features, validation in labelled_batches():
-        accumulator.update(features[~validation])
-    encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types, scaling=scaling)
+def _labelled_batches(
+    parquet: pq.ParquetFile, feature_types: dict[str, str], target: str, split: _Split
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """Feature chunks of labelled rows (types converted) with their is-validation mask."""
+    start, offset = 0, 0
+    for frame in _row_groups(parquet, [*feature_types, target]):
+        keep = split.labelled[start : start + len(frame)]
+        start += len(frame)
+        rows = frame[keep].reset_index(drop=True)
+        features = pd.DataFrame(
+            {name: convert_column(rows[name], kind, name) for name, kind in feature_types.items()}
+        )
+        yield features, split.is_val[offset : offset + len(rows)]
+        offset += len(rows)
 
-    # Pass 3: encode into the files.
-    n_val = int(is_val.sum())
-    n_train = len(codes) - n_val
+
+def _write_encoded(
+    batches: Iterator[tuple[pd.DataFrame, np.ndarray]],
+    split: _Split,
+    encoder: FeatureEncoder,
+    out: Path,
+) -> tuple[int, int]:
+    """Pass 3: encode ``batches`` into ``x_train.f32``/``x_val.f32`` and write the labels
+    beside them; the number of training and validation rows."""
+    n_val = int(split.is_val.sum())
+    n_train = len(split.codes) - n_val
     width = encoder.n_inputs
     x_train = _open_map(out / "x_train.f32", np.float32, (n_train, width))
     x_val = _open_map(out / "x_val.f32", np.float32, (n_val, width))
     at_train = at_val = 0
-    for features, validation in labelled_batches():
+    for features, validation in batches:
         for mask, x, at in ((~validation, x_train, at_train), (validation, x_val, at_val)):
             n = int(mask.sum())
             if n:
@@ -261,18 +305,9 @@ def encode_file(
         if isinstance(x, np.memmap):
             x.flush()
     del x_train, x_val
-    codes[~is_val].astype(np.int64).tofile(out / "y_train.i64")
-    codes[is_val].astype(np.int64).tofile(out / "y_val.i64")
-    meta = {
-        "format": ENCODED_FORMAT,
-        "encoder": encoder.to_json(),
-        "classes": list(labels.classes),
-        "n_train": n_train,
-        "n_val": n_val,
-        "width": width,
-        "dropped_rows": int(parquet.metadata.num_rows - len(codes)),
-    }
-    (out / "meta.json").write_text(json.dumps(meta))
+    split.codes[~split.is_val].astype(np.int64).tofile(out / "y_train.i64")
+    split.codes[split.is_val].astype(np.int64).tofile(out / "y_val.i64")
+    return n_train, n_val
 
 
 def load_encoded(directory: str | Path) -> PreparedData:

@@ -173,7 +173,10 @@ class _Distinct:
         by sorting, cheaper than counting a column of distinct values)."""
         if not self.numeric:
             return values.value_counts(sort=False)
-        x = np.sort(values.to_numpy(dtype=np.float64))
+        x = values.to_numpy(dtype=np.float64)
+        if len(np.unique(x[: 4 * self.count_limit])) > self.count_limit:
+            return None  # the chunk's head alone passes the limit: no need to sort it all
+        x = np.sort(x)
         starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]]) if len(x) else np.empty(0, int)
         if len(starts) > self.count_limit:
             return None
@@ -207,9 +210,16 @@ class _Distinct:
 
     def _compact(self) -> None:
         if self.pending:
-            merged = np.sort(np.concatenate([self.hashes, *self.pending]))
-            distinct = merged[np.r_[True, merged[1:] != merged[:-1]]] if len(merged) else merged
-            self.hashes = distinct[:DISTINCT_SKETCH]
+            merged = np.concatenate([self.hashes, *self.pending])
+            if len(merged) > 2 * DISTINCT_SKETCH:
+                # The sketch's distinct values are among the 2k smallest when those hold
+                # k distinct ones: partition, then sort only them.
+                smallest = np.unique(
+                    np.partition(merged, 2 * DISTINCT_SKETCH)[: 2 * DISTINCT_SKETCH]
+                )
+                if len(smallest) >= DISTINCT_SKETCH:
+                    merged = smallest
+            self.hashes = np.unique(merged)[:DISTINCT_SKETCH]
             self.pending, self.pending_size = [], 0
 
     def merge(self, other: _Distinct) -> None:

@@ -45,6 +45,19 @@ def wait_epoch(client, job_id: str, epoch: int, timeout: float = 60) -> dict:
     )
 
 
+def slow_job(epochs: int, width: int, seed: int) -> dict:
+    """Hyperparameters of exactly ``epochs`` epochs of the plain recipe (no early stopping),
+    slow enough to be cut mid-way: batches of 8, two hidden layers of ``width``."""
+    return {
+        "recipe": "plain",
+        "epochs": epochs,
+        "early_stopping_patience": None,
+        "batch_size": 8,
+        "hidden_layers": [width, width],
+        "seed": seed,
+    }
+
+
 def submit(client, hyperparameters: dict, rows: int = 600, model_name: str = "m") -> str:
     """Upload ``mixed_csv(rows)`` through ``client`` and submit a job on it; its id."""
     from tests.support.data import mixed_csv

@@ -10,8 +10,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.db.migrate import upgrade
-from tests.integration.helpers import wait_finished
-from tests.support.data import mixed_csv
+from tests.integration.helpers import submit, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -48,26 +47,14 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
     client = app.test_client()
     worker = start_worker(backend_settings)
 
-    dataset = client.post(
-        "/v1/datasets?name=flowers", data=mixed_csv(400), content_type="text/csv"
-    ).get_json()
-    response = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": "flowers",
-            "hyperparameters": {
-                "recipe": "plain",
-                "epochs": 12,
-                "learning_rate": 0.01,
-                "seed": 3,
-                "early_stopping_patience": None,
-            },
-        },
-    )
-    assert response.status_code == 202
-    job = wait_finished(client, response.get_json()["id"])
+    hyperparameters = {
+        "recipe": "plain",
+        "epochs": 12,
+        "learning_rate": 0.01,
+        "seed": 3,
+        "early_stopping_patience": None,
+    }
+    job = wait_finished(client, submit(client, hyperparameters, 400, "flowers"))
     assert job["status"] == "succeeded", (job, worker.output()[-3000:])
     assert job["model"] == {"name": "flowers", "version": 1} and job["attempt"] == 1
 
@@ -94,16 +81,7 @@ def test_train_and_predict_on_a_real_worker(backend_settings, start_worker, make
 def test_a_duplicate_message_does_not_train_twice(backend_settings, start_worker, make_app):
     app = make_app(backend_settings)
     client = app.test_client()
-    dataset = client.post("/v1/datasets", data=mixed_csv(100), content_type="text/csv").get_json()
-    job_id = client.post(
-        "/v1/jobs",
-        json={
-            "dataset_id": dataset["id"],
-            "target": "species",
-            "model_name": "dup",
-            "hyperparameters": {"recipe": "plain", "epochs": 3},
-        },
-    ).get_json()["id"]
+    job_id = submit(client, {"recipe": "plain", "epochs": 3}, 100, "dup")
     # The broker delivers at least once: send the same job again before any worker runs.
     app.extensions["trainserve"].publisher.publish(job_id)
     worker = start_worker(backend_settings)

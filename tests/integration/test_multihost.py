@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import slow_job, wait_until
 from tests.integration.netns import Host, Network, network
 from tests.support.data import mixed_csv
 
@@ -32,14 +32,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 # Long enough to be cut mid-way, short enough for the suite: exactly 60 epochs.
-SLOW_JOB = {
-    "recipe": "plain",
-    "epochs": 60,
-    "early_stopping_patience": None,
-    "batch_size": 8,
-    "hidden_layers": [64, 64],
-    "seed": 3,
-}
+SLOW_JOB = slow_job(60, 64, 3)
 
 
 class Cluster:

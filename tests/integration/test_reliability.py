@@ -18,7 +18,14 @@ from service.db.migrate import upgrade
 from service.db.models import EpochMetric, Job
 from service.db.session import Database
 from service.usecases.upkeep import upkeep_pass
-from tests.integration.helpers import job_of, submit, wait_epoch, wait_finished, wait_until
+from tests.integration.helpers import (
+    job_of,
+    slow_job,
+    submit,
+    wait_epoch,
+    wait_finished,
+    wait_until,
+)
 from tests.support.data import mixed_csv
 
 pytestmark = pytest.mark.integration
@@ -26,14 +33,7 @@ pytestmark = pytest.mark.integration
 # Short leases so a dead worker's job is requeued in seconds, not a minute.
 FAST = {"lease_seconds": 3.0, "republish_after_seconds": 2.0, "db_retry_seconds": 60.0}
 # Exactly 25 epochs (no early stopping), slow enough to be interrupted mid-way.
-SLOW_JOB = {
-    "recipe": "plain",
-    "epochs": 25,
-    "early_stopping_patience": None,
-    "batch_size": 8,
-    "hidden_layers": [128, 128],
-    "seed": 5,
-}
+SLOW_JOB = slow_job(25, 128, 5)
 
 
 def make_settings(database_url: str, broker_url: str, queue: str) -> Settings:

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from service.api.blueprint import Blueprint
+from service.api.blueprint import Blueprint, stacked
 from service.api.oip import body, schemas
 from service.api.oip.tensors import (
     TensorError,
@@ -236,13 +236,19 @@ class VersionReady(MethodView):
         return {"name": found.name, "ready": True}
 
 
+#: What both infer endpoints declare: the body and binary extension, the answer, the errors.
+_infer_contract = stacked(
+    blp.doc(**_INFER_DOC),
+    blp.response(200, schemas.InferResponseSchema),
+    blp.alt_response(400, **_ERROR),
+    blp.alt_response(404, **_ERROR),
+    blp.alt_response(415, **_ERROR),
+)
+
+
 @blp.route("/models/<string:name>/infer")
 class Infer(MethodView):
-    @blp.doc(**_INFER_DOC)
-    @blp.response(200, schemas.InferResponseSchema)
-    @blp.alt_response(400, **_ERROR)
-    @blp.alt_response(404, **_ERROR)
-    @blp.alt_response(415, **_ERROR)
+    @_infer_contract
     def post(self, name):
         """OIP inference with the latest version"""
         return _infer(name, None)
@@ -250,11 +256,7 @@ class Infer(MethodView):
 
 @blp.route("/models/<string:name>/versions/<string:version>/infer")
 class VersionInfer(MethodView):
-    @blp.doc(**_INFER_DOC)
-    @blp.response(200, schemas.InferResponseSchema)
-    @blp.alt_response(400, **_ERROR)
-    @blp.alt_response(404, **_ERROR)
-    @blp.alt_response(415, **_ERROR)
+    @_infer_contract
     def post(self, name, version):
         """OIP inference with one version"""
         return _infer(name, version)
