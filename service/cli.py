@@ -321,8 +321,12 @@ def cmd_api(args) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", "-")
             self.cfg.set("post_fork", _api_post_fork)
-            if settings.log_format == "json":
-                self.cfg.set("logger_class", _gunicorn_logger_via_root())
+            self.cfg.set(
+                "logger_class",
+                _gunicorn_logger_via_root()
+                if settings.log_format == "json"
+                else "service.server.AccessLogger",
+            )
 
         def load(self):
             import gc
@@ -367,9 +371,9 @@ def _api_post_fork(_server, _worker) -> None:
 def _gunicorn_logger_via_root():
     """gunicorn's logger class, sending its error and access lines through trainserve's
     handler on the root logger (one JSON object per line) instead of its own handlers."""
-    from gunicorn.glogging import Logger
+    from service.server import AccessLogger
 
-    class ViaRoot(Logger):
+    class ViaRoot(AccessLogger):
         def setup(self, cfg):
             super().setup(cfg)
             for logger in (self.error_log, self.access_log):
