@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from service.config import PREFIX, AuthMode, Settings, default_home, sqlite_urls
 
@@ -306,27 +307,12 @@ def cmd_api(args) -> int:
     workers = args.workers or max(2, os.cpu_count() or 1)
     samples = _share_prometheus_samples(settings)
 
+    options = _gunicorn_options(args, workers, settings)
+
     class _Gunicorn(BaseApplication):
         def load_config(self):
-            # No --preload: each worker builds its own app (torch and connections after fork).
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", workers)
-            # Requests one at a time in each process's main thread; event streams and
-            # uploads in threads beside them (service/server.py).
-            self.cfg.set("worker_class", WORKER_CLASSES[args.worker_class])
-            if args.worker_class == "hybrid":
-                # Not for "sync": gunicorn turns a sync worker with threads into gthread.
-                self.cfg.set("threads", args.threads)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("post_fork", _api_post_fork)
-            self.cfg.set(
-                "logger_class",
-                _gunicorn_logger_via_root()
-                if settings.log_format == "json"
-                else "service.server.AccessLogger",
-            )
+            for name, value in options.items():
+                self.cfg.set(name, value)
 
         def load(self):
             import gc
@@ -360,6 +346,29 @@ def cmd_api(args) -> int:
         if not settings.prometheus_dir and os.getpid() == master:
             shutil.rmtree(samples, ignore_errors=True)
     return 0
+
+
+def _gunicorn_options(args, workers: int, settings: Settings) -> dict[str, Any]:
+    """gunicorn's settings for ``trainserve api``."""
+    options: dict[str, Any] = {
+        # No --preload: each worker builds its own app (torch and connections after fork).
+        "bind": f"{args.host}:{args.port}",
+        "workers": workers,
+        # Requests one at a time in each process's main thread; event streams and
+        # uploads in threads beside them (service/server.py).
+        "worker_class": WORKER_CLASSES[args.worker_class],
+        "timeout": 120,
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "post_fork": _api_post_fork,
+        "logger_class": _gunicorn_logger_via_root()
+        if settings.log_format == "json"
+        else "service.server.AccessLogger",
+    }
+    if args.worker_class == "hybrid":
+        # Not for "sync": gunicorn turns a sync worker with threads into gthread.
+        options["threads"] = args.threads
+    return options
 
 
 def _api_post_fork(_server, _worker) -> None:
