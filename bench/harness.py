@@ -5,10 +5,9 @@ Not part of the service; the benchmarks import it from the repository root.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,31 +16,15 @@ import uuid
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+
+from tests.support import servers
+from tests.support.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POSTGRES_URL = os.environ.get(
-    "TRAINSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TRAINSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@contextlib.contextmanager
-def scratch_database():
-    """A fresh PostgreSQL database, dropped afterwards; yields its URL."""
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"trainserve_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+REDIS_URL = servers.REDIS_URL
+#: A fresh PostgreSQL database, dropped after the block; yields its URL.
+scratch_database = functools.partial(servers.scratch_database, "trainserve_bench_")
 
 
 def free_port() -> int:
@@ -68,15 +51,20 @@ class Process:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        stop_group(self.popen)
         self._file.close()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wait_http(url: str, timeout: float = 60, process: Process | None = None) -> None:

@@ -42,6 +42,7 @@ from bench.harness import (  # noqa: E402
     REDIS_URL,
     ROOT,
     Process,
+    cpu_seconds,
     free_port,
     scratch_database,
     versions,
@@ -164,7 +165,7 @@ def main() -> int:
         "--profile",
         type=Path,
         default=None,
-        help="write py-spy profiles (speedscope JSON and top functions) of one trainserve "
+        help="write py-spy profiles (collapsed stacks and top functions) of one trainserve "
         "worker during the first round to this folder",
     )
     parser.add_argument(
@@ -232,7 +233,9 @@ def main() -> int:
                                 f"http://127.0.0.1:{port}/v1/models/{model}/predict",
                                 {"Authorization": f"Bearer {key}"},
                             )
-            results = run(targets, args, workdir, servers["trainserve"][0])
+            processes = {name: process for name, (process, _) in servers.items()}
+            processes.update(dict.fromkeys(RECIPE_MODELS, processes["trainserve"]))
+            results = run(targets, args, workdir, processes)
         finally:
             for process, _ in servers.values():
                 process.stop()
@@ -298,7 +301,7 @@ def in_process(calls: int = 3000, rounds: int = 3) -> int:
     return 0
 
 
-def run(targets, args, workdir: Path, trainserve: Process) -> dict:
+def run(targets, args, workdir: Path, processes: dict[str, Process]) -> dict:
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     for rows in args.sizes:
         payload = body(rows)
@@ -309,7 +312,11 @@ def run(targets, args, workdir: Path, trainserve: Process) -> dict:
             for name, (url, headers) in targets.items():
                 spy = None
                 if args.profile and name == "trainserve" and round_ == 0:
-                    spy = profile(trainserve, args.profile / f"trainserve-{rows}row", args)
+                    spy = profile(
+                        processes[name], args.profile / f"trainserve-{rows}row", args
+                    )
+                pids = processes[name].pids()
+                cpu = cpu_seconds(pids)
                 found = wrk(
                     url,
                     payload,
@@ -318,14 +325,22 @@ def run(targets, args, workdir: Path, trainserve: Process) -> dict:
                     connections=args.connections,
                     workdir=workdir,
                 )
+                # The servers' CPU time per request: what a request costs, which the
+                # other processes of a busy machine disturb less than req/s and p99.
+                found["cpu_ms"] = (
+                    1000 * (cpu_seconds(pids) - cpu) / max(1.0, found["rps"] * args.duration)
+                )
                 if spy is not None:
                     spy.wait()
+                    stem = args.profile / f"trainserve-{rows}row"
+                    stem.with_suffix(".top.txt").write_text(top_functions(stem.with_suffix(".txt")))
                 if found["non2xx"] or found["socket_errors"]:
                     raise RuntimeError(f"{name} answered errors: {found}")
                 results.setdefault((name, rows), []).append(found)
                 print(
                     f"round {round_ + 1} {name:15s} {rows:5d} rows: {found['rps']:8.0f} req/s "
-                    f"p50 {found['p50']:6.2f} ms p99 {found['p99']:6.2f} ms",
+                    f"p50 {found['p50']:6.2f} ms p99 {found['p99']:6.2f} ms "
+                    f"server CPU {found['cpu_ms']:.3f} ms/request",
                     flush=True,
                 )
                 time.sleep(0.5)
@@ -333,18 +348,50 @@ def run(targets, args, workdir: Path, trainserve: Process) -> dict:
 
 
 def profile(server: Process, stem: Path, args) -> subprocess.Popen:
-    """py-spy on the first gunicorn worker (the master is the first pid) while wrk runs."""
+    """py-spy on the last gunicorn worker (the master is the first pid) while wrk runs:
+    collapsed stacks in ``stem``.txt (flamegraph.pl or speedscope read them)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     worker = server.pids()[-1]
     return subprocess.Popen(
         [
             str(BIN / "py-spy"), "record", "--pid", str(worker), "--duration",
-            str(max(1, round(args.duration) - 1)), "--format", "speedscope",
-            "--output", f"{stem}.speedscope.json", "--nonblocking",
+            str(max(1, round(args.duration) - 1)), "--format", "raw",
+            "--output", f"{stem}.txt", "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def top_functions(collapsed: Path, n: int = 40) -> str:
+    """The functions of py-spy's collapsed stacks by share of samples: inclusive (on the
+    stack) and self (the innermost frame), one function (name and file) per row."""
+    total = 0
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        # "function (path/file.py:line)": one row per function, whatever the line.
+        frames = [frame.rsplit(":", 1)[0] + ")" for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    rows = sorted(inclusive, key=inclusive.get, reverse=True)[:n]
+    lines = [f"{total} samples; % inclusive, % self, function"]
+    lines += [
+        f"{100 * inclusive[f] / total:5.1f} {100 * own.get(f, 0) / total:5.1f}  {f}" for f in rows
+    ]
+    lines.append("")
+    lines.append("by self time:")
+    lines += [
+        f"{100 * own[f] / total:5.1f}  {f}"
+        for f in sorted(own, key=own.get, reverse=True)[:n]
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def report(results, args) -> None:
@@ -354,14 +401,15 @@ def report(results, args) -> None:
     print()
     print(f"{time.strftime('%Y-%m-%d')}; {versions()}; wrk -t1 -c{args.connections}, "
           f"{args.duration:.0f} s x {args.rounds} rounds alternating, medians")
-    print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms | server CPU ms/request |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     names = list(dict.fromkeys(name for name, _ in results))
     for rows in args.sizes:
         for name in names:
             rps = med(name, rows, "rps")
             print(f"| {rows} | {name} | {rps:,.0f} | {rps * rows:,.0f} | "
-                  f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} |")
+                  f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} | "
+                  f"{med(name, rows, 'cpu_ms'):.3f} |")
     for rows in args.sizes:
         for target in RECIPE_MODELS:
             p99 = med(target, rows, "p99") / med("trainserve", rows, "p99")
@@ -369,8 +417,9 @@ def report(results, args) -> None:
         for name in names[1:]:
             ratio = med(name, rows, "rps") / med("floor", rows, "rps")
             p99 = med(name, rows, "p99") / med("floor", rows, "p99")
+            cpu = med(name, rows, "cpu_ms") / med("floor", rows, "cpu_ms")
             print(f"{rows} row(s), {name}: throughput / floor = {ratio:.2f}; "
-                  f"p99 / floor = {p99:.2f}")
+                  f"p99 / floor = {p99:.2f}; server CPU per request / floor = {cpu:.2f}")
 
 
 if __name__ == "__main__":

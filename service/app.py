@@ -8,6 +8,7 @@ import logging
 from flask import Flask
 
 from service.api import register
+from service.api.models.fast_predict import FastPredict
 from service.api.services import Services
 from service.api.spec import Api
 from service.auth import init_auth
@@ -90,5 +91,7 @@ def create_app(config: Settings | None = None, *, publisher: Publisher | None = 
     register(api)
     init_web(app, api)
     register_error_handlers(app)
+    # The common JSON predict skips Flask's per-request machinery (fast_predict.py).
+    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["trainserve"])
     logging.getLogger("service").setLevel(settings.log_level)
     return app

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from service.config import PREFIX, AuthMode, Settings, default_home, sqlite_urls
 
@@ -306,23 +307,12 @@ def cmd_api(args) -> int:
     workers = args.workers or max(2, os.cpu_count() or 1)
     samples = _share_prometheus_samples(settings)
 
+    options = _gunicorn_options(args, workers, settings)
+
     class _Gunicorn(BaseApplication):
         def load_config(self):
-            # No --preload: each worker builds its own app (torch and connections after fork).
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", workers)
-            # Requests one at a time in each process's main thread; event streams and
-            # uploads in threads beside them (service/server.py).
-            self.cfg.set("worker_class", WORKER_CLASSES[args.worker_class])
-            if args.worker_class == "hybrid":
-                # Not for "sync": gunicorn turns a sync worker with threads into gthread.
-                self.cfg.set("threads", args.threads)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("post_fork", _api_post_fork)
-            if settings.log_format == "json":
-                self.cfg.set("logger_class", _gunicorn_logger_via_root())
+            for name, value in options.items():
+                self.cfg.set(name, value)
 
         def load(self):
             import gc
@@ -358,6 +348,29 @@ def cmd_api(args) -> int:
     return 0
 
 
+def _gunicorn_options(args, workers: int, settings: Settings) -> dict[str, Any]:
+    """gunicorn's settings for ``trainserve api``."""
+    options: dict[str, Any] = {
+        # No --preload: each worker builds its own app (torch and connections after fork).
+        "bind": f"{args.host}:{args.port}",
+        "workers": workers,
+        # Requests one at a time in each process's main thread; event streams and
+        # uploads in threads beside them (service/server.py).
+        "worker_class": WORKER_CLASSES[args.worker_class],
+        "timeout": 120,
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "post_fork": _api_post_fork,
+        "logger_class": _gunicorn_logger_via_root()
+        if settings.log_format == "json"
+        else "service.server.AccessLogger",
+    }
+    if args.worker_class == "hybrid":
+        # Not for "sync": gunicorn turns a sync worker with threads into gthread.
+        options["threads"] = args.threads
+    return options
+
+
 def _api_post_fork(_server, _worker) -> None:
     import torch
 
@@ -367,9 +380,9 @@ def _api_post_fork(_server, _worker) -> None:
 def _gunicorn_logger_via_root():
     """gunicorn's logger class, sending its error and access lines through trainserve's
     handler on the root logger (one JSON object per line) instead of its own handlers."""
-    from gunicorn.glogging import Logger
+    from service.server import AccessLogger
 
-    class ViaRoot(Logger):
+    class ViaRoot(AccessLogger):
         def setup(self, cfg):
             super().setup(cfg)
             for logger in (self.error_log, self.access_log):

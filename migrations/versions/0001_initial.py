@@ -1,9 +1,4 @@
-"""initial schema: blobs, datasets, jobs, epoch metrics, model versions
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-27
-"""
+"""initial schema: blobs, datasets, jobs, epoch metrics, model versions"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from service.db.models import UTCDateTime
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""checkpoints of running jobs, and the release flag a shutting-down worker sets
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-27
-"""
+"""checkpoints of running jobs, and the release flag a shutting-down worker sets"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from service.db.models import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

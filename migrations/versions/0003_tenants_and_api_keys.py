@@ -1,9 +1,4 @@
-"""tenants on datasets, jobs and model versions; API keys
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-27
-"""
+"""tenants on datasets, jobs and model versions; API keys"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from service.db.models import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,17 +1,10 @@
-"""train accuracy and throughput per epoch; the job's notes about its data
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-27
-"""
+"""train accuracy and throughput per epoch; the job's notes about its data"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

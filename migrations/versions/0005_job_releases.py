@@ -1,17 +1,10 @@
-"""count the attempts that handed their job back, so they do not use up max_attempts
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-27
-"""
+"""count the attempts that handed their job back, so they do not use up max_attempts"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

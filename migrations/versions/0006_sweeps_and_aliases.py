@@ -1,9 +1,4 @@
-"""hyperparameter sweeps (trials are jobs), early-stopped trials, model aliases
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-27
-"""
+"""hyperparameter sweeps (trials are jobs), early-stopped trials, model aliases"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from service.db.models import UTCDateTime
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

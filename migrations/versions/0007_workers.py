@@ -1,9 +1,4 @@
-"""the running workers, their device and queues, so GPU jobs know whether a GPU worker is up
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-30
-"""
+"""the running workers, their device and queues, so GPU jobs know whether a GPU worker is up"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from service.db.models import UTCDateTime
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,17 +1,10 @@
-"""API key scopes (predict, read, train, admin); existing keys keep every scope
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-11-30
-"""
+"""API key scopes (predict, read, train, admin); existing keys keep every scope"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 ALL_SCOPES = "admin predict read train"
 

@@ -1,9 +1,4 @@
-"""blobs in parts of a few tens of MB, with a content hash; 64-bit sizes
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-11-30
-"""
+"""blobs in parts of a few tens of MB, with a content hash; 64-bit sizes"""
 
 import hashlib
 
@@ -14,8 +9,6 @@ from service.db.models import UTCDateTime
 
 revision = "0009"
 down_revision = "0008"
-branch_labels = None
-depends_on = None
 
 PART_SIZE = 32 * 1024 * 1024
 

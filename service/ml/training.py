@@ -427,28 +427,14 @@ def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opt
     # over tensors: the same update, about a third more samples/s for a small MLP on CPU
     # (bench/README.md).
     params = list(model.parameters())
-    betas = (0.9, config.adam_beta2)
-    if config.optimizer == "adam":
-        make = functools.partial(
-            torch.optim.Adam,
-            lr=config.learning_rate,
-            betas=betas,
-            weight_decay=config.weight_decay,
-        )
-    elif config.optimizer == "adamw":
-        make = functools.partial(
-            torch.optim.AdamW,
-            lr=config.learning_rate,
-            betas=betas,
-            weight_decay=config.weight_decay,
-        )
+    if config.optimizer == "sgd":
+        cls, options = torch.optim.SGD, {"momentum": config.momentum}
     else:
-        make = functools.partial(
-            torch.optim.SGD,
-            lr=config.learning_rate,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
+        adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
+        cls, options = adam, {"betas": (0.9, config.adam_beta2)}
+    make = functools.partial(
+        cls, lr=config.learning_rate, weight_decay=config.weight_decay, **options
+    )
     try:
         return make(params, fused=True)
     except (RuntimeError, TypeError):  # no fused kernel for this device or dtype

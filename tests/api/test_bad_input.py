@@ -22,7 +22,7 @@ LIMITS = {
     "max_categories": 50,
     "max_cell_chars": 200,
     "max_epochs": 100,
-    "max_parameters": 200_000,
+    "max_parameters": 500_000,
     "max_predict_rows": 10,
     "max_upload_bytes": 200_000,
 }

@@ -20,6 +20,7 @@ import pytest
 from service.app import create_app
 from service.config import PREFIX
 from tests.integration.helpers import trainserve_child
+from tests.support.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,13 +73,7 @@ class Worker:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
         self.log.close()
 
 

@@ -96,8 +96,13 @@ def with_ignored(response: Response, ignored: tuple[str, ...]) -> Response:
     """Say which columns of the body were set aside (the model's target, by name; UTF-8
     percent-encoded, so that any column name fits in a header)."""
     if ignored:
-        response.headers[IGNORED_HEADER] = ", ".join(quote(name, safe=_SAFE) for name in ignored)
+        response.headers[IGNORED_HEADER] = ignored_header(ignored)
     return response
+
+
+def ignored_header(ignored: tuple[str, ...]) -> str:
+    """The value of :data:`IGNORED_HEADER` naming ``ignored``."""
+    return ", ".join(quote(name, safe=_SAFE) for name in ignored)
 
 
 def _with_model(response: Response, name: str, version: int) -> Response:

@@ -10,10 +10,11 @@ from service.api.blueprint import Blueprint, stacked
 from service.api.body import CSV, Body, parse_json
 from service.api.models.csv_predict import (
     CSV_ANSWER_DOC,
+    IGNORED_HEADER,
     batch_predict_response,
     csv_response,
+    ignored_header,
     wants_csv,
-    with_ignored,
 )
 from service.api.models.schemas import (
     ModelSchema,
@@ -101,17 +102,26 @@ class ModelVersionView(MethodView):
         return models.get_version(services().database, tenant(), name, version)
 
 
-def _records(raw: bytes) -> list:
-    """The rows of a JSON predict body. The common ``{"records": [...]}`` is parsed with
-    orjson and checked while it is encoded (service.ml.records); every other body goes
-    through PredictRequestSchema, which also reads MLflow's formats."""
+def simple_records(raw: bytes) -> list | None:
+    """The rows of the common predict body, ``{"records": [...]}`` with at least one
+    row, parsed with orjson (its rows are checked while they are encoded,
+    service.ml.records); ``None`` for any other body."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        body = None  # parse_json() below says what is wrong, as everywhere else
+        return None
     if type(body) is dict and body.keys() == {"records"} and type(body["records"]) is list:
-        if body["records"]:
-            return body["records"]
+        return body["records"] or None
+    return None
+
+
+def _records(raw: bytes) -> list:
+    """The rows of a JSON predict body: the common one (:func:`simple_records`), or any
+    other through PredictRequestSchema, which also reads MLflow's formats and says what
+    is wrong (parse_json(): where malformed JSON breaks, as everywhere else)."""
+    rows = simple_records(raw)
+    if rows is not None:
+        return rows
     return PredictRequestSchema().load(parse_json(raw))["records"]
 
 
@@ -186,6 +196,13 @@ def predict(body: Body, name: str, version: int | None) -> Response:
 
 def prediction_response(result: models.Prediction) -> Response:
     """PredictionSchema's JSON, encoded directly (the schema documents it)."""
+    content, headers = prediction_body(result)
+    return Response(content, headers=headers)
+
+
+def prediction_body(result: models.Prediction) -> tuple[bytes, list[tuple[str, str]]]:
+    """The JSON answer of a prediction and its headers (service/api/models/fast_predict.py
+    sends them without a Flask response)."""
     keys = [label_key(c) for c in result.classes]
     body = {
         "model": {"name": result.name, "version": result.version},
@@ -195,4 +212,8 @@ def prediction_response(result: models.Prediction) -> Response:
             for label, row in zip(result.labels, result.probabilities.tolist(), strict=True)
         ],
     }
-    return with_ignored(Response(orjson.dumps(body), mimetype="application/json"), result.ignored)
+    content = orjson.dumps(body)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(content)))]
+    if result.ignored:
+        headers.append((IGNORED_HEADER, ignored_header(result.ignored)))
+    return content, headers
