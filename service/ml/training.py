@@ -31,6 +31,7 @@ BEST_EPOCH_METRICS = BY_NAME["best_epoch_metric"].choices
 
 __all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
 
+
 @dataclass(frozen=True)
 class EpochRecord:
     """What one epoch did: plain floats and ints, one database row."""
