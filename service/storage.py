@@ -1,4 +1,4 @@
-"""Blobs (dataset Parquet files, model weights) in parts, behind a small interface.
+"""Blobs (dataset Parquet files, model weights, checkpoints) in parts, behind a small interface.
 
 A blob is a row in ``blobs`` (size, SHA-256, number of parts, state) and its parts, of
 at most ``part_size`` bytes each (32 MiB), each with its own size and SHA-256 in

@@ -84,11 +84,12 @@ class Base(DeclarativeBase):
 
 
 class Blob(Base):
-    """Bytes behind a key: dataset Parquet files and model weights (see ``storage``).
+    """Bytes behind a key: dataset Parquet files, model weights, checkpoints (``storage``).
 
     The bytes are in parts (``blob_parts``) of at most a few tens of MB, in the database
-    or in an object store. ``state`` is ``writing`` while an upload streams in and
-    ``ready`` once the row that points to the blob is committed with it.
+    or in an object store. ``state`` is ``writing`` while an upload streams in,
+    ``ready`` once the row that points to the blob is committed with it, and
+    ``deleting`` once discarded (its parts go after the commit).
     """
 
     __tablename__ = "blobs"
