@@ -57,16 +57,10 @@ COMBINED = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 # gunicorn's parse errors → (status, what the problem's detail says).
 _CLIENT_ERRORS: tuple[tuple[type, int, str], ...] = (
-    (
-        http_errors.LimitRequestLine,
-        414,
-        "the request line (method, URI and version) is longer than the server accepts",
-    ),
-    (
-        http_errors.LimitRequestHeaders,
-        431,
-        "the request's header fields are larger or more numerous than the server accepts",
-    ),
+    (http_errors.LimitRequestLine, 414, "the request line (method, URI and version) is "
+     "longer than the server accepts"),
+    (http_errors.LimitRequestHeaders, 431, "the request's header fields are larger or more "
+     "numerous than the server accepts"),
     (http_errors.UnsupportedTransferCoding, 501, "the Transfer-Encoding is not supported"),
     (http_errors.ExpectationFailed, 417, "the Expect header cannot be met"),
     (http_errors.ForbiddenProxyRequest, 403, "the proxy request is forbidden"),

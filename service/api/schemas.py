@@ -40,4 +40,6 @@ class ProblemSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "Field path (e.g. hyperparameters.epochs) → messages"},
     )
-    scope = fields.String(metadata={"description": "On a 403: the API key scope the request needs"})
+    scope = fields.String(
+        metadata={"description": "On a 403: the API key scope the request needs"}
+    )

@@ -104,7 +104,9 @@ def check_first_row(text: str, width: int) -> None:
     except csv.Error as exc:
         raise DataError(f"the first data row cannot be read: {exc}", "file") from None
     if first is not None and len(first) > width:
-        raise DataError(f"line 2 has {len(first)} fields, more than the header's {width}", "file")
+        raise DataError(
+            f"line 2 has {len(first)} fields, more than the header's {width}", "file"
+        )
 
 
 def decode_text(content: bytes) -> str:

@@ -17,7 +17,9 @@ class Export:
     data: bytes
 
 
-def export_version(db: Database, tenant: str, name: str, version: int, fmt: str) -> Export:
+def export_version(
+    db: Database, tenant: str, name: str, version: int, fmt: str
+) -> Export:
     """The version's zip in ``fmt``; stored weights that fail their checks are refused
     (``CorruptModel``) as by predict."""
     found = models.get_version(db, tenant, name, version)

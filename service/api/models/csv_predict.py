@@ -44,7 +44,7 @@ CSV_ANSWER_DOC = {
                         "input order",
                     }
                 }
-            },
+            }
         }
     }
 }

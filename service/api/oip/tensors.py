@@ -90,7 +90,9 @@ def attach_binary(inputs: list[dict], binary: memoryview) -> None:
         tensor["data"] = decode(tensor, binary[offset : offset + size])
         offset += size
     if offset != len(binary):
-        raise TensorError(f"the body has {len(binary) - offset} bytes after the last binary input")
+        raise TensorError(
+            f"the body has {len(binary) - offset} bytes after the last binary input"
+        )
 
 
 def decode(tensor: dict, raw: memoryview) -> list:
