@@ -68,6 +68,15 @@ BATCH = 1024
 HIDDEN = [64, 64]
 EPOCHS = 2
 CONCURRENT_UPLOAD_BYTES = 2 * 10**9
+# The job: the plain recipe, the raw loop's network and batch size.
+JOB_HYPERPARAMETERS = {
+    "recipe": "plain",
+    "early_stopping": False,
+    "epochs": EPOCHS,
+    "batch_size": BATCH,
+    "hidden_layers": HIDDEN,
+    "seed": 1,
+}
 
 
 def make_csv(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
@@ -266,14 +275,7 @@ def measure(
             "dataset_id": dataset["id"],
             "target": "label",
             "model_name": "scale",
-            "hyperparameters": {
-                "recipe": "plain",
-                "early_stopping": False,
-                "epochs": EPOCHS,
-                "batch_size": BATCH,
-                "hidden_layers": HIDDEN,
-                "seed": 1,
-            },
+            "hyperparameters": JOB_HYPERPARAMETERS,
         },
         timeout=60,
     ).json()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import codecs
 import re
 
+import numpy as np
+
 from service.ml.errors import DataError
 
 BOM = b"\xef\xbb\xbf"
@@ -63,11 +65,15 @@ class CsvGuard:
             end = data.find(b"\n")
             if end >= 0:
                 self.header = _fields(self._line_start + data[:end])
-        try:
-            self._decoder.decode(data, final)
-        except UnicodeDecodeError as exc:
-            self._refuse(data, exc.start, "is not UTF-8 text (invalid byte)")
-        start = 0 if _suspect(data) else len(data)
+        # An ASCII block (most CSV) is valid UTF-8 and holds no byte-order mark: unless a
+        # character was cut at the previous block's end, it skips the decoder.
+        ascii_only = data.isascii() and not self._decoder.getstate()[0]
+        if not ascii_only:
+            try:
+                self._decoder.decode(data, final)
+            except UnicodeDecodeError as exc:
+                self._refuse(data, exc.start, "is not UTF-8 text (invalid byte)")
+        start = 0 if _suspect(data, ascii_only) else len(data)
         while True:
             found = _SUSPECT.search(data, start)
             if found is None:
@@ -93,8 +99,8 @@ class CsvGuard:
         last = data.rfind(b"\n")
         self._line_start = self._line_start + data if last < 0 else data[last + 1 :]
         self._line_start = self._line_start[-65536:]  # enough to count the fields before
-        self._line += data.count(b"\n")
-        self._quotes += data.count(b'"')
+        self._line += _count(data, b"\n")
+        self._quotes += _count(data, b'"')
         self._offset += len(data)
 
     def _refuse(self, data: bytes, at: int, problem: str) -> None:
@@ -116,12 +122,21 @@ class CsvGuard:
         raise DataError(f"the CSV {problem}: {where}", field)
 
 
-def _suspect(data: bytes) -> bool:
+def _suspect(data: bytes, ascii_only: bool = False) -> bool:
     """Whether ``data`` may hold a byte that ``_SUSPECT`` finds: byte searches, several
-    times faster than the expression over a block of clean CSV."""
-    if b"\x00" in data or BOM in data:
+    times faster than the expression over a block of clean CSV (``ascii_only``: it holds
+    no byte-order mark)."""
+    if b"\x00" in data or (not ascii_only and BOM in data):
         return True
     return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
+
+
+def _count(data: bytes, byte: bytes) -> int:
+    """How many times ``byte`` occurs in ``data``: numpy's vectorised comparison, about
+    twice as fast as ``bytes.count`` over a large block (and without the GIL)."""
+    if len(data) < 4096 or byte not in data:
+        return data.count(byte) if len(data) < 4096 else 0
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == ord(byte)))
 
 
 def _fields(line: bytes) -> list[str]:

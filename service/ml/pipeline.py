@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from service.ml.preprocessing import (
     label_key,
     stratified_folds,
     stratified_split,
+    validation_mask,
 )
 from service.ml.stats import TableAccumulator
 from service.ml.tabular import convert_column
@@ -159,7 +161,7 @@ def prepare(
 
 # --- bounded memory: the same preparation from a Parquet file, into memory-mapped files ---
 
-ENCODED_FORMAT = 1
+ENCODED_FORMAT = 2
 
 
 def train_bundle(data: PreparedData, config: TrainingConfig):
@@ -188,11 +190,12 @@ def encode_file(
 ) -> None:
     """:func:`prepare`, a row group at a time: the encoded splits go to files in ``out``.
 
-    Three passes over the file: the target (labels and the stratified split, the only
-    per-row arrays held in memory: 17 bytes a row), the statistics of the training rows
-    (``ml.stats``), then the encoding, written to ``x_train.f32``, ``y_train.i64``,
-    ``x_val.f32``, ``y_val.i64`` with ``meta.json`` (the encoders and shapes). The
-    result equals :func:`prepare` on the whole table (same rows, same order, same fit).
+    Three passes over the file: the target (labels, and the class codes and the
+    stratified split written to files and memory-mapped), the statistics of the training
+    rows (``ml.stats``), then the encoding, written to ``x_train.f32``, ``y_train.i64``,
+    ``x_val.f32``, ``y_val.i64`` with ``meta.json`` (the encoders and shapes). Nothing of
+    the table's length is held in the process's own memory, only one row group at a time.
+    The result equals :func:`prepare` on the whole table (same rows, same order, same fit).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +204,7 @@ def encode_file(
     batches = functools.partial(_labelled_batches, parquet, feature_types, target, split)
     # Pass 2: statistics of the training rows; the encoder fitted from them.
     accumulator = TableAccumulator(feature_types, seed=seed)
-    for features, validation in batches():
+    for features, validation, _ in batches():
         accumulator.update(features[~validation])
     encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types, scaling=scaling)
     n_train, n_val = _write_encoded(batches(), split, encoder, out)
@@ -214,16 +217,22 @@ def encode_file(
         "width": encoder.n_inputs,
         "dropped_rows": int(parquet.metadata.num_rows - len(split.codes)),
     }
+    for name in _SPLIT_FILES:
+        (out / name).unlink(missing_ok=True)
     (out / "meta.json").write_text(json.dumps(meta))
+
+
+# The split's working files: each labelled row's class and whether it validates.
+_SPLIT_FILES = ("codes.tmp.i64", "validation.tmp.bool")
 
 
 @dataclass
 class _Split:
-    """A file's labels, and which labelled rows validate (the file's order throughout)."""
+    """A file's labels, and which labelled rows validate (the file's order throughout);
+    the per-row arrays are memory maps of files in the output directory."""
 
     labels: LabelEncoder
-    labelled: np.ndarray  # bool, a row of the file: it has a target
-    codes: np.ndarray  # int, a labelled row: its class
+    codes: np.ndarray  # int64, a labelled row: its class
     is_val: np.ndarray  # bool, a labelled row: it is in the validation split
 
 
@@ -242,77 +251,87 @@ def _split_targets(
 ) -> _Split:
     """Pass 1: labels, codes and the stratified split (with k-fold bagging, every row
     trains and each fold's number goes to ``folds.i64``)."""
-    present, distinct = [], set()
+    n_labelled, distinct = 0, set()
     for frame in _row_groups(parquet, [target]):
-        column = frame[target]
-        present.append(column.notna().to_numpy())
-        distinct.update(column.dropna().unique().tolist())
-    labelled = np.concatenate(present) if present else np.zeros(0, dtype=bool)
+        column = frame[target].dropna()
+        n_labelled += len(column)
+        distinct.update(column.unique().tolist())
     labels = LabelEncoder.fit(pd.Series(sorted(distinct, key=_sort_key), dtype=object))
     if len(labels.classes) < 2:
         raise DataError(f"the target column {target!r} needs at least two classes", "target")
-    codes = np.concatenate(
-        [labels.encode(frame[target].dropna()) for frame in _row_groups(parquet, [target])]
-    )
-    k = folds_for(folds, len(codes))
-    is_val = np.zeros(len(codes), dtype=bool)
+    codes = _open_map(out / _SPLIT_FILES[0], np.int64, (n_labelled,))
+    at = 0
+    for frame in _row_groups(parquet, [target]):
+        group = labels.encode(frame[target].dropna())
+        codes[at : at + len(group)] = group
+        at += len(group)
+    is_val = _open_map(out / _SPLIT_FILES[1], np.bool_, (n_labelled,))
+    k = folds_for(folds, n_labelled)
     if k >= 2:  # k-fold bagging: every row trains (and validates out of its fold)
         stratified_folds(codes, k, seed).astype(np.int64).tofile(out / "folds.i64")
     else:
-        _, val_rows = stratified_split(codes, validation_fraction, seed)
-        is_val[val_rows] = True
-    return _Split(labels, labelled, codes, is_val)
+        validation_mask(codes, validation_fraction, seed, out=is_val)
+    return _Split(labels, codes, is_val)
 
 
 def _labelled_batches(
     parquet: pq.ParquetFile, feature_types: dict[str, str], target: str, split: _Split
-) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-    """Feature chunks of labelled rows (types converted) with their is-validation mask."""
-    start, offset = 0, 0
+) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+    """Feature chunks of labelled rows (types converted) with their is-validation mask and
+    their class codes."""
+    offset = 0
     for frame in _row_groups(parquet, [*feature_types, target]):
-        keep = split.labelled[start : start + len(frame)]
-        start += len(frame)
-        rows = frame[keep].reset_index(drop=True)
+        rows = frame[frame[target].notna().to_numpy()].reset_index(drop=True)
         features = pd.DataFrame(
             {name: convert_column(rows[name], kind, name) for name, kind in feature_types.items()}
         )
-        yield features, split.is_val[offset : offset + len(rows)]
-        offset += len(rows)
+        end = offset + len(rows)
+        yield features, np.asarray(split.is_val[offset:end]), np.asarray(split.codes[offset:end])
+        offset = end
 
 
 def _write_encoded(
-    batches: Iterator[tuple[pd.DataFrame, np.ndarray]],
+    batches: Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]],
     split: _Split,
     encoder: FeatureEncoder,
     out: Path,
 ) -> tuple[int, int]:
-    """Pass 3: encode ``batches`` into ``x_train.f32``/``x_val.f32`` and write the labels
-    beside them; the number of training and validation rows."""
-    n_val = int(split.is_val.sum())
+    """Pass 3: encode ``batches`` into ``x_train.f32``/``x_val.f32`` and their class codes
+    into ``y_train.i64``/``y_val.i64``; the number of training and validation rows."""
+    n_val = int(np.count_nonzero(split.is_val))
     n_train = len(split.codes) - n_val
     width = encoder.n_inputs
-    x_train = _open_map(out / "x_train.f32", np.float32, (n_train, width))
-    x_val = _open_map(out / "x_val.f32", np.float32, (n_val, width))
-    at_train = at_val = 0
-    for features, validation in batches:
-        for mask, x, at in ((~validation, x_train, at_train), (validation, x_val, at_val)):
+    maps = {
+        False: (
+            _open_map(out / "x_train.f32", np.float32, (n_train, width)),
+            _open_map(out / "y_train.i64", np.int64, (n_train,)),
+        ),
+        True: (
+            _open_map(out / "x_val.f32", np.float32, (n_val, width)),
+            _open_map(out / "y_val.i64", np.int64, (n_val,)),
+        ),
+    }
+    at = {False: 0, True: 0}
+    for features, validation, codes in batches:
+        for part, mask in ((False, ~validation), (True, validation)):
             n = int(mask.sum())
             if n:
-                x[at : at + n] = encoder.transform(features[mask])
-        at_train += int((~validation).sum())
-        at_val += int(validation.sum())
-    for x in (x_train, x_val):
-        if isinstance(x, np.memmap):
-            x.flush()
-    del x_train, x_val
-    split.codes[~split.is_val].astype(np.int64).tofile(out / "y_train.i64")
-    split.codes[split.is_val].astype(np.int64).tofile(out / "y_val.i64")
+                x, y = maps[part]
+                if width:
+                    x[at[part] : at[part] + n] = encoder.transform(features[mask])
+                y[at[part] : at[part] + n] = codes[mask]
+                at[part] += n
+    for pair in maps.values():
+        for array in pair:
+            if isinstance(array, np.memmap):
+                array.flush()
     return n_train, n_val
 
 
 def load_encoded(directory: str | Path) -> PreparedData:
-    """The :class:`PreparedData` of :func:`encode_file`'s files, memory-mapped: the
-    features stay in the page cache, not in the process's own memory."""
+    """The :class:`PreparedData` of :func:`encode_file`'s files, memory-mapped read-only:
+    the features and the class codes stay in the page cache, not in the process's own
+    memory (a read-only shared map is not even counted by ``RLIMIT_DATA``)."""
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
     if meta.get("format") != ENCODED_FORMAT:
@@ -322,11 +341,13 @@ def load_encoded(directory: str | Path) -> PreparedData:
     def features(name: str, rows: int) -> torch.Tensor:
         if rows == 0 or width == 0:
             return torch.zeros((rows, width), dtype=torch.float32)
-        # Copy-on-write: the tensor is writable as torch wants, the file is never changed.
-        return torch.from_numpy(np.memmap(directory / name, np.float32, "c", shape=(rows, width)))
+        return _read_only_tensor(directory / name, np.float32, (rows, width))
 
     def codes(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.fromfile(directory / name, dtype=np.int64))
+        size = (directory / name).stat().st_size // 8
+        if size == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        return _read_only_tensor(directory / name, np.int64, (size,))
 
     if (directory / "folds.i64").exists():  # k-fold bagging: validation rows = training rows
         x, y = features("x_train.f32", meta["n_train"]), codes("y_train.i64")
@@ -351,8 +372,18 @@ def load_encoded(directory: str | Path) -> PreparedData:
     )
 
 
-def _open_map(path: Path, dtype, shape: tuple[int, int]):
-    if shape[0] == 0 or shape[1] == 0:
+def _read_only_tensor(path: Path, dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor over a read-only map of ``path``. Training only reads its data (batches
+    are gathered copies); writing into the tensor would fault, never change the file."""
+    with warnings.catch_warnings():
+        # torch warns once that it has no read-only tensors; these are never written.
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(np.memmap(path, dtype, "r", shape=shape))
+
+
+def _open_map(path: Path, dtype, shape: tuple[int, ...]):
+    """A new file of zeros of ``shape``, memory-mapped (an array when it is empty)."""
+    if 0 in shape:
         path.touch()
         return np.zeros(shape, dtype=dtype)
     return np.memmap(path, dtype, "w+", shape=shape)

@@ -218,10 +218,66 @@ class LabelEncoder:
         return codes[index]
 
 
+SPLIT_CHUNK = 1 << 16
+
+
+def validation_mask(
+    codes: np.ndarray, fraction: float, seed: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Which rows validate: in each class a uniformly random ``round(fraction * n)`` of
+    its ``n`` rows (at least one in each part when the class has two rows or more).
+
+    Drawn chunk by chunk (``SPLIT_CHUNK`` rows, in order): a chunk's share of each class's
+    remaining quota is a hypergeometric draw, then that many of the chunk's rows of the
+    class are picked at random. The result is the same uniform choice as permuting each
+    class's rows at once, but nothing of the size of ``codes`` is held besides ``out``,
+    so ``codes`` and ``out`` may be memory maps. Depends only on ``codes``, ``fraction``
+    and ``seed``.
+
+    Parameters
+    ----------
+    codes:
+        Class codes 0..n_classes-1, one per row (any integer dtype).
+    out:
+        A boolean array of the same length to fill (for instance a memory map).
+    """
+    n = len(codes)
+    mask = np.zeros(n, dtype=bool) if out is None else out
+    counts = np.zeros(1, dtype=np.int64)
+    for start in range(0, n, SPLIT_CHUNK):
+        here = np.bincount(np.asarray(codes[start : start + SPLIT_CHUNK]))
+        counts = _padded(counts, len(here)) + _padded(here, len(counts))
+    wanted = np.rint(fraction * counts).astype(np.int64)
+    wanted = np.where(counts >= 2, np.clip(wanted, 1, np.maximum(counts - 1, 1)), 0)
+    remaining = counts.copy()
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, SPLIT_CHUNK):
+        chunk = np.asarray(codes[start : start + SPLIT_CHUNK])
+        here = np.bincount(chunk, minlength=len(counts))
+        taken = rng.hypergeometric(wanted, remaining - wanted, here)
+        wanted -= taken
+        remaining -= here
+        # The chunk's rows by class, in random order within each class; the first
+        # ``taken`` of each class validate.
+        order = np.argsort(chunk + rng.random(len(chunk)))
+        by_class = chunk[order]
+        first = np.cumsum(here) - here
+        chosen = np.arange(len(chunk)) - first[by_class] < taken[by_class]
+        part = np.zeros(len(chunk), dtype=bool)
+        part[order[chosen]] = True
+        mask[start : start + len(chunk)] = part
+    return mask
+
+
+def _padded(values: np.ndarray, length: int) -> np.ndarray:
+    return np.pad(values, (0, max(0, length - len(values))))
+
+
 def stratified_split(
     codes: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices so each class keeps its share in both parts.
+    """Split row indices so each class keeps its share in both parts
+    (:func:`validation_mask`).
 
     Every class with at least two rows puts at least one in each part. The result
     depends only on ``codes``, ``fraction`` and ``seed``.
@@ -230,18 +286,8 @@ def stratified_split(
     -------
     ``(train_indices, validation_indices)``, each sorted.
     """
-    rng = np.random.default_rng(seed)
-    train, validation = [], []
-    for code in np.unique(codes):
-        rows = rng.permutation(np.flatnonzero(codes == code))
-        n_val = int(round(fraction * len(rows)))
-        if len(rows) >= 2:
-            n_val = min(max(n_val, 1), len(rows) - 1)
-        else:
-            n_val = 0
-        validation.append(rows[:n_val])
-        train.append(rows[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+    mask = validation_mask(codes, fraction, seed)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 def stratified_folds(codes: np.ndarray, k: int, seed: int) -> np.ndarray:

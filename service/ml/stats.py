@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DISTINCT_SKETCH = 4096
 DEFAULT_QUANTILE_CAPACITY = 100_000
@@ -136,11 +138,38 @@ class _Distinct:
         """Add a chunk of present values."""
         if len(values) == 0:
             return
+        if self.numeric:
+            self.update_numbers(values.to_numpy(dtype=np.float64))
+        else:
+            self._update(lambda: values.value_counts(sort=False), values.to_numpy)
+
+    def update_numbers(self, x: np.ndarray) -> None:
+        """:meth:`update` of present numbers as a float64 array."""
+        if len(x):
+            self._update(lambda: self._number_counts(x), lambda: x)
+
+    def update_arrow(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """:meth:`update` of present booleans or strings given as Arrow: the same result,
+        counted by Arrow, so that strings become Python objects only to be hashed past
+        the exact limit."""
+        if len(values) == 0:
+            return
+
+        def counts() -> pd.Series:
+            counted = pc.value_counts(values)
+            index = _object_array(counted.field("values").to_pylist())
+            return pd.Series(counted.field("counts").to_numpy(), index=index)
+
+        self._update(counts, lambda: values.to_numpy(zero_copy_only=False))
+
+    def _update(self, value_counts, keys) -> None:
+        """``value_counts()``: the chunk's counts by value (``None``: more distinct numbers
+        than the limit); ``keys()``: its values, to hash."""
         if self.counts is not None or not self.numeric:
-            chunk = self._value_counts(values)
+            chunk = value_counts()
             if chunk is None:  # more distinct numbers than the limit: sketch only
                 self._overflow()
-                self._add_hashes(self._hash(values.to_numpy()))
+                self._add_hashes(self._hash(keys()))
                 return
             if self.counts is not None:
                 room = self.count_limit + 1 - len(self.counts)
@@ -159,7 +188,7 @@ class _Distinct:
                 known = chunk.index.isin(list(self.overflow_counts))
                 self._tally(self.overflow_counts, chunk[known])
                 self.other += int(chunk[~known].sum())
-        self._add_hashes(self._hash(values.to_numpy()))
+        self._add_hashes(self._hash(keys()))
 
     def _hash(self, values) -> np.ndarray:
         if self.numeric:
@@ -168,12 +197,9 @@ class _Distinct:
             values = _object_array([str(v) for v in values])
         return pd.util.hash_array(values)
 
-    def _value_counts(self, values: pd.Series) -> pd.Series | None:
-        """The chunk's counts; for numbers, ``None`` when they alone pass the limit (found
+    def _number_counts(self, x: np.ndarray) -> pd.Series | None:
+        """The counts of a chunk of numbers; ``None`` when they alone pass the limit (found
         by sorting, cheaper than counting a column of distinct values)."""
-        if not self.numeric:
-            return values.value_counts(sort=False)
-        x = values.to_numpy(dtype=np.float64)
         if len(np.unique(x[: 4 * self.count_limit])) > self.count_limit:
             return None  # the chunk's head alone passes the limit: no need to sort it all
         x = np.sort(x)
@@ -342,6 +368,31 @@ class ColumnAccumulator:
             self.count += n_present
             self.distinct.update(values[present_mask].astype("str"))
 
+    def update_arrow(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """:meth:`update` of a chunk given as Arrow (float64, boolean or string, nulls
+        missing; NaN is missing too, as pandas counts it): the same statistics, without
+        a pandas Series on the way."""
+        if self.kind == "numeric":
+            x = values.to_numpy(zero_copy_only=False)
+            present_mask = ~np.isnan(x)
+            n_present = int(np.count_nonzero(present_mask))
+            self.missing += len(x) - n_present
+            if n_present == 0:
+                return
+            if n_present < len(x):
+                x = x[present_mask]
+            self._update_numeric(x)
+            self.distinct.update_numbers(x)
+            return
+        present = pc.drop_null(values) if values.null_count else values
+        self.missing += len(values) - len(present)
+        if len(present) == 0:
+            return
+        self.count += len(present)
+        if self.kind == "boolean":
+            self.n_true += int(pc.sum(present).as_py() or 0)
+        self.distinct.update_arrow(present)
+
     def _update_numeric(self, x: np.ndarray) -> None:
         n = len(x)
         mean = float(x.mean())
@@ -473,6 +524,13 @@ class TableAccumulator:
         for name, accumulator in self.columns.items():
             accumulator.update(frame[name])
         self.rows += len(frame)
+
+    def update_arrow(self, table: pa.Table | pa.RecordBatch) -> None:
+        """:meth:`update` of a chunk given as Arrow columns of the stored types (see
+        :meth:`ColumnAccumulator.update_arrow`)."""
+        for name, accumulator in self.columns.items():
+            accumulator.update_arrow(table.column(name))
+        self.rows += table.num_rows
 
     def merge(self, other: TableAccumulator) -> None:
         """Fold the accumulator of another part of the same table into this one."""

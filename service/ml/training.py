@@ -31,6 +31,11 @@ BEST_EPOCH_METRICS = BY_NAME["best_epoch_metric"].choices
 
 __all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "EpochRecord", "Trainer", "TrainingConfig", "to_tensors"]
 
+# A training split larger than one window is shuffled in blocks (``Trainer._epoch_order``).
+SHUFFLE_BLOCK = 64
+SHUFFLE_WINDOW = 1 << 16
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """What one epoch did: plain floats and ints, one database row."""
@@ -73,6 +78,8 @@ class Trainer:
         Where to train. The network is initialised on the CPU (the same weights on any
         device), then it and the four tensors move to ``device`` once, here; batches
         are cut on the device. Checkpoints and :meth:`final_state` are CPU tensors.
+    shuffle_block, shuffle_window:
+        How an epoch is shuffled (see ``_epoch_order``): rows per block, rows per window.
     """
 
     arch: Architecture
@@ -88,6 +95,9 @@ class Trainer:
     class_weights: torch.Tensor | None = None
     folds: torch.Tensor | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Shuffling (``_epoch_order``): rows per block, and rows per window of blocks.
+    shuffle_block: int = SHUFFLE_BLOCK
+    shuffle_window: int = SHUFFLE_WINDOW
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.config.seed)
@@ -203,30 +213,67 @@ class Trainer:
         ``should_stop`` interrupted the epoch.
         """
         self.model.train()
-        # Shuffled on the CPU by the job's own generator, so the order is the same on
-        # any device (and restorable from a checkpoint); one index vector per epoch moves.
-        if self.member_rows is None:
-            order = torch.randperm(len(self.y_train), generator=self.generator)
-        else:  # (members, rows): each member's own rows, shuffled, cut to the same count
-            n, generator = self.rows_per_epoch, self.generator
-            shuffled = [r[torch.randperm(len(r), generator=generator)] for r in self.member_rows]
-            order = torch.stack([rows[:n] for rows in shuffled])
-        order = order.to(self.device)
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
         size = self.batch_size
-        for start in range(0, order.shape[-1], size):
+        pending = None  # a window's last rows, short of a batch: they lead the next one
+        for window in self._epoch_order():
+            order = window.to(self.device)
+            if pending is not None:
+                order = torch.cat([pending, order], dim=-1)
+            whole = order.shape[-1] // size * size
+            for start in range(0, whole, size):
+                if should_stop():
+                    return None
+                index = order[..., start : start + size]
+                loss, right = self.train_step(self.x_train[index], self.y_train[index])
+                total += loss
+                correct += right
+                seen += index.numel()
+            pending = order[..., whole:] if whole < order.shape[-1] else None
+        if pending is not None:
             if should_stop():
                 return None
-            index = order[..., start : start + size]
-            if index.shape[-1] < 2 and self.arch.batch_norm and seen:
-                continue  # batch norm cannot normalise a batch of one row
-            loss, right = self.train_step(self.x_train[index], self.y_train[index])
-            total += loss
-            correct += right
-            seen += index.numel()
+            if not (pending.shape[-1] < 2 and self.arch.batch_norm and seen):
+                # (batch norm cannot normalise a batch of one row)
+                loss, right = self.train_step(self.x_train[pending], self.y_train[pending])
+                total += loss
+                correct += right
+                seen += pending.numel()
         return total.item() / seen, correct.item() / seen
+
+    def _epoch_order(self) -> Iterator[torch.Tensor]:
+        """The epoch's row indices, a window at a time, drawn by the job's own generator on
+        the CPU (so the order is the same on any device, and restorable from a checkpoint).
+
+        A training split of at most ``shuffle_window`` rows (and bagging's per-member rows)
+        is permuted row by row, in one window. A larger one is shuffled in blocks: a
+        permutation of its blocks of ``shuffle_block`` consecutive rows, taken
+        ``shuffle_window`` rows at a time, each window's rows permuted among themselves.
+        A batch then mixes rows of up to a thousand blocks from all over the table, while the
+        epoch holds one entry per block (not per row) and reads the memory map a window
+        of nearby pages at a time rather than one random row at a time.
+        """
+        generator, n = self.generator, len(self.y_train)
+        if self.member_rows is not None:  # (members, rows): each member's rows, shuffled
+            count = self.rows_per_epoch
+            shuffled = [r[torch.randperm(len(r), generator=generator)] for r in self.member_rows]
+            yield torch.stack([rows[:count] for rows in shuffled])
+            return
+        if n <= self.shuffle_window:
+            yield torch.randperm(n, generator=generator)
+            return
+        block = self.shuffle_block
+        blocks = torch.randperm(-(-n // block), generator=generator)
+        offsets = torch.arange(block)
+        per_window = max(1, self.shuffle_window // block)
+        for start in range(0, len(blocks), per_window):
+            chosen = blocks[start : start + per_window].sort().values
+            rows = (chosen[:, None] * block + offsets).flatten()
+            if chosen[-1] == len(blocks) - 1:  # the last block may be short
+                rows = rows[rows < n]
+            yield rows[torch.randperm(len(rows), generator=generator)]
 
     def fit(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
         """Train up to epoch ``config.epochs``, yielding one record per finished epoch.

@@ -11,8 +11,9 @@ Both steps are entries of the worker's :class:`~service.ml.cache.FileCache`
   scaling, folds, the encoder's format), so the next job on the same data with the same
   preprocessing (a retried attempt, a sweep's trials sharing a seed) reuses them.
 
-A worker's own memory holds the labels and the split (17 bytes a row) and one row group
-at a time, never the table or the matrix.
+A worker's own memory holds one row group at a time, never the table, the matrix or
+anything else with an entry per row: the labels and the split are files too, and an
+epoch's shuffle holds one entry per block of rows (``Trainer._epoch_order``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from service.ml.preprocessing import FeatureEncoder
@@ -136,3 +137,32 @@ def test_max_categories_keeps_the_most_frequent():
     stats = table_stats(frame, TYPES)
     encoder = FeatureEncoder.fit_stats(stats, TYPES, max_categories=2)
     assert encoder.columns[1].categories == ("green", "red")
+
+
+@pytest.mark.parametrize("count_limit", [1000, 30])
+def test_arrow_chunks_give_the_statistics_of_the_pandas_chunks(count_limit):
+    """Uploads summarise Arrow columns (``update_arrow``); the worker, pandas frames:
+    both give the same statistics, hashes, counts and their order included."""
+    rng = np.random.default_rng(2)
+    frame = _frame(6000)
+    frame["x"] = frame["x"].where(rng.random(6000) > 0.02, np.nan)  # NaN as well as nulls
+    frame["word"] = pd.Series([f"w{i}" for i in rng.integers(0, 400, 6000)], dtype="str")
+    types = TYPES | {"word": "categorical"}
+    table = pa.Table.from_pandas(frame, preserve_index=False).cast(
+        pa.schema(
+            [("x", pa.float64()), ("colour", pa.string()), ("flag", pa.bool_())]
+            + [("code", pa.float64()), ("word", pa.string())]
+        )
+    )
+    by_frame = TableAccumulator(types, count_limit=count_limit, quantile_capacity=500)
+    by_arrow = TableAccumulator(types, count_limit=count_limit, quantile_capacity=500)
+    for start in range(0, 6000, 1100):
+        by_frame.update(frame.iloc[start : start + 1100])
+        by_arrow.update_arrow(table.slice(start, 1100))
+    a, b = by_frame.finish(), by_arrow.finish()
+    assert a.rows == b.rows == 6000
+    for name in types:
+        left, right = vars(a[name]).copy(), vars(b[name]).copy()
+        assert np.array_equal(left.pop("sample"), right.pop("sample")) or name != "x"
+        assert left == right, name
+        assert list((a[name].counts or {}).items()) == list((b[name].counts or {}).items())
