@@ -16,7 +16,9 @@ gunicorn offers, bench/README.md), with two changes:
   and its connection closes after it. One upload or one watcher then holds one thread,
   not a process, and the main thread goes on serving predictions and health checks.
   When every pool thread is busy, further long requests wait for one; short requests
-  never wait for them.
+  never wait for them. The pool's threads (and the threads an upload starts) run at a
+  lower CPU priority (nice +10) than the main thread, so that a multi-GB upload yields
+  a core to each predict as it arrives.
 
 Every error gunicorn answers itself (a malformed request line, a URI or header over
 the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's own.
@@ -24,6 +26,7 @@ the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -47,6 +50,8 @@ from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
 LONG_BODY_BYTES = 1 << 20
+# How much lower a long request's threads run than the main thread's short requests.
+LONG_REQUEST_NICE = 10
 # How long a kept-alive connection may take to send the rest of a body the application
 # did not read, before the connection is closed instead.
 DRAIN_SECONDS = 5.0
@@ -124,13 +129,27 @@ class Connection:
         return buf.tell() > 0
 
 
+def _lower_priority() -> None:
+    """Give this thread (and the threads it starts, which inherit it) a lower CPU
+    priority than the process's main thread: an upload's parse, summaries and writes
+    yield a core to a predict or health check as soon as one arrives (nice
+    ``LONG_REQUEST_NICE`` higher; Linux schedules threads apart). Where the system does
+    not allow it, nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, now + LONG_REQUEST_NICE))
+
+
 class HybridWorker(SyncWorker):
     """gunicorn's sync worker with keep-alive, serving long requests in a thread pool
     (module docstring)."""
 
     def init_process(self):
         self.pool = ThreadPoolExecutor(
-            max_workers=max(1, self.cfg.threads), thread_name_prefix="long-request"
+            max_workers=max(1, self.cfg.threads),
+            thread_name_prefix="long-request",
+            initializer=_lower_priority,
         )
         self.in_threads = 0
         self._count = threading.Lock()

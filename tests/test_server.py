@@ -48,3 +48,29 @@ def test_the_access_line_is_gunicorns_own(monkeypatch, extra):
     ours = _line(AccessLogger, environ, monkeypatch)
     assert ours == _line(Logger, environ, monkeypatch)
     assert ours.startswith("127.0.0.1 - ") and ' 200 123 "' in ours
+
+
+def test_long_request_threads_run_at_a_lower_priority_than_the_main_thread():
+    import os
+    import threading
+
+    from service.server import LONG_REQUEST_NICE, _lower_priority
+
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = {}
+
+    def long_request():
+        _lower_priority()
+        seen["own"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        child = threading.Thread(  # an upload's own threads inherit it
+            target=lambda: seen.update(child=os.getpriority(os.PRIO_PROCESS, 0))
+        )
+        child.start()
+        child.join()
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    thread.join()
+    expected = min(19, main + LONG_REQUEST_NICE)
+    assert seen["own"] == seen["child"] == expected
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
