@@ -22,13 +22,16 @@ from service.usecases.errors import Conflict, NotFound
 @dataclass(frozen=True)
 class TableUpload:
     """A table to store: streamed from ``source`` in ``fmt`` (CSV, Parquet or JSON Lines),
-    or given as JSON ``records``; ``column_types`` overrides inferred types by name."""
+    or given as JSON ``records``; ``column_types`` overrides inferred types by name.
+    ``named``, if given, tells the name once ``source`` has been read (a form's fields
+    after its file), and may refuse the upload."""
 
     name: str | None
     source: BinaryIO | None = None
     fmt: str = "csv"
     records: Any = None
     column_types: dict[str, str] | None = None
+    named: Callable[[], str | None] | None = None
 
     @classmethod
     def of_csv(cls, name: str | None, csv: bytes) -> TableUpload:
@@ -67,12 +70,13 @@ def staged_dataset(
             source, upload, fmt=fmt, limits=limits, column_types=table.column_types
         )
         upload.close()
+        name = table.named() if table.named is not None else table.name
 
         def store(session: Session) -> Dataset:
             dataset = Dataset(
                 id=dataset_id,
                 tenant=tenant,
-                name=table.name or "dataset",
+                name=name or "dataset",
                 n_rows=ingested.n_rows,
                 n_columns=len(ingested.columns),
                 columns=ingested.columns,
