@@ -1,4 +1,4 @@
-"""Blobs (dataset Parquet files, model weights) in parts, behind a small interface.
+"""Blobs (dataset Parquet files, model weights, checkpoints) in parts, behind a small interface.
 
 A blob is a row in ``blobs`` (size, SHA-256, number of parts, state) and its parts, of
 at most ``part_size`` bytes each (32 MiB), each with its own size and SHA-256 in
@@ -20,8 +20,16 @@ Two ways to write:
   every part and the row, and :func:`remove_abandoned` deletes what a killed process
   left (``writing`` blobs untouched for an hour).
 
+Replacing or dropping a blob that a committed row points to (a job's checkpoint) is
+two-phase as well: :meth:`Storage.discard` marks it ``deleting`` in the transaction
+that stops pointing to it, and :func:`remove_discarded` deletes its parts once that
+transaction has committed; a blob left ``deleting`` by a process that died in between
+is removed by :func:`remove_abandoned` (the upkeep loop). So a rolled-back transaction
+never loses the bytes its rows still point to, and a committed one leaves no orphan.
+
 Every read checks each part's SHA-256 before handing out its bytes, and a whole read
-the blob's SHA-256 at its end.
+the blob's SHA-256 at its end. A part whose bytes are in ``blob_parts.data`` is read
+from there whatever the backend (parts that migrations moved out of other columns).
 
 Exceptions::
 
@@ -41,7 +49,7 @@ from datetime import timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Blob, BlobPart, utcnow
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 
 PART_SIZE = 32 * 1024 * 1024
 ABANDONED_AFTER = timedelta(hours=1)
+#: ``session.info`` key: the blobs :meth:`Storage.discard` marked in that session.
+DISCARDED = "trainserve.discarded_blobs"
 
 
 class StorageError(Exception):
@@ -223,19 +233,26 @@ class Storage:
         blob = _ready_blob(self.session, key)
         whole = hashlib.sha256()
         for part in _part_rows(self.session, key):
-            data = _checked(self.backend.read(self.session, key, part.index), part, key)
+            data = _checked(_read(self.session, self.backend, key, part), part, key)
             whole.update(data)
             yield data
         _check_whole(blob, whole, key)
 
     def delete(self, key: str) -> None:
         """Remove the blob and every part (missing is fine)."""
-        indices = list(
-            self.session.scalars(select(BlobPart.index).where(BlobPart.blob_key == key))
-        )
+        indices = list(self.session.scalars(select(BlobPart.index).where(BlobPart.blob_key == key)))
         self.session.execute(delete(BlobPart).where(BlobPart.blob_key == key))
         self.session.execute(delete(Blob).where(Blob.key == key))
         self.backend.remove(key, indices)
+
+    def discard(self, key: str) -> None:
+        """Make the blob unreadable in this transaction (state ``deleting``); its parts go
+        after the commit (:func:`remove_discarded` with the keys in ``session.info``), or
+        at the next :func:`remove_abandoned` if this process dies first."""
+        self.session.execute(
+            update(Blob).where(Blob.key == key).values(state="deleting", updated_at=utcnow())
+        )
+        self.session.info.setdefault(DISCARDED, []).append(key)
 
 
 def _add_part(session: Session, backend: PartBackend, key: str, index: int, data: bytes) -> None:
@@ -261,11 +278,22 @@ def _ready_blob(session: Session, key: str) -> Blob:
 def _part_rows(session: Session, key: str) -> list:
     return list(
         session.execute(
-            select(BlobPart.index, BlobPart.size, BlobPart.sha256)
+            select(
+                BlobPart.index,
+                BlobPart.size,
+                BlobPart.sha256,
+                BlobPart.data.is_not(None).label("inline"),
+            )
             .where(BlobPart.blob_key == key)
             .order_by(BlobPart.index)
         )
     )
+
+
+def _read(session: Session, backend: PartBackend, key: str, part) -> bytes:
+    if part.inline:
+        return DatabaseParts().read(session, key, part.index)
+    return backend.read(session, key, part.index)
 
 
 def _checked(data: bytes, part, key: str) -> bytes:
@@ -287,7 +315,7 @@ def read_parts(db: Database, backend: PartBackend, key: str) -> Iterator[bytes]:
     whole = hashlib.sha256()
     for part in parts:
         with db.transaction() as session:
-            data = _checked(backend.read(session, key, part.index), part, key)
+            data = _checked(_read(session, backend, key, part), part, key)
         whole.update(data)
         yield data
     _check_whole(blob, whole, key)
@@ -392,20 +420,37 @@ class BlobUpload(io.RawIOBase):
             self.abort()
 
 
+def remove_discarded(db: Database, backend: PartBackend, keys: list[str]) -> None:
+    """Delete blobs :meth:`Storage.discard` marked in a transaction that has committed.
+    A failure is logged, not raised: :func:`remove_abandoned` removes them later."""
+    for key in keys:
+        try:
+            with db.transaction() as session:
+                Storage(session, backend).delete(key)
+        except Exception:  # noqa: BLE001 - the sweeper removes it later
+            log.exception("could not remove the discarded blob %s; the sweeper will", key)
+
+
 def remove_abandoned(db: Database, backend: PartBackend, older_than: timedelta = ABANDONED_AFTER):
-    """Delete ``writing`` blobs untouched for ``older_than`` (their process died); returns
+    """Delete ``writing`` blobs untouched for ``older_than`` (their process died) and
+    ``deleting`` ones (discarded, and the process died before removing them); returns
     how many."""
     cutoff = utcnow() - older_than
     with db.transaction() as session:
         keys = list(
             session.scalars(
-                select(Blob.key).where(Blob.state == "writing", Blob.updated_at < cutoff)
+                select(Blob.key).where(
+                    or_(
+                        and_(Blob.state == "writing", Blob.updated_at < cutoff),
+                        Blob.state == "deleting",
+                    )
+                )
             )
         )
     for key in keys:
         with db.transaction() as session:
             Storage(session, backend).delete(key)
-        log.info("removed the abandoned upload %s", key)
+        log.info("removed the abandoned or discarded blob %s", key)
     return len(keys)
 
 

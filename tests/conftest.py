@@ -17,7 +17,7 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import Database
 
-pytest_plugins = ["tests.support.services", "tests.support.live_server"]
+pytest_plugins = ["tests.support.services", "tests.support.live_server", "tests.support.storage"]
 
 
 class RecordingPublisher:

@@ -1,51 +1,30 @@
 """Blobs in parts, on both backends: the database and an object store (a local directory,
-and a real S3-API server)."""
+and a real S3-API server): the ``blobs`` fixture of tests/support/storage.py."""
 
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from service.db.models import Blob, BlobPart, utcnow
-from service.db.session import Database
 from service.storage import (
+    DISCARDED,
     BlobCorrupt,
     BlobNotFound,
     BlobUpload,
+    DatabaseParts,
     MemoryStorage,
     ObjectParts,
+    Storage,
     backend_for,
     read_parts,
     remove_abandoned,
+    remove_discarded,
     storage,
 )
+from tests.support.storage import stored
 
 DATA = bytes(range(256)) * 41 + b"tail"  # 10 500 bytes
-
-
-@pytest.fixture(params=["database", "file", "s3"])
-def blobs(request, database_url, tmp_path):
-    """A database whose blobs keep their parts in the backend of the parameter."""
-    if request.param == "database":
-        url, endpoint = "", ""
-    elif request.param == "file":
-        url, endpoint = f"file://{tmp_path / 'objects'}", ""
-    else:
-        url = request.getfixturevalue("s3_url")
-        endpoint = request.getfixturevalue("s3_endpoint")
-    database = Database(database_url, storage_url=url, storage_endpoint=endpoint)
-    yield database
-    database.close()
-
-
-def _left(db: Database) -> tuple[int, int, list[str]]:
-    """Blob rows, part rows and objects still stored."""
-    with db.transaction() as session:
-        rows = session.scalar(select(func.count()).select_from(Blob))
-        parts = session.scalar(select(func.count()).select_from(BlobPart))
-    backend = backend_for(db)
-    objects = backend.listing() if isinstance(backend, ObjectParts) else []
-    return rows, parts, objects
 
 
 def test_put_get_delete_in_one_transaction(blobs):
@@ -59,7 +38,7 @@ def test_put_get_delete_in_one_transaction(blobs):
         storage(session, blobs).delete("a/b")  # deleting what is not there is fine
     with blobs.transaction() as session, pytest.raises(BlobNotFound):
         storage(session, blobs).get("a/b")
-    assert _left(blobs) == (0, 0, [])
+    assert stored(blobs) == (0, 0, [])
 
 
 def test_a_streamed_blob_is_stored_in_parts_and_read_back_as_a_stream(blobs):
@@ -76,7 +55,7 @@ def test_a_streamed_blob_is_stored_in_parts_and_read_back_as_a_stream(blobs):
         blob = session.get(Blob, "big")
         assert (blob.size, blob.parts, blob.state) == (len(DATA), 11, "ready")
         storage(session, blobs).delete("big")
-    assert _left(blobs) == (0, 0, [])
+    assert stored(blobs) == (0, 0, [])
 
 
 def test_a_part_that_changed_is_refused_on_read(blobs):
@@ -102,9 +81,9 @@ def test_a_part_that_changed_is_refused_on_read(blobs):
 def test_an_aborted_upload_leaves_nothing(blobs):
     with pytest.raises(RuntimeError), BlobUpload(blobs, backend_for(blobs), "x", 1000) as upload:
         upload.write(DATA)  # ten parts stored
-        assert _left(blobs)[1] == 10
+        assert stored(blobs)[1] == 10
         raise RuntimeError("the client went away")
-    assert _left(blobs) == (0, 0, [])
+    assert stored(blobs) == (0, 0, [])
 
 
 def test_an_upload_whose_row_is_rolled_back_leaves_nothing(blobs):
@@ -114,7 +93,7 @@ def test_an_upload_whose_row_is_rolled_back_leaves_nothing(blobs):
         with blobs.transaction() as session:
             upload.commit(session)
             raise ValueError("the dataset row was refused")
-    assert _left(blobs) == (0, 0, [])
+    assert stored(blobs) == (0, 0, [])
 
 
 def test_an_upload_abandoned_by_a_dead_process_is_removed_later(blobs):
@@ -124,7 +103,7 @@ def test_an_upload_abandoned_by_a_dead_process_is_removed_later(blobs):
     with blobs.transaction() as session:
         session.execute(update(Blob).values(updated_at=utcnow() - timedelta(hours=2)))
     assert remove_abandoned(blobs, backend_for(blobs)) == 1
-    assert _left(blobs) == (0, 0, [])
+    assert stored(blobs) == (0, 0, [])
 
 
 def test_memory_storage_keeps_the_same_small_contract():
@@ -134,3 +113,40 @@ def test_memory_storage_keeps_the_same_small_contract():
     memory.delete("a")
     with pytest.raises(BlobNotFound):
         memory.get("a")
+
+
+def test_a_discarded_blob_stays_until_the_commit_and_goes_after_it(blobs):
+    with blobs.transaction() as session:
+        storage(session, blobs).put("old", DATA, part_size=4096)
+    with pytest.raises(RuntimeError), blobs.transaction() as session:
+        storage(session, blobs).discard("old")
+        raise RuntimeError("the row that replaces it was refused")
+    with blobs.transaction() as session:  # rolled back: still whole and readable
+        assert storage(session, blobs).get("old") == DATA
+    with blobs.transaction() as session:
+        storage(session, blobs).discard("old")
+        discarded = session.info[DISCARDED]
+    with blobs.transaction() as session, pytest.raises(BlobNotFound):
+        storage(session, blobs).get("old")  # committed: unreadable at once
+    remove_discarded(blobs, backend_for(blobs), discarded)
+    assert stored(blobs) == (0, 0, [])
+
+
+def test_a_discarded_blob_whose_process_died_is_removed_by_the_sweep(blobs):
+    with blobs.transaction() as session:
+        storage(session, blobs).put("old", DATA, part_size=4096)
+    with blobs.transaction() as session:
+        storage(session, blobs).discard("old")  # ... and the process dies before removing it
+    assert remove_abandoned(blobs, backend_for(blobs)) == 1
+    assert stored(blobs) == (0, 0, [])
+
+
+def test_parts_kept_in_the_database_are_read_whatever_the_backend(blobs):
+    """What migrations moved into blob_parts.data stays readable with an object store."""
+    with blobs.transaction() as session:
+        Storage(session, DatabaseParts()).put("migrated", DATA, part_size=4096)
+    assert b"".join(read_parts(blobs, backend_for(blobs), "migrated")) == DATA
+    with blobs.transaction() as session:
+        assert storage(session, blobs).get("migrated") == DATA
+        storage(session, blobs).delete("migrated")
+    assert stored(blobs) == (0, 0, [])

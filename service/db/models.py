@@ -84,11 +84,12 @@ class Base(DeclarativeBase):
 
 
 class Blob(Base):
-    """Bytes behind a key: dataset Parquet files and model weights (see ``storage``).
+    """Bytes behind a key: dataset Parquet files, model weights, checkpoints (``storage``).
 
     The bytes are in parts (``blob_parts``) of at most a few tens of MB, in the database
-    or in an object store. ``state`` is ``writing`` while an upload streams in and
-    ``ready`` once the row that points to the blob is committed with it.
+    or in an object store. ``state`` is ``writing`` while an upload streams in,
+    ``ready`` once the row that points to the blob is committed with it, and
+    ``deleting`` once discarded (its parts go after the commit).
     """
 
     __tablename__ = "blobs"
@@ -219,7 +220,9 @@ class EpochMetric(Base):
 class Checkpoint(Base):
     """The latest checkpoint of a running job: trainer state after ``epoch``.
 
-    Written in the same transaction as that epoch's metrics row; deleted when the job ends.
+    The tensors are the blob ``blob_key`` (in parts, see ``storage``); the JSON state is
+    here. Pointed to in the same transaction as that epoch's metrics row; deleted, with
+    its blob, when the job ends (``usecases.training.checkpoints``).
     """
 
     __tablename__ = "checkpoints"
@@ -227,7 +230,7 @@ class Checkpoint(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
-    tensors: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_key: Mapped[str] = mapped_column(String(255))
     state: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

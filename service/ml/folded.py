@@ -10,7 +10,7 @@ for the NT factor), not the arithmetic. :class:`FoldedTabular` is built once fro
 loaded network and computes the same probabilities with a dozen calls:
 
 - the constant parts are folded into the first layer's weights (in float64, rounded to
-  float32 once): the per-feature linear map of the periodic embeddings and its bias,
+  float32 once, at load): the per-feature linear map of the periodic embeddings and its bias,
   the diagonal scale layer and the NT factor ``1/sqrt(fan_in)``; the first layer then
   reads ``[x, squash(numeric x), cos features]`` with one matrix product (the rows of
   the numeric inputs in ``x`` are zero when they enter squashed);
@@ -82,9 +82,9 @@ class FoldedTabular:
         with torch.no_grad():
             weights = _folded_weights(network)
         if self.k == 1:
-            self.layers = [(w[0].float().contiguous(), b[0, 0].float()) for w, b in weights]
+            self.layers = [(w[0].contiguous(), b[0, 0].contiguous()) for w, b in weights]
         else:
-            self.layers = [(w.float().contiguous(), b.float().contiguous()) for w, b in weights]
+            self.layers = [(w.contiguous(), b.contiguous()) for w, b in weights]
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """float64 ``(rows, classes)`` probabilities of float32 ``(rows, n_inputs)`` rows."""
@@ -142,12 +142,15 @@ class FoldedTabular:
 
 
 def _folded_weights(network: TabularNet) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each layer's ``(weight (k, in, out), bias (k, 1, out))`` in float64, with the NT
+    """Each layer's float32 ``(weight (k, in, out), bias (k, 1, out))`` with the NT
     factors, the scale layer, the embedding maps and the temperature folded in; the first
-    layer's rows are ``[x, squashed numeric inputs (if squashed), cos features]``."""
+    layer's rows are ``[x, squashed numeric inputs (if squashed), cos features]``.
+
+    ``weight * factor`` is the product the network takes in every forward, so the middle
+    layers are its own weights bit for bit; the first layer is folded in float64."""
     layers = [m for m in network.hidden if isinstance(m, EnsembleLinear)] + [network.head]
-    weights = [(m.weight.double() * m.factor, m.bias.double()) for m in layers]
-    first, bias = weights[0]
+    weights = [(m.weight.detach() * m.factor, m.bias.detach()) for m in layers]
+    first, bias = (w.double() for w in weights[0])
     if network.scale is not None:
         first = first * network.scale.double().transpose(1, 2)
     k, _, out = first.shape
@@ -170,7 +173,7 @@ def _folded_weights(network: TabularNet) -> list[tuple[torch.Tensor, torch.Tenso
         maps = torch.einsum("knmd,kndo->knmo", embedding.weight.double(), into)
         blocks.append(maps.flatten(1, 2))
         bias = bias + torch.einsum("knd,kndo->ko", embedding.bias.double()[:, 0], into)[:, None]
-    weights[0] = (torch.cat(blocks, dim=1), bias)
+    weights[0] = (torch.cat(blocks, dim=1).float(), bias.float())
     temperature = float(network.temperature)
     last, last_bias = weights[-1]
     weights[-1] = (last / temperature, last_bias / temperature)

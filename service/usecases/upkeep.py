@@ -20,12 +20,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from service.config import Settings
-from service.db.models import Checkpoint, Job, JobStatus, utcnow
+from service.db.models import Job, JobStatus, utcnow
 from service.db.session import Database
 from service.storage import backend_for, remove_abandoned
+from service.usecases import checkpoints
 from service.usecases.jobs import Publisher, publish
 from service.usecases.sweeps import advance_all
 from service.usecases.training.lease import lapsed
@@ -55,7 +56,8 @@ def upkeep_pass(
     _recover_expired(db, settings, now, report)
     report.trials_created = advance_all(db, settings, publisher)
     _republish(db, settings, publisher, now, report)
-    # Parts of uploads whose process died (an aborted upload removes its own at once).
+    # Parts of uploads whose process died (an aborted upload removes its own at once),
+    # and of blobs discarded (replaced or ended checkpoints) that nobody removed yet.
     report.uploads_removed = remove_abandoned(db, backend_for(db))
     return report
 
@@ -89,7 +91,7 @@ def _recover_expired(db: Database, settings: Settings, now: datetime, report: Up
                 .returning(Job.id)
             ).first()
             if changed is not None and exhausted:
-                session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+                checkpoints.drop(session, job_id)  # its parts: remove_abandoned, below
         if changed is None:
             continue
         if exhausted:

@@ -55,3 +55,66 @@ def test_db_wait_returns_once_the_schema_is_at_head(tmp_path, monkeypatch):
     assert at_head(url) and wait_for_head(url, timeout=0.5)
     assert main(["db", "upgrade", "--home", str(tmp_path / "home")]) == 0
     assert main(["db", "wait", "--timeout", "5", "--home", str(tmp_path / "home")]) == 0
+
+
+def test_0010_moves_an_existing_checkpoint_into_parts_and_back(url, tmp_path):
+    """A checkpoint written before 0010 (one value, here over one 32 MiB part) becomes a
+    blob in parts, readable with any backend configured; the downgrade folds it back, and
+    drops one whose parts are in an object store, leaving them to 0009's sweeper."""
+    import os
+
+    from sqlalchemy import func, select, text
+
+    from service.db.models import Blob, BlobPart, Job
+    from service.db.session import Database
+    from service.storage import Storage, backend_for, remove_abandoned
+    from service.usecases import checkpoints
+
+    tensors = os.urandom(32 * 1024 * 1024 + 5)
+    upgrade(url, "0009")
+    db = Database(url)
+    with db.transaction() as session:
+        job = Job(target="y", features=["x"], feature_types={}, model_name="m")
+        job.hyperparameters, job.epochs, job.status = {}, 3, "running"
+        session.add(job)
+        session.flush()
+        job_id = job.id
+        session.execute(
+            text(
+                "INSERT INTO checkpoints (job_id, epoch, attempt, tensors, state, created_at) "
+                "VALUES (:job, 2, 1, :tensors, '{\"format\": 1}', CURRENT_TIMESTAMP)"
+            ),
+            {"job": job_id, "tensors": tensors},
+        )
+    db.close()
+
+    upgrade(url)
+    objects = f"file://{tmp_path / 'objects'}"
+    for db in (Database(url), Database(url, storage_url=objects)):
+        with db.transaction() as session:
+            key = session.scalar(text("SELECT blob_key FROM checkpoints"))
+            assert session.get(Blob, key).parts == 2
+        assert checkpoints.read(db, key) == tensors
+        db.close()
+
+    downgrade(url, "0009")
+    db = Database(url)
+    with db.transaction() as session:
+        assert session.scalar(text("SELECT tensors FROM checkpoints")) == tensors
+        assert session.scalar(select(func.count()).select_from(BlobPart)) == 0
+    db.close()
+
+    # A checkpoint whose parts are in an object store cannot come back into the row.
+    upgrade(url)
+    db = Database(url, storage_url=objects)
+    with db.transaction() as session:
+        Storage(session, backend_for(db)).put("checkpoints/elsewhere", b"t" * 10, part_size=4)
+        session.execute(text("UPDATE checkpoints SET blob_key = 'checkpoints/elsewhere'"))
+    db.close()
+    downgrade(url, "0009")
+    db = Database(url, storage_url=objects)
+    with db.transaction() as session:
+        assert session.scalar(text("SELECT count(*) FROM checkpoints")) == 0
+    assert remove_abandoned(db, backend_for(db)) == 1
+    assert backend_for(db).listing() == []
+    db.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import FINISHED_STATUSES, Checkpoint, EpochMetric, Job, JobStatus, utcnow
+from service.db.models import FINISHED_STATUSES, EpochMetric, Job, JobStatus, utcnow
 from service.db.session import Database
+from service.storage import DISCARDED, backend_for, remove_discarded
+from service.usecases import checkpoints
 from service.usecases.errors import Conflict, NotFound
 
 
@@ -56,11 +58,13 @@ def job_metrics(db: Database, tenant: str, job_id: str) -> list[EpochMetric]:
 def cancel_job(db: Database, tenant: str, job_id: str) -> Job:
     """Cancel a queued job at once, or ask a running one to stop within seconds."""
     with db.transaction() as session:
+        discarded = session.info.setdefault(DISCARDED, [])
         job = find_job(session, tenant, job_id)
         if job.status in FINISHED_STATUSES:
             raise Conflict(f"job {job_id!r} has already finished ({job.status})")
         request_cancel(session, job)
-        return job
+    remove_discarded(db, backend_for(db), discarded)
+    return job
 
 
 def request_cancel(session: Session, job: Job) -> None:
@@ -68,6 +72,7 @@ def request_cancel(session: Session, job: Job) -> None:
     if job.status == JobStatus.QUEUED:
         job.status = JobStatus.CANCELLED
         job.finished_at = utcnow()
-        # A job handed back by a stopping worker may have a checkpoint.
-        session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+        # A job handed back by a stopping worker may have a checkpoint (its parts go
+        # after the commit, or at the next upkeep pass).
+        checkpoints.drop(session, job.id)
     job.cancel_requested = True

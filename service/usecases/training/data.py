@@ -9,6 +9,7 @@ from service.db.models import Checkpoint, Dataset, Job
 from service.ml import MLError
 from service.ml.pipeline import PreparedData
 from service.ml.training import TrainingConfig
+from service.usecases import checkpoints
 from service.usecases.training.lease import AttemptLease
 from service.usecases.training_data import prepared_data
 
@@ -33,9 +34,9 @@ def load(lease: AttemptLease) -> TrainingData:
         dataset_id, blob_key = dataset.id, dataset.blob_key
         target, feature_types = job.target, dict(job.feature_types)
         config = TrainingConfig.from_json(job.hyperparameters)
-        checkpoint = session.get(Checkpoint, lease.job_id) if lease.resume_epoch else None
-        if checkpoint is not None:
-            checkpoint = (checkpoint.tensors, checkpoint.state)
+        row = session.get(Checkpoint, lease.job_id) if lease.resume_epoch else None
+        saved = (row.blob_key, row.state) if row is not None else None
+    checkpoint = (checkpoints.read(lease.db, saved[0]), saved[1]) if saved else None
     prepared = prepared_data(
         lease.db,
         lease.settings,

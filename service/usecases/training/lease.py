@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import Checkpoint, EpochMetric, Job, JobStatus, utcnow
 from service.db.session import Database
+from service.storage import DISCARDED, backend_for, remove_discarded
+from service.usecases import checkpoints
 
 log = logging.getLogger("service.usecases.training")
 T = TypeVar("T")
@@ -118,7 +120,11 @@ class AttemptLease:
 
         def once() -> T:
             with self.db.transaction() as session:
-                return step(session)
+                discarded = session.info.setdefault(DISCARDED, [])
+                result = step(session)
+            # Committed: the blobs the transaction stopped pointing to can go.
+            remove_discarded(self.db, backend_for(self.db), discarded)
+            return result
 
         return self.retry(once)
 
@@ -161,9 +167,9 @@ class AttemptLease:
 
     def end(self, session: Session, **values: Any) -> None:
         """The attempt's last write: the job's final ``values`` (fenced), the lease given
-        up and the checkpoint deleted."""
+        up and the checkpoint deleted (its parts once the transaction commits)."""
         self.fenced_update(session, finished_at=utcnow(), lease_until=None, **values)
-        session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id))
+        checkpoints.drop(session, self.job_id)
 
     def finish(self, status: JobStatus, error: dict | None = None) -> JobStatus:
         """End the job ``status`` (failed or cancelled) with ``error``."""

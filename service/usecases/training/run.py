@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db.models import Checkpoint, EpochMetric, JobStatus, utcnow
+from service.db.models import EpochMetric, JobStatus
 from service.db.session import Database
 from service.logs import bind_attempt
 from service.ml import MLError
@@ -32,6 +32,7 @@ from service.ml.evaluation import evaluate
 from service.ml.inference import ModelBundle
 from service.ml.network import count_parameters
 from service.ml.training import EpochRecord, Trainer
+from service.usecases import checkpoints
 from service.usecases.training import data as training_data
 from service.usecases.training.lease import AttemptLease, LeaseLost, is_outage
 from service.usecases.training.store import store_model
@@ -216,8 +217,12 @@ def record_epoch(
 ) -> None:
     """Store the epoch's metrics row, renew the lease and save the checkpoint (if any),
     in one transaction. A row this attempt wrote before a dropped connection is kept,
-    not duplicated; one another attempt wrote means this one lost the job."""
+    not duplicated; one another attempt wrote means this one lost the job.
+
+    The checkpoint's tensors are written first, in parts (:func:`checkpoints.stage`);
+    the transaction points the checkpoint row to them and discards the previous ones."""
     metrics = record.metrics()
+    staged = checkpoints.stage(lease, *checkpoint) if checkpoint is not None else None
 
     def write(session: Session) -> None:
         lease.renew(session, epoch=record.epoch, latest=metrics)
@@ -230,17 +235,12 @@ def record_epoch(
             session.add(EpochMetric(job_id=lease.job_id, attempt=lease.number, **metrics))
         elif written != lease.number:
             raise LeaseLost(lease.job_id)
-        if checkpoint is not None:
-            tensors, state = checkpoint
-            session.merge(
-                Checkpoint(
-                    job_id=lease.job_id,
-                    epoch=record.epoch,
-                    attempt=lease.number,
-                    tensors=tensors,
-                    state=state,
-                    created_at=utcnow(),
-                )
-            )
+        if staged is not None:
+            staged.commit(session, record.epoch, lease.number)
 
-    lease.write(write)
+    try:
+        lease.write(write)
+    except BaseException:
+        if staged is not None:
+            staged.abort()
+        raise
