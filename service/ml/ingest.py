@@ -255,7 +255,9 @@ def batch_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
             data[name] = column.to_pandas()
         else:
             data[name] = column.to_pandas().astype("str")
-    return pd.DataFrame(data, index=pd.RangeIndex(batch.num_rows))
+    # copy=False: the columns stay separate arrays rather than being copied into one 2-D
+    # block (about a tenth of a training job's encoding CPU).
+    return pd.DataFrame(data, index=pd.RangeIndex(batch.num_rows), copy=False)
 
 
 # --- sources ------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def encode_file(
     # Pass 2: statistics of the training rows; the encoder fitted from them.
     accumulator = TableAccumulator(feature_types, seed=seed)
     for features, validation, _ in batches():
-        accumulator.update(features[~validation])
+        accumulator.update(features[~validation] if validation.any() else features)
     encoder = FeatureEncoder.fit_stats(accumulator.finish(), feature_types, scaling=scaling)
     n_train, n_val = _write_encoded(batches(), split, encoder, out)
     meta = {
@@ -281,9 +281,11 @@ def _labelled_batches(
     their class codes."""
     offset = 0
     for frame in _row_groups(parquet, [*feature_types, target]):
-        rows = frame[frame[target].notna().to_numpy()].reset_index(drop=True)
+        labelled = frame[target].notna().to_numpy()
+        rows = frame if labelled.all() else frame[labelled].reset_index(drop=True)
         features = pd.DataFrame(
-            {name: convert_column(rows[name], kind, name) for name, kind in feature_types.items()}
+            {name: convert_column(rows[name], kind, name) for name, kind in feature_types.items()},
+            copy=False,
         )
         end = offset + len(rows)
         yield features, np.asarray(split.is_val[offset:end]), np.asarray(split.codes[offset:end])
@@ -313,12 +315,14 @@ def _write_encoded(
     }
     at = {False: 0, True: 0}
     for features, validation, codes in batches:
+        # One transform of the chunk, its rows then parted (the encoding is row by row).
+        encoded = encoder.transform(features) if width else None
         for part, mask in ((False, ~validation), (True, validation)):
             n = int(mask.sum())
             if n:
                 x, y = maps[part]
                 if width:
-                    x[at[part] : at[part] + n] = encoder.transform(features[mask])
+                    x[at[part] : at[part] + n] = encoded if n == len(mask) else encoded[mask]
                 y[at[part] : at[part] + n] = codes[mask]
                 at[part] += n
     for pair in maps.values():

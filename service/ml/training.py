@@ -7,6 +7,7 @@ with each record (write a database row) and may ask the loop to stop through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -287,12 +288,13 @@ class Trainer:
             started = time.perf_counter()
             self._schedule_dropout(epoch)
             learning_rate = self.optimizer.param_groups[0]["lr"]
-            trained = self.run_epoch(should_stop)
+            with flush_denormals():
+                trained = self.run_epoch(should_stop)
+                train_time = time.perf_counter() - started
+                val_loss, val_accuracy = (None, None) if trained is None else self.validation_step()
             if trained is None:
                 return
             train_loss, train_accuracy = trained
-            train_time = time.perf_counter() - started
-            val_loss, val_accuracy = self.validation_step()
             self._step_scheduler(val_loss if val_loss is not None else train_loss)
             stop = self._track_best(epoch, train_loss, val_loss, val_accuracy)
             self.last_epoch = epoch
@@ -391,6 +393,24 @@ class Trainer:
             return False
         self.stale_epochs += 1
         return self.patience is not None and self.stale_epochs > self.patience
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Run the block with denormal floats flushed to zero on the CPU (this thread; off
+    again after: torch's default).
+
+    Adam's second moments of weights whose gradients have all but vanished (units of a
+    ReLU network that rarely fire) sink below float32's normal range as training goes
+    on, and the CPU computes with denormal numbers many times slower: without this, the
+    plain recipe's later epochs ran at half the first one's samples per CPU-second
+    (bench/README.md, scale.py). Flushing changes values below 1.2e-38 only.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def out_of_fold_logits(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
