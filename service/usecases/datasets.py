@@ -15,7 +15,7 @@ from service.config import Settings
 from service.db.models import ACTIVE_STATUSES, Dataset, Job, new_id
 from service.db.session import Database
 from service.ml import DataError, ingest, tabular
-from service.storage import BlobUpload, backend_for, storage
+from service.storage import DISCARDED, BlobUpload, backend_for, remove_discarded, storage
 from service.usecases.errors import Conflict, NotFound
 
 
@@ -136,6 +136,7 @@ def find_dataset(session: Session, tenant: str, dataset_id: str, *, lock: bool =
 def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
     """Delete a dataset no queued or running job needs; finished jobs keep their history."""
     with db.transaction() as session:
+        discarded = session.info.setdefault(DISCARDED, [])
         dataset = find_dataset(session, tenant, dataset_id, lock=True)
         busy = session.scalar(
             select(func.count())
@@ -148,5 +149,8 @@ def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
                 "cancel them or wait for them to finish"
             )
         session.execute(update(Job).where(Job.dataset_id == dataset_id).values(dataset_id=None))
-        storage(session, db).delete(dataset.blob_key)
+        # Its parts go once the row's deletion has committed (objects removed before a
+        # rollback would leave the dataset without its bytes).
+        storage(session, db).discard(dataset.blob_key)
         session.delete(dataset)
+    remove_discarded(db, backend_for(db), discarded)
