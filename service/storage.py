@@ -11,14 +11,15 @@ at most ``part_size`` bytes each (32 MiB), each with its own size and SHA-256 in
 
 Two ways to write:
 
-- :meth:`Storage.put` writes a small blob inside the caller's transaction (model
-  weights; a JSON-records dataset);
+- :meth:`Storage.put` writes a small blob inside the caller's transaction (a
+  JSON-records dataset; with an object store its objects outlive a rollback);
 - :class:`BlobUpload` streams a blob of any size, each part in its own short
   transaction, so an upload holds no lock while the body arrives. The blob stays
   ``writing`` until :meth:`BlobUpload.commit` marks it ``ready`` in the transaction
   that stores the row pointing to it; :meth:`BlobUpload.abort` (any failure) deletes
   every part and the row, and :func:`remove_abandoned` deletes what a killed process
-  left (``writing`` blobs untouched for an hour).
+  left (``writing`` blobs untouched for an hour). :func:`write_blob` writes bytes
+  already in memory that way (model weights, checkpoints).
 
 Replacing or dropping a blob that a committed row points to (a job's checkpoint) is
 two-phase as well: :meth:`Storage.discard` marks it ``deleting`` in the transaction
@@ -418,6 +419,24 @@ class BlobUpload(io.RawIOBase):
     def __exit__(self, kind, value, traceback) -> None:
         if kind is not None or not self.committed:
             self.abort()
+
+
+def write_blob(
+    db: Database, backend: PartBackend, key: str, data: bytes, part_size: int = PART_SIZE
+) -> BlobUpload:
+    """Write ``data`` as a ``writing`` blob, part by part, outside any caller's
+    transaction; :meth:`BlobUpload.commit` it with the row that points to it. A failure
+    here removes what was written."""
+    upload = BlobUpload(db, backend, key, part_size)
+    try:
+        view = memoryview(data)
+        for start in range(0, len(view), part_size):  # never more than a part buffered
+            upload.write(view[start : start + part_size])
+        upload.close()
+    except BaseException:
+        upload.abort()
+        raise
+    return upload
 
 
 def remove_discarded(db: Database, backend: PartBackend, keys: list[str]) -> None:

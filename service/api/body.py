@@ -6,9 +6,11 @@ OpenAPI ``requestBody`` that says so, from one declaration (``Blueprint.body``).
 - ``text/csv`` (and with ``tables``, Parquet and JSON Lines): the view gets the body as
   a binary stream, read as the view consumes it
   (never read whole here; the upload limit applies as it is read);
-- ``multipart/form-data``: the view gets the file part as a binary stream, its file name
-  and the other fields; a form may also be turned into the JSON body's fields and
-  loaded by the same schema.
+- ``multipart/form-data``: read as it arrives (``service.api.multipart``, nothing
+  spooled to disk): the view gets the file part as a binary stream, its file name and
+  the fields before it; the fields after it (``curl -F file=@x -F name=y``) once the
+  stream is read to its end (:meth:`Body.complete`). A form may also be turned into the
+  JSON body's fields and loaded by the same schema, then.
 
 Any other Content-Type is a 415 naming the accepted ones.
 """
@@ -23,6 +25,7 @@ from typing import IO, Any
 from flask import current_app, request
 from marshmallow import Schema
 
+from service.api.multipart import StreamingForm
 from service.errors import UnsupportedMediaType
 from service.usecases.errors import InvalidRequest
 
@@ -42,9 +45,10 @@ TABLES = {
 class Body:
     """The request body as a view receives it.
 
-    ``data``: a JSON body loaded by the schema (or a form turned into its fields);
+    ``data``: a JSON body loaded by the schema (a form's: see :meth:`complete`);
     ``stream``: a CSV body, or a form's file part, as a binary stream read on demand;
-    ``filename`` and ``form``: a form's file name and other fields.
+    ``filename`` and ``form``: a form's file name and other fields (those after the file
+    part once :meth:`complete` read them).
     """
 
     media_type: str
@@ -52,6 +56,16 @@ class Body:
     filename: str | None = None
     form: Mapping[str, str] = field(default_factory=dict)
     _file: IO[bytes] | None = field(default=None, repr=False)
+    _load: Callable[[Body], Any] | None = field(default=None, repr=False)
+
+    def complete(self) -> Any:
+        """A form's every field read (the file part's unread bytes skipped) and loaded
+        into ``data``; to be called once the file part's stream was read."""
+        if isinstance(self._file, StreamingForm):
+            self._file.finish()
+        if self._load is not None:
+            self.data, self._load = self._load(self), None
+        return self.data
 
     @property
     def stream(self) -> IO[bytes]:
@@ -100,12 +114,19 @@ class BodySpec:
         return self._read_form()
 
     def _read_form(self) -> Body:
-        upload = request.files.get("file")
-        if upload is None:
+        boundary = request.mimetype_params.get("boundary")
+        if not boundary:  # no parts at all
             raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
-        body = Body(MULTIPART, filename=upload.filename, form=request.form, _file=upload.stream)
+        form = StreamingForm(
+            request.stream,
+            boundary.encode("latin-1"),
+            max_field_bytes=current_app.config.get("MAX_FORM_MEMORY_SIZE") or 500_000,
+        )
+        if not form.open():
+            raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
+        body = Body(MULTIPART, filename=form.filename, form=form.fields, _file=form)
         if self.form is not None:
-            body.data = self._schema().load(self.form(body))
+            body._load = lambda b: self._schema().load(self.form(b))
         return body
 
     def _schema(self) -> Schema:

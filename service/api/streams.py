@@ -75,10 +75,16 @@ def uploaded_table(
 ) -> TableUpload:
     """A table body (CSV, Parquet, JSON Lines) or a form's file part as a table to store,
     read under ``limit`` bytes. A form's ``name`` field comes before ``name``, and the
-    file's stem after it; a form's file's format is told by its name."""
-    if body.media_type == MULTIPART:
-        name = form_name(body.form.get("name")) or name or filename_stem(body.filename)
-        fmt = file_format(body.filename)
-    else:
-        fmt = TABLES[body.media_type]
-    return TableUpload(name, upload_stream(body.stream, limit), fmt, column_types=column_types)
+    file's stem after it; a form's file's format is told by its name. (A form's fields
+    may follow its file: the name is read once the file has been.)"""
+    stream = upload_stream(body.stream, limit)
+    if body.media_type != MULTIPART:
+        return TableUpload(name, stream, TABLES[body.media_type], column_types=column_types)
+
+    def named() -> str:
+        body.complete()
+        return form_name(body.form.get("name")) or name or filename_stem(body.filename)
+
+    return TableUpload(
+        None, stream, file_format(body.filename), column_types=column_types, named=named
+    )

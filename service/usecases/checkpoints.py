@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import Checkpoint, new_id, utcnow
 from service.db.session import Database
-from service.storage import PART_SIZE, BlobUpload, Storage, backend_for, read_parts
+from service.storage import PART_SIZE, BlobUpload, Storage, backend_for, read_parts, write_blob
 
 if TYPE_CHECKING:
     from service.usecases.training.lease import AttemptLease
@@ -86,15 +86,7 @@ def stage(lease: AttemptLease, tensors: bytes, state: dict) -> Staged:
 
 def _write(db: Database, job_id: str, tensors: bytes, state: dict) -> Staged:
     key = f"checkpoints/{job_id}/{new_id()}.safetensors"
-    upload = BlobUpload(db, backend_for(db), key, PART_SIZE)
-    try:
-        view = memoryview(tensors)
-        for start in range(0, len(view), PART_SIZE):  # never more than a part buffered
-            upload.write(view[start : start + PART_SIZE])
-        upload.close()
-    except BaseException:
-        upload.abort()
-        raise
+    upload = write_blob(db, backend_for(db), key, tensors, PART_SIZE)
     return Staged(db, job_id, key, upload, state)
 
 

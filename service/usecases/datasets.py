@@ -15,20 +15,23 @@ from service.config import Settings
 from service.db.models import ACTIVE_STATUSES, Dataset, Job, new_id
 from service.db.session import Database
 from service.ml import DataError, ingest, tabular
-from service.storage import BlobUpload, backend_for, storage
+from service.storage import DISCARDED, BlobUpload, backend_for, remove_discarded, storage
 from service.usecases.errors import Conflict, NotFound
 
 
 @dataclass(frozen=True)
 class TableUpload:
     """A table to store: streamed from ``source`` in ``fmt`` (CSV, Parquet or JSON Lines),
-    or given as JSON ``records``; ``column_types`` overrides inferred types by name."""
+    or given as JSON ``records``; ``column_types`` overrides inferred types by name.
+    ``named``, if given, tells the name once ``source`` has been read (a form's fields
+    after its file), and may refuse the upload."""
 
     name: str | None
     source: BinaryIO | None = None
     fmt: str = "csv"
     records: Any = None
     column_types: dict[str, str] | None = None
+    named: Callable[[], str | None] | None = None
 
     @classmethod
     def of_csv(cls, name: str | None, csv: bytes) -> TableUpload:
@@ -67,12 +70,13 @@ def staged_dataset(
             source, upload, fmt=fmt, limits=limits, column_types=table.column_types
         )
         upload.close()
+        name = table.named() if table.named is not None else table.name
 
         def store(session: Session) -> Dataset:
             dataset = Dataset(
                 id=dataset_id,
                 tenant=tenant,
-                name=table.name or "dataset",
+                name=name or "dataset",
                 n_rows=ingested.n_rows,
                 n_columns=len(ingested.columns),
                 columns=ingested.columns,
@@ -132,6 +136,7 @@ def find_dataset(session: Session, tenant: str, dataset_id: str, *, lock: bool =
 def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
     """Delete a dataset no queued or running job needs; finished jobs keep their history."""
     with db.transaction() as session:
+        discarded = session.info.setdefault(DISCARDED, [])
         dataset = find_dataset(session, tenant, dataset_id, lock=True)
         busy = session.scalar(
             select(func.count())
@@ -144,5 +149,8 @@ def delete_dataset(db: Database, tenant: str, dataset_id: str) -> None:
                 "cancel them or wait for them to finish"
             )
         session.execute(update(Job).where(Job.dataset_id == dataset_id).values(dataset_id=None))
-        storage(session, db).delete(dataset.blob_key)
+        # Its parts go once the row's deletion has committed (objects removed before a
+        # rollback would leave the dataset without its bytes).
+        storage(session, db).discard(dataset.blob_key)
         session.delete(dataset)
+    remove_discarded(db, backend_for(db), discarded)

@@ -47,7 +47,10 @@ def _app(**body_options) -> Flask:
                 request.max_content_length = int(request.args["limit"])
             stream = body.stream
             streams.append(stream)
-            return {"read": len(stream.read()), "filename": body.filename}
+            answer = {"read": len(stream.read()), "filename": body.filename}
+            if body.media_type == "multipart/form-data" and body.complete() is not None:
+                answer["data"] = body.data  # a form's fields, after its file was read
+            return answer
 
     api = Api(app)
     api.register_blueprint(blp)
@@ -110,7 +113,7 @@ def test_a_form_gives_its_file_as_a_stream_and_can_be_loaded_by_the_schema():
     answer = loaded.test_client().post(
         "/things", data={"file": (io.BytesIO(b"x"), "t.csv"), "name": "n"}
     )
-    assert answer.get_json() == {"data": {"name": "n"}}
+    assert answer.get_json() == {"read": 1, "filename": "t.csv", "data": {"name": "n"}}
 
 
 @pytest.mark.parametrize("untyped_json", [False, True])

@@ -3,6 +3,8 @@ server) as a fixture parameter, and what a database's blobs left behind."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import func, select
 
@@ -42,3 +44,18 @@ def stored(db: Database, prefix: str = "") -> tuple[int, int, list[str]]:
     backend = backend_for(db)
     objects = backend.listing() if isinstance(backend, ObjectParts) else []
     return rows, parts, [path for path in objects if path.startswith(prefix)]
+
+
+@pytest.fixture
+def store_settings(settings, storage_location):
+    """The test settings with blobs in the backend of the parameter."""
+    url, endpoint = storage_location
+    return dataclasses.replace(settings, storage_url=url, storage_endpoint=endpoint)
+
+
+@pytest.fixture
+def store_db(store_settings):
+    """The database of ``store_settings``."""
+    database = Database.of(store_settings)
+    yield database
+    database.close()

@@ -84,9 +84,11 @@ class Jobs(MethodView):
     def post(self, body: Body):
         """Submit a training job"""
         svc = services()
-        upload = None
+        upload, request_ = None, None
         if body.media_type == MULTIPART:
+            # The form's fields may follow its file: they are read once the file has been.
             upload = uploaded_table(body, svc.settings.max_upload_bytes)
+            request_ = lambda: jobs.JobRequest(**body.complete())  # noqa: E731
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
             raise InvalidRequest("must be at most 255 characters", "Idempotency-Key")
@@ -95,7 +97,7 @@ class Jobs(MethodView):
             svc.settings,
             svc.publisher,
             tenant(),
-            jobs.JobRequest(**body.data),
+            request_ or jobs.JobRequest(**body.data),
             idempotency_key=key,
             upload=upload,
         )

@@ -6,6 +6,7 @@ queued with ``published_at`` empty and the upkeep loop publishes it (see ``upkee
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
@@ -36,7 +37,7 @@ def submit_job(
     settings: Settings,
     publisher: Publisher,
     tenant: str,
-    request: JobRequest,
+    request: JobRequest | Callable[[], JobRequest],
     *,
     idempotency_key: str | None = None,
     upload: TableUpload | None = None,
@@ -45,8 +46,10 @@ def submit_job(
 
     With ``upload`` (a CSV, Parquet or JSON Lines stream) the table is streamed into
     storage first and the dataset created in the job's transaction, so a rejected job
-    leaves no dataset (and no part of it) behind. With an ``idempotency_key`` already used, the job
-    that key created is returned and nothing new is stored.
+    leaves no dataset (and no part of it) behind; ``request`` may then be a function that
+    gives it once the upload was read (a form's fields after its file). With an
+    ``idempotency_key`` already used, the job that key created is returned and nothing
+    new is stored.
     """
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
     if scoped_key:
@@ -58,6 +61,8 @@ def submit_job(
             with db.transaction() as session:  # refuse before reading gigabytes
                 _check_active_jobs(session, settings, tenant)
             with staged_dataset(db, settings, tenant, upload) as store:
+                if callable(request):
+                    request = request()
                 with db.transaction() as session:
                     _check_active_jobs(session, settings, tenant)
                     dataset = store(session)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.db.models import EpochMetric, Job, JobStatus, ModelVersion, new_id
 from service.ml.inference import ModelBundle
 from service.ml.tabular import ColumnType
-from service.storage import storage
+from service.storage import BlobUpload, Storage, backend_for, write_blob
 from service.usecases.training.lease import AttemptLease, metrics_of
 
 log = logging.getLogger("service.usecases.training")
@@ -27,16 +27,45 @@ def store_model(
     lease: AttemptLease, bundle: ModelBundle, metrics: dict, stop_reason: str | None = None
 ) -> tuple[str, int]:
     """Make the trained ``bundle`` the next version of the job's model and end the job
-    succeeded; returns (name, version). ``stop_reason``: why training ended early."""
+    succeeded; returns (name, version). ``stop_reason``: why training ended early.
+
+    The weights' parts are written first, as a ``writing`` blob, and marked ready by the
+    transaction that adds the version (like an upload), so a try that rolls back leaves
+    no object behind in an object store."""
     stored = _Stored(bundle, bundle.weights(), bundle.describe(), metrics, stop_reason)
-    for _ in range(VERSION_TRIES):
-        try:
-            name, version = lease.write(lambda session: _add_version(session, lease, stored))
-        except IntegrityError:
-            continue  # another job of the same model took this version number: try the next
-        log.info("job %s: succeeded as %s version %d", lease.job_id, name, version)
-        return name, version
-    raise RuntimeError(f"could not allocate a model version after {VERSION_TRIES} tries")
+    version_id, weights = lease.retry(lambda: _write_weights(lease, stored.weights))
+    try:
+        for _ in range(VERSION_TRIES):
+            try:
+                name, version = lease.write(
+                    lambda session: _add_version(session, lease, stored, version_id, weights)
+                )
+            except IntegrityError:
+                continue  # another job of the same model took this version number: try the next
+            log.info("job %s: succeeded as %s version %d", lease.job_id, name, version)
+            return name, version
+        raise RuntimeError(f"could not allocate a model version after {VERSION_TRIES} tries")
+    except BaseException:
+        _remove_unless_stored(lease, weights.key)
+        raise
+
+
+def _write_weights(lease: AttemptLease, data: bytes) -> tuple[str, BlobUpload]:
+    version_id = new_id()
+    key = f"models/{version_id}.safetensors"
+    return version_id, write_blob(lease.db, backend_for(lease.db), key, data)
+
+
+def _remove_unless_stored(lease: AttemptLease, key: str) -> None:
+    """Remove the weights unless a committed version points to them (a commit whose answer
+    was lost); a failure here leaves the ``writing`` blob to the upkeep loop."""
+    try:
+        with lease.db.transaction() as session:
+            if session.scalar(select(ModelVersion.id).where(ModelVersion.weights_key == key)):
+                return
+            Storage(session, backend_for(lease.db)).delete(key)
+    except Exception:  # noqa: BLE001
+        log.exception("could not remove the unused weights %s; the sweeper will", key)
 
 
 @dataclass(frozen=True)
@@ -50,7 +79,9 @@ class _Stored:
     stop_reason: str | None
 
 
-def _add_version(session: Session, lease: AttemptLease, stored: _Stored) -> tuple[str, int]:
+def _add_version(
+    session: Session, lease: AttemptLease, stored: _Stored, version_id: str, weights: BlobUpload
+) -> tuple[str, int]:
     job = session.get(Job, lease.job_id)
     version = next_version(session, job.tenant, job.model_name)
     lease.end(
@@ -65,9 +96,7 @@ def _add_version(session: Session, lease: AttemptLease, stored: _Stored) -> tupl
             EpochMetric.job_id == job.id, EpochMetric.epoch == stored.metrics["epoch"]
         )
     )
-    version_id = new_id()
-    key = f"models/{version_id}.safetensors"
-    storage(session, lease.db).put(key, stored.weights)
+    weights.commit(session)
     session.add(
         ModelVersion(
             id=version_id,
@@ -83,7 +112,7 @@ def _add_version(session: Session, lease: AttemptLease, stored: _Stored) -> tupl
             hyperparameters=job.hyperparameters,
             metrics={**(metrics_of(best) if best else {}), **stored.metrics},
             description=stored.description,
-            weights_key=key,
+            weights_key=weights.key,
             weights_sha256=hashlib.sha256(stored.weights).hexdigest(),
         )
     )
