@@ -270,7 +270,7 @@ def _split_targets(
     if k >= 2:  # k-fold bagging: every row trains (and validates out of its fold)
         stratified_folds(codes, k, seed).astype(np.int64).tofile(out / "folds.i64")
     else:
-        validation_mask(codes, validation_fraction, seed, out=is_val)
+        validation_mask(codes, validation_fraction, seed, out=is_val, scratch=out)
     return _Split(labels, codes, is_val)
 
 

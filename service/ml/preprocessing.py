@@ -23,6 +23,7 @@ and estimated from a uniform sample beyond):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -222,17 +223,23 @@ SPLIT_CHUNK = 1 << 16
 
 
 def validation_mask(
-    codes: np.ndarray, fraction: float, seed: int, out: np.ndarray | None = None
+    codes: np.ndarray,
+    fraction: float,
+    seed: int,
+    out: np.ndarray | None = None,
+    scratch: Path | None = None,
 ) -> np.ndarray:
     """Which rows validate: in each class a uniformly random ``round(fraction * n)`` of
     its ``n`` rows (at least one in each part when the class has two rows or more).
 
-    Drawn chunk by chunk (``SPLIT_CHUNK`` rows, in order): a chunk's share of each class's
-    remaining quota is a hypergeometric draw, then that many of the chunk's rows of the
-    class are picked at random. The result is the same uniform choice as permuting each
-    class's rows at once, but nothing of the size of ``codes`` is held besides ``out``,
-    so ``codes`` and ``out`` may be memory maps. Depends only on ``codes``, ``fraction``
-    and ``seed``.
+    Each class's row numbers, in order, are permuted with the seeded generator (one
+    class after another, in code order) and the first ``round(fraction * n)`` validate:
+    the split every earlier version drew, so that a job checkpointed before this code
+    resumes on the rows it started with. ``codes`` is read ``SPLIT_CHUNK`` rows at a
+    time, so ``codes`` and ``out`` may be memory maps; with ``scratch`` (a directory)
+    the one class's row numbers being permuted are a memory-mapped file there too, and
+    nothing with an entry per row is held in memory. Depends only on ``codes``,
+    ``fraction`` and ``seed``.
 
     Parameters
     ----------
@@ -240,33 +247,45 @@ def validation_mask(
         Class codes 0..n_classes-1, one per row (any integer dtype).
     out:
         A boolean array of the same length to fill (for instance a memory map).
+    scratch:
+        A directory for the working file (removed before returning); ``None``: memory.
     """
     n = len(codes)
     mask = np.zeros(n, dtype=bool) if out is None else out
+    mask[:] = False
     counts = np.zeros(1, dtype=np.int64)
     for start in range(0, n, SPLIT_CHUNK):
         here = np.bincount(np.asarray(codes[start : start + SPLIT_CHUNK]))
         counts = _padded(counts, len(here)) + _padded(here, len(counts))
-    wanted = np.rint(fraction * counts).astype(np.int64)
-    wanted = np.where(counts >= 2, np.clip(wanted, 1, np.maximum(counts - 1, 1)), 0)
-    remaining = counts.copy()
     rng = np.random.default_rng(seed)
-    for start in range(0, n, SPLIT_CHUNK):
-        chunk = np.asarray(codes[start : start + SPLIT_CHUNK])
-        here = np.bincount(chunk, minlength=len(counts))
-        taken = rng.hypergeometric(wanted, remaining - wanted, here)
-        wanted -= taken
-        remaining -= here
-        # The chunk's rows by class, in random order within each class; the first
-        # ``taken`` of each class validate.
-        order = np.argsort(chunk + rng.random(len(chunk)))
-        by_class = chunk[order]
-        first = np.cumsum(here) - here
-        chosen = np.arange(len(chunk)) - first[by_class] < taken[by_class]
-        part = np.zeros(len(chunk), dtype=bool)
-        part[order[chosen]] = True
-        mask[start : start + len(chunk)] = part
+    for code in np.flatnonzero(counts):
+        rows = _class_rows(codes, int(code), int(counts[code]), scratch)
+        rng.shuffle(rows)
+        n_val = int(round(fraction * len(rows)))
+        n_val = min(max(n_val, 1), len(rows) - 1) if len(rows) >= 2 else 0
+        for start in range(0, n_val, SPLIT_CHUNK):
+            mask[np.asarray(rows[start : min(start + SPLIT_CHUNK, n_val)])] = True
+        del rows
+    if scratch is not None:
+        (Path(scratch) / _CLASS_ROWS).unlink(missing_ok=True)
     return mask
+
+
+_CLASS_ROWS = "class-rows.tmp.i64"
+
+
+def _class_rows(codes: np.ndarray, code: int, count: int, scratch: Path | None) -> np.ndarray:
+    """The row numbers of class ``code``, ascending: in memory, or a map in ``scratch``."""
+    if scratch is None:
+        rows = np.empty(count, dtype=np.int64)
+    else:
+        rows = np.memmap(Path(scratch) / _CLASS_ROWS, np.int64, "w+", shape=(count,))
+    at = 0
+    for start in range(0, len(codes), SPLIT_CHUNK):
+        found = np.flatnonzero(np.asarray(codes[start : start + SPLIT_CHUNK]) == code) + start
+        rows[at : at + len(found)] = found
+        at += len(found)
+    return rows
 
 
 def _padded(values: np.ndarray, length: int) -> np.ndarray:

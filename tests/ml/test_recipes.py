@@ -218,13 +218,19 @@ def test_tabular_bundle_round_trip_and_exports_match_predict(squash):
     np.testing.assert_allclose(onnx_out, expected, atol=1e-5)
 
 
+# Float32 rounding: how far two CPUs' kernels may put the same computation apart.
+FP32 = 1e-6
+
+
 def test_bundle_stored_before_the_recipes_predicts_identically():
     description = json.loads((FIXTURE / "model.json").read_text())
     expected = json.loads((FIXTURE / "expected.json").read_text())
     bundle = ModelBundle.load(description, (FIXTURE / "weights.safetensors").read_bytes())
     assert bundle.arch.kind == "mlp" and isinstance(bundle.network, torch.nn.Sequential)
     proba = bundle.predict_records(expected["records"], max_columns=100, max_cell_chars=100)
-    np.testing.assert_array_equal(proba, np.array(expected["probabilities"]))
+    # Within float32 rounding, not bit for bit: the fixture was computed on another CPU,
+    # whose matrix kernels round differently (1.6e-8 apart on an AVX-512 Xeon).
+    np.testing.assert_allclose(proba, np.array(expected["probabilities"]), rtol=0, atol=FP32)
     assert bundle.labels(proba) == expected["labels"]
     # Described again (now with the new fields at their old-behaviour defaults), the same.
     again = ModelBundle.load(bundle.describe(), bundle.weights())
@@ -305,5 +311,8 @@ def test_a_job_stored_before_the_recipes_resumes_from_its_checkpoint_exactly():
     _, state = trainer.final_state()
     expected = load_safetensors((folder / "final.safetensors").read_bytes())
     assert set(state) == set(expected)
+    # As close as float32 rounding on another CPU allows (the fixture's machine; 9e-10
+    # apart here). A lost optimizer state or a different validation split moves the
+    # weights by 1e-3 and more; on one machine, resume is bit for bit (test_checkpoint).
     for key, value in expected.items():
-        assert torch.equal(state[key], value), key
+        torch.testing.assert_close(state[key], value, rtol=0, atol=FP32, msg=key)

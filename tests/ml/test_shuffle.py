@@ -97,23 +97,39 @@ def test_batches_are_full_across_windows():
     assert sizes == [25] * (n // 25) + ([n % 25] if n % 25 else [])
 
 
-def test_the_validation_mask_keeps_each_class_share_whatever_the_chunking(monkeypatch):
+def _split_before_issue_12(codes, fraction, seed):
+    """The split as every version before the bounded-memory worker drew it (4ee908c)."""
+    rng = np.random.default_rng(seed)
+    validation = []
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        n_val = int(round(fraction * len(rows)))
+        n_val = min(max(n_val, 1), len(rows) - 1) if len(rows) >= 2 else 0
+        validation.append(rows[:n_val])
+    return np.sort(np.concatenate(validation))
+
+
+def test_the_validation_mask_is_the_split_earlier_versions_drew_whatever_the_chunking(
+    monkeypatch, tmp_path
+):
+    """A job checkpointed by an earlier version resumes on the same validation rows."""
     rng = np.random.default_rng(0)
     codes = rng.choice(4, size=5000, p=[0.7, 0.2, 0.099, 0.001])
     codes[:3] = 3  # a rare class of a few rows
+    codes[3] = 5  # a class of one row (and code 4 absent)
     counts = np.bincount(codes)
-    masks = {}
+    before = _split_before_issue_12(codes, 0.2, seed=4)
     for chunk in (1 << 16, 997, 64):
         monkeypatch.setattr(preprocessing, "SPLIT_CHUNK", chunk)
-        mask = validation_mask(codes, 0.2, seed=4)
-        per_class = np.bincount(codes[mask], minlength=4)
-        expected = [min(max(round(0.2 * c), 1), c - 1) if c >= 2 else 0 for c in counts]
-        assert per_class.tolist() == expected
-        assert (mask == validation_mask(codes, 0.2, seed=4)).all()  # seeded
+        for scratch in (None, tmp_path):
+            mask = validation_mask(codes, 0.2, seed=4, scratch=scratch)
+            assert np.flatnonzero(mask).tolist() == before.tolist()
+            per_class = np.bincount(codes[mask], minlength=len(counts))
+            expected = [min(max(round(0.2 * c), 1), c - 1) if c >= 2 else 0 for c in counts]
+            assert per_class.tolist() == expected
         assert not (mask == validation_mask(codes, 0.2, seed=5)).all()
-        masks[chunk] = mask
-    # Chunks draw differently, but each class's validation rows spread over the table.
-    position = np.flatnonzero(masks[64] & (codes == 0)).mean() / len(codes)
+        assert list(tmp_path.iterdir()) == []  # the working file is gone
+    position = np.flatnonzero(mask & (codes == 0)).mean() / len(codes)
     assert 0.4 < position < 0.6
 
 
