@@ -20,7 +20,7 @@ Every model runs on one thread. It prints held-out accuracy, log-loss, expected
 calibration error (15 equal-width bins of the top probability) and training seconds per
 table, and their means (``gap``: the first model minus the best baseline; ``vs logistic``:
 minus logistic regression, on tables under 2,000 rows). Each (table, model, holdout)
-result is cached as JSON under ``bench/.cache/accuracy-2/`` keyed by the model's full
+result is cached as JSON under ``bench/.cache/accuracy/`` keyed by the model's full
 configuration, so an interrupted run resumes and a new recipe only trains itself;
 ``--fresh`` ignores the cache.
 
@@ -59,9 +59,7 @@ from service.ml.preprocessing import LabelEncoder, label_key, stratified_split  
 from service.ml.tabular import infer_columns, read_csv  # noqa: E402
 from service.ml.training import TrainingConfig  # noqa: E402
 
-# The holdouts' draws are part of the key: "accuracy-2" since stratified_split draws
-# each class's rows chunk by chunk (preprocessing.validation_mask, issue 12).
-CACHE = ROOT / "bench" / ".cache" / "accuracy-2"
+CACHE = ROOT / "bench" / ".cache" / "accuracy"
 BASELINES = ("lightgbm", "hgb", "logistic", "sklearn_mlp")
 # Today's plain recipe, spelled out (the defaults before issue 13).
 PLAIN = {"recipe": "plain"}
