@@ -97,3 +97,20 @@ def run_queued(app, before_each=None) -> list[str]:
             run_training(svc.database, svc.settings, job_id, "test", [stop_hopeless_trials])
             after_trial(svc.database, svc.settings, svc.publisher, job_id)
             ran.append(job_id)
+
+
+def kill_first_attempt_after(monkeypatch, epoch: int):
+    """Make a job's first attempt die like a killed worker (``SystemExit``) right after
+    ``epoch``'s record and checkpoint are written; returns the real ``record_epoch``, to
+    put back for a run that should not die."""
+    from service.usecases.training import run as training_run
+
+    original = training_run.record_epoch
+
+    def die_after(lease, record, checkpoint):
+        original(lease, record, checkpoint)
+        if record.epoch == epoch and lease.number == 1:
+            raise SystemExit("worker killed")
+
+    monkeypatch.setattr(training_run, "record_epoch", die_after)
+    return original

@@ -24,7 +24,7 @@ from service.usecases.training import AttemptLease, LeaseLost, run_training
 from service.usecases.training import lease as training_lease
 from service.usecases.training import run as training_run
 from tests.support.storage import stored
-from tests.support.training import queued_job
+from tests.support.training import kill_first_attempt_after, queued_job
 
 PART = 1000
 TENSORS = bytes(range(256)) * 41 + b"tail"  # 10 500 bytes: 11 parts of PART
@@ -141,14 +141,7 @@ def test_a_resumed_job_is_identical_to_an_uninterrupted_one(
 ):
     """The first attempt dies after epoch 2 with its checkpoint in several parts; the
     second resumes at 3 and gets the same losses as an uninterrupted run."""
-    original = training_run.record_epoch
-
-    def die_after_second_epoch(lease, record, checkpoint):
-        original(lease, record, checkpoint)
-        if record.epoch == 2 and lease.number == 1:
-            raise SystemExit("worker killed")
-
-    monkeypatch.setattr(training_run, "record_epoch", die_after_second_epoch)
+    original = kill_first_attempt_after(monkeypatch, epoch=2)
     with pytest.raises(SystemExit):
         run_training(store_db, store_settings, job_id, "a")
     assert row(store_db, job_id).epoch == 2

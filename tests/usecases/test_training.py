@@ -9,7 +9,7 @@ from service.db.models import Checkpoint, EpochMetric, Job, ModelVersion, utcnow
 from service.usecases import jobs, training
 from service.usecases.training import AttemptLease, LeaseLost, Outcome, Stop, run_training
 from service.usecases.training import run as training_run
-from tests.support.training import queued_job
+from tests.support.training import kill_first_attempt_after, queued_job
 
 
 @pytest.fixture
@@ -122,14 +122,7 @@ def test_two_jobs_of_one_model_get_consecutive_versions(db, settings, publisher,
 def test_a_new_attempt_resumes_after_the_last_checkpoint(db, settings, job_id, monkeypatch):
     """The first attempt dies after epoch 2 (its lease lapses); the second resumes at 3 and
     ends with exactly epochs 1..3, the same metrics as an uninterrupted run."""
-    original = training_run.record_epoch
-
-    def die_after_second_epoch(lease, record, checkpoint):
-        original(lease, record, checkpoint)
-        if record.epoch == 2 and lease.number == 1:
-            raise SystemExit("worker killed")
-
-    monkeypatch.setattr(training_run, "record_epoch", die_after_second_epoch)
+    original = kill_first_attempt_after(monkeypatch, epoch=2)
     with pytest.raises(SystemExit):
         run_training(db, settings, job_id, "a")
     with db.transaction() as session:
