@@ -50,6 +50,34 @@ def test_upload_json_records(client):
     ]
 
 
+#: ?column_types= declaring the column ``zip`` categorical.
+_ZIP_QUERY = "column_types=%7B%22zip%22%3A%22categorical%22%7D"
+
+
+def _assert_zips_typed(response) -> None:
+    """``response`` made the dataset ``zips`` with ``zip`` declared categorical."""
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["name"] == "zips"
+    assert {c["name"]: c["type"] for c in body["columns"]} == {
+        "zip": "categorical",
+        "y": "categorical",
+    }
+
+
+def test_json_records_take_the_querys_column_types_and_name(client):
+    records = [{"zip": 1, "y": "a"}, {"zip": 2, "y": "b"}]
+    query = "?name=zips&" + _ZIP_QUERY
+    response = client.post("/v1/datasets" + query, json={"records": records})
+    _assert_zips_typed(response)
+    named = client.post("/v1/datasets?name=query", json={"name": "body", "records": records})
+    assert named.get_json()["name"] == "body"  # the body's name wins, as a form's does
+    bad = client.post(
+        "/v1/datasets?column_types=%7B%22nope%22%3A%22numeric%22%7D", json={"records": records}
+    )
+    assert bad.status_code == 400 and "column_types.nope" in bad.get_json()["errors"]
+
+
 @pytest.mark.parametrize(
     "kwargs, status, field",
     [
@@ -232,12 +260,6 @@ def test_a_forms_column_types_types_its_file_as_the_query_does(client, tmp_path,
     if where == "form":
         parts.insert(0, ("column_types", _TYPES, None))
     _form(form, parts, "xyz")
-    query = "?column_types=%7B%22zip%22%3A%22categorical%22%7D" if where == "query" else ""
+    query = "?" + _ZIP_QUERY if where == "query" else ""
     response = _post_form(client, form, "xyz", query)
-    assert response.status_code == 201, response.get_json()
-    body = response.get_json()
-    assert body["name"] == "zips"
-    assert {c["name"]: c["type"] for c in body["columns"]} == {
-        "zip": "categorical",
-        "y": "categorical",
-    }
+    _assert_zips_typed(response)

@@ -92,7 +92,8 @@ class Datasets(MethodView):
         DatasetUploadSchema,
         tables=True,
         multipart=True,
-        description="JSON records; a CSV, Parquet or JSON Lines body (name in ?name=; CSV "
+        description="JSON records (?column_types= applies; the body's name wins over "
+        "?name=); a CSV, Parquet or JSON Lines body (name in ?name=; CSV "
         "may be gzip- or zstd-compressed); or a form with `file`, optional `name` (before "
         "?name=) and optional `column_types` (before the `file` part; not also in the "
         "query); any other form field is a 400. A table body is read as it streams in, "
@@ -125,7 +126,11 @@ class Datasets(MethodView):
         """Upload a dataset (CSV, Parquet, JSON Lines or JSON records)"""
         svc = services()
         if body.media_type == JSON:
-            table = datasets.TableUpload(body.data.get("name"), records=body.data["records"])
+            table = datasets.TableUpload(
+                body.data.get("name") or args.get("name"),
+                records=body.data["records"],
+                column_types=args.get("column_types"),
+            )
         elif body.media_type == MULTIPART:
             table = _form_table(args, body, svc.settings.max_upload_bytes)
         else:
