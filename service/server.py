@@ -19,6 +19,18 @@ gunicorn offers, bench/README.md), with two changes:
   never wait for them. The pool's threads (and the threads an upload starts) run at a
   lower CPU priority (nice +10) than the main thread, so that a multi-GB upload yields
   a core to each predict as it arrives.
+- **Short requests away from uploads.** A short request served beside an upload in the
+  same process waits for the upload's Python parts (the byte guard, the checks, the
+  summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
+  GIL, up to CPython's switch interval each time, several times a request. So while a
+  process runs a long request with a body (an upload, a batch predict; not an event
+  stream, which mostly sleeps) and there are other processes (``workers`` > 1), it
+  leaves new connections to them: a readable listening socket is left alone for
+  :data:`ACCEPT_DEFER_SECONDS`, after which the process accepts what no other process
+  took (every process busy, or none waiting); and each connection it kept alive from
+  before closes after its next answer (``Connection: close``), so that its client's
+  next connection lands on another process. A process with only event streams, or the
+  only process, serves as before.
 
 Every error gunicorn answers itself (a malformed request line, a URI or header over
 the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's own.
@@ -153,18 +165,24 @@ class HybridWorker(SyncWorker):
     (module docstring)."""
 
     def init_process(self):
+        self.prepare()
+        super().init_process()
+
+    def prepare(self) -> None:
+        """The worker's own state, before gunicorn's ``init_process`` runs the loop."""
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, self.cfg.threads),
             thread_name_prefix="long-request",
             initializer=_lower_priority,
         )
-        self.long_requests = 0
+        # Long requests with a body (uploads, batch predicts) in the pool: CPU-heavy, unlike
+        # event streams, which mostly sleep.
+        self.uploads = 0
         self._count = threading.Lock()
         self.idle: dict[socket.socket, Connection] = {}
         # Listeners whose new connections wait, while long requests run here, for
         # another process to take them: listener -> when this process accepts one.
         self.deferred: dict[socket.socket, float] = {}
-        super().init_process()
 
     def run(self):
         self.poller = selectors.DefaultSelector()
@@ -240,7 +258,7 @@ class HybridWorker(SyncWorker):
     def _busy(self) -> bool:
         """Whether this process runs long requests while other processes could take its
         short ones: their predicts would share its GIL (and cores) with an upload."""
-        return self.long_requests > 0 and self.cfg.workers > 1
+        return self.uploads > 0 and self.cfg.workers > 1
 
     def _defer(self, listener) -> None:
         """Leave the listener's next connection to the other processes for
@@ -284,14 +302,16 @@ class HybridWorker(SyncWorker):
                 if is_long(req):
                     # A vanished client frees its thread after the worker timeout.
                     conn.client.settimeout(self.cfg.timeout or None)
-                    with self._count:
-                        self.long_requests += 1
+                    upload = req.method != "GET"  # a body, not an event stream
+                    if upload:
+                        with self._count:
+                            self.uploads += 1
                     if self._busy():
                         # The kept connections move to the other processes: each one's
                         # next answer closes it, and its client connects anew.
                         for kept in self.idle.values():
                             kept.move = True
-                    self.pool.submit(self._threaded, conn, req)
+                    self.pool.submit(self._threaded, conn, req, upload)
                     return
                 if not self._respond(conn, req, keepalive=True):
                     break
@@ -310,15 +330,16 @@ class HybridWorker(SyncWorker):
         self.idle[conn.client] = conn  # in expiry order: the keepalive is one for all
         self.poller.register(conn.client, selectors.EVENT_READ, self._resume)
 
-    def _threaded(self, conn: Connection, req) -> None:
+    def _threaded(self, conn: Connection, req, upload: bool) -> None:
         try:
             self._respond(conn, req, keepalive=False)
         except BaseException as exc:  # noqa: BLE001 - as in _serve()
             self._failed(req, conn.client, conn.addr, exc)
         finally:
             util.close_graceful(conn.client)
-            with self._count:
-                self.long_requests -= 1
+            if upload:
+                with self._count:
+                    self.uploads -= 1
 
     def _respond(self, conn: Connection, req, *, keepalive: bool) -> bool:
         """Run the application for one request and send its answer; whether the
