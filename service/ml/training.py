@@ -328,7 +328,7 @@ class Trainer:
         """The whole training state after the last finished epoch (see ``checkpoint``)."""
         return save_checkpoint(self)
 
-    def restore(self, tensors: bytes, state: dict) -> None:
+    def restore(self, tensors: bytes | dict[str, torch.Tensor], state: dict) -> None:
         """Continue from a :meth:`checkpoint`; the next :meth:`fit` starts one epoch later."""
         load_checkpoint(self, tensors, state)
 
