@@ -76,7 +76,7 @@ def read_tensors(parts: Iterable[bytes]) -> dict[str, torch.Tensor]:
             spool.write(part)
         spool.flush()
         with safe_open(spool.name, framework="pt") as file:
-            return {name: file.get_tensor(name).clone() for name in file.keys()}  # noqa: SIM118
+            return {name: file.get_tensor(name).clone() for name in file.keys()}
 
 
 def load_checkpoint(

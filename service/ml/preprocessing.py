@@ -260,7 +260,10 @@ def validation_mask(
     rng = np.random.default_rng(seed)
     for code in np.flatnonzero(counts):
         rows = _class_rows(codes, int(code), int(counts[code]), scratch)
-        rng.shuffle(rows)
+        # Shuffled as a plain array (a view of the same memory): numpy shuffles an
+        # ndarray subclass such as a memmap element by element through Python
+        # (5.7 of the 8.2 CPU-seconds of encoding 1M rows), with the same draws.
+        rng.shuffle(rows.view(np.ndarray))
         n_val = int(round(fraction * len(rows)))
         n_val = min(max(n_val, 1), len(rows) - 1) if len(rows) >= 2 else 0
         for start in range(0, n_val, SPLIT_CHUNK):
