@@ -17,8 +17,8 @@ gunicorn offers, bench/README.md), with two changes:
   not a process, and the main thread goes on serving predictions and health checks.
   When every pool thread is busy, further long requests wait for one; short requests
   never wait for them. The pool's threads (and the threads an upload starts) run at a
-  lower CPU priority (nice +10) than the main thread, so that a multi-GB upload yields
-  a core to each predict as it arrives.
+  lower CPU priority than the main thread (Linux's ``SCHED_IDLE``, and nice +10), so
+  that a multi-GB upload yields a core to each predict as it arrives.
 - **Short requests away from uploads.** A short request served beside an upload in the
   same process waits for the upload's Python parts (the byte guard, the checks, the
   summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
@@ -151,13 +151,19 @@ class Connection:
 def _lower_priority() -> None:
     """Give this thread (and the threads it starts, which inherit it) a lower CPU
     priority than the process's main thread: an upload's parse, summaries and writes
-    yield a core to a predict or health check as soon as one arrives (nice
-    ``LONG_REQUEST_NICE`` higher; Linux schedules threads apart). Where the system does
-    not allow it, nothing changes."""
+    yield a core to a predict or health check as soon as one arrives. On Linux the
+    thread runs under ``SCHED_IDLE``: a waking thread of the normal policy preempts it
+    at once, where with a higher nice alone the kernel (EEVDF) may first let it finish
+    its slice (bench/README.md, "p99 during an upload"). It gets whatever CPU the
+    service's normal threads leave, and its process's full share against other
+    processes. Its nice is also ``LONG_REQUEST_NICE`` higher, which is what remains
+    where the policy cannot be set; where neither can, nothing changes."""
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):
-        thread = threading.get_native_id()
         now = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, now + LONG_REQUEST_NICE))
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
 
 
 class HybridWorker(SyncWorker):

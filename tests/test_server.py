@@ -63,11 +63,14 @@ def test_long_request_threads_run_at_a_lower_priority_than_the_main_thread():
     main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     seen = {}
 
+    def priority():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), os.sched_getscheduler(0)
+
     def long_request():
         _lower_priority()
-        seen["own"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["own"] = priority()
         child = threading.Thread(  # an upload's own threads inherit it
-            target=lambda: seen.update(child=os.getpriority(os.PRIO_PROCESS, 0))
+            target=lambda: seen.update(child=priority())
         )
         child.start()
         child.join()
@@ -75,9 +78,9 @@ def test_long_request_threads_run_at_a_lower_priority_than_the_main_thread():
     thread = threading.Thread(target=long_request)
     thread.start()
     thread.join()
-    expected = min(19, main + LONG_REQUEST_NICE)
+    expected = (min(19, main + LONG_REQUEST_NICE), os.SCHED_IDLE)
     assert seen["own"] == seen["child"] == expected
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
+    assert priority() == (main, os.SCHED_OTHER)
 
 
 # --- which process takes a connection: HybridWorker's run loop in threads of this process,

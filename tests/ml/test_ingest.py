@@ -8,7 +8,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from service.ml import DataError, ingest
+from service.ml import DataError, csvchunks, ingest
 from service.ml.csvcheck import CsvGuard
 from service.ml.stats import TableAccumulator
 
@@ -21,6 +21,9 @@ def _small_groups(monkeypatch):
     monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 700)
     monkeypatch.setattr(ingest, "BLOCK_BYTES", 16 * 1024)
     monkeypatch.setattr(ingest, "INFER_BYTES", 32 * 1024)
+    # Many chunks parsed at once, too.
+    monkeypatch.setattr(csvchunks, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(csvchunks, "READ_BYTES", 4 * 1024)
 
 
 def _csv(rows: int) -> bytes:
