@@ -11,6 +11,7 @@ maps such as the cache do not count). The child reports its CPU seconds per phas
 time, unlike wall time, hardly moves with the load of a shared machine).
 
     python bench/job_memory.py --rows 1000000 4000000 [--scratch /tmp/job-memory]
+        [--data /tmp/trainserve-scale]
 
 At the end: the largest size's peak RssAnon and CPU seconds over the smallest's.
 """
@@ -53,18 +54,23 @@ report["val_accuracy"] = trainer.validation_step()[1]
 print("REPORT", json.dumps(report))
 """
 
-def stored_table(scratch: Path, rows: int) -> tuple[Path, dict[str, str]]:
-    """The size's table as the service stores it (Parquet) and its column types."""
+
+def stored_table(scratch: Path, rows: int, data: Path | None = None) -> tuple[Path, dict[str, str]]:
+    """The size's table as the service stores it (Parquet) and its column types; the CSV
+    is ``data/table-<rows>.csv`` if there is one (``scale.py --data``), else made here."""
     from service.ml.ingest import Limits, ingest
 
     parquet = scratch / f"table-{rows}.parquet"
     types_file = parquet.with_suffix(".types.json")
     if not types_file.exists():
-        csv = scratch / f"table-{rows}.csv"
-        make_csv(csv, rows)
+        given = data / f"table-{rows}.csv" if data else None
+        csv = given if given and given.exists() else scratch / f"table-{rows}.csv"
+        if csv != given:
+            make_csv(csv, rows)
         with open(csv, "rb") as source, open(parquet, "wb") as sink:
             stored = ingest(source, sink, fmt="csv", limits=Limits(rows, 100))
-        csv.unlink()
+        if csv != given:
+            csv.unlink()
         types_file.write_text(json.dumps(stored.types))
     types = json.loads(types_file.read_text())
     types.pop("label")
@@ -112,11 +118,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/job-memory"))
+    parser.add_argument(
+        "--data", type=Path, help="where table-<rows>.csv may already be (scale.py --data)"
+    )
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
     results = {}
     for rows in args.rows:
-        parquet, types = stored_table(args.scratch, rows)
+        parquet, types = stored_table(args.scratch, rows, args.data)
         out = args.scratch / f"encoded-{rows}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         load = os.getloadavg()[0]

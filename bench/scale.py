@@ -26,8 +26,16 @@ average is recorded before and after every run: on a shared machine it says how 
 absolute figures are from an idle one's.
 
     python bench/scale.py --rows 1000000 5000000 20000000 [--deployments embedded production]
+        [--phases upload train predict p99]
 
-Writes a Markdown table to stdout and JSON to bench/scale-results.json. Nothing is
+``--phases`` (default all four) measures only some of them. A phase that is left out
+but needed by another is done at the least cost and not reported: without ``train``,
+the model that ``predict`` and ``p99`` use is trained (one epoch) on the table's first
+100,000 rows, uploaded apart; the table itself is uploaded only for ``upload`` or
+``train``. RssAnon is sampled whatever the phases.
+
+Writes a Markdown table to stdout and JSON to bench/scale-results.json (``--results``;
+a run of some phases writes to the temporary directory unless told). Nothing is
 downloaded. Sizes take disk: about 180 bytes a row of CSV, plus the stored Parquet and
 the worker's cache.
 """
@@ -68,6 +76,10 @@ BATCH = 1024
 HIDDEN = [64, 64]
 EPOCHS = 2
 CONCURRENT_UPLOAD_BYTES = 2 * 10**9
+PHASES = ("upload", "train", "predict", "p99")
+# Without the train phase, the model that predict and p99 need is trained on this many
+# of the table's first rows (the same network: its predict costs what the full one's do).
+MODEL_ONLY_ROWS = 100_000
 # The job: the plain recipe, the raw loop's network and batch size.
 JOB_HYPERPARAMETERS = {
     "recipe": "plain",
@@ -189,18 +201,29 @@ def raw_loop_samples_per_s(rows: int, width: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
-def upload(url: str, path: Path) -> tuple[dict, float]:
+def upload(url: str, path: Path, rows: int | None = None) -> tuple[dict, float]:
+    """Upload ``path`` (only its header and first ``rows`` rows if given); the dataset
+    and the seconds it took."""
     started = time.perf_counter()
     with open(path, "rb") as f:
         response = requests.post(
             f"{url}/v1/datasets",
             params={"name": path.stem},
-            data=f,
+            data=f if rows is None else _head(f, rows),
             headers={"Content-Type": "text/csv"},
             timeout=3600,
         )
     response.raise_for_status()
     return response.json(), time.perf_counter() - started
+
+
+def _head(f, rows: int):
+    yield f.readline()
+    for _ in range(rows):
+        line = f.readline()
+        if not line:
+            return
+        yield line
 
 
 def repeated_rows(path: Path, total: int):
@@ -263,19 +286,50 @@ def cpu_seconds(processes: list[Process]) -> float:
 
 
 def measure(
-    url: str, path: Path, rows: int, size_mb: float, home: Path, processes: list[Process]
+    url: str,
+    path: Path,
+    rows: int,
+    size_mb: float,
+    home: Path,
+    processes: list[Process],
+    phases: set[str],
 ) -> dict:
     result: dict = {}
-    dataset, seconds = upload(url, path)
-    assert dataset["n_rows"] == rows, dataset
-    result["upload_mb_s"] = size_mb / seconds
+    if phases & {"upload", "train"}:
+        dataset, seconds = upload(url, path)
+        assert dataset["n_rows"] == rows, dataset
+        result["upload_mb_s"] = size_mb / seconds
+    if "train" in phases:
+        epochs = train(url, dataset["id"], JOB_HYPERPARAMETERS, result)
+        result["train_samples_s"] = statistics.fmean(e["samples_per_s"] for e in epochs)
+        result["val_accuracy"] = epochs[-1]["val_accuracy"]
+    elif phases & {"predict", "p99"}:
+        small, _ = upload(url, path, rows=MODEL_ONLY_ROWS)
+        train(url, small["id"], JOB_HYPERPARAMETERS | {"epochs": 1}, {})
+    if "predict" in phases:
+        predict(url, path, rows, home, processes, result)
+    if "p99" in phases:
+        result["p99_idle_ms"] = one_row_p99(url, 10)
+        big: list[float] = []
+        uploading = threading.Thread(target=lambda: big.append(upload_big(url, path)))
+        uploading.start()
+        time.sleep(1)
+        result["p99_upload_ms"] = one_row_p99(url, 10)
+        uploading.join()
+        result["big_upload_s"] = big[0] if big else None
+    return result
+
+
+def train(url: str, dataset_id: str, hyperparameters: dict, result: dict) -> list[dict]:
+    """Train the model "scale" on the dataset; its epochs' metrics. The job's wall
+    time goes into ``result["job_s"]``."""
     job = requests.post(
         f"{url}/v1/jobs",
         json={
-            "dataset_id": dataset["id"],
+            "dataset_id": dataset_id,
             "target": "label",
             "model_name": "scale",
-            "hyperparameters": JOB_HYPERPARAMETERS,
+            "hyperparameters": hyperparameters,
         },
         timeout=60,
     ).json()
@@ -288,9 +342,13 @@ def measure(
     result["job_s"] = time.perf_counter() - started
     if state["status"] != "succeeded":
         raise RuntimeError(f"the job {state['status']}: {state.get('error')}")
-    epochs = requests.get(f"{url}/v1/jobs/{job['id']}/metrics", timeout=60).json()["epochs"]
-    result["train_samples_s"] = statistics.fmean(e["samples_per_s"] for e in epochs)
-    result["val_accuracy"] = epochs[-1]["val_accuracy"]
+    return requests.get(f"{url}/v1/jobs/{job['id']}/metrics", timeout=60).json()["epochs"]
+
+
+def predict(
+    url: str, path: Path, rows: int, home: Path, processes: list[Process], result: dict
+) -> None:
+    """Every row of the table (without its label) through the API and the CLI."""
     features = path.with_suffix(".features.csv")
     if not features.exists():
         without_label(path, features)
@@ -326,18 +384,9 @@ def measure(
         capture_output=True,
     )
     result["cli_predict_rows_s"] = rows / (time.perf_counter() - t)
-    result["p99_idle_ms"] = one_row_p99(url, 10)
-    big: list[float] = []
-    uploading = threading.Thread(target=lambda: big.append(upload_big(url, path)))
-    uploading.start()
-    time.sleep(1)
-    result["p99_upload_ms"] = one_row_p99(url, 10)
-    uploading.join()
-    result["big_upload_s"] = big[0] if big else None
-    return result
 
 
-def run(deployment: str, rows: int, path: Path, size_mb: float) -> dict:
+def run(deployment: str, rows: int, path: Path, size_mb: float, phases: set[str]) -> dict:
     home = Path(tempfile.mkdtemp(prefix="trainserve-scale-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -377,7 +426,7 @@ def run(deployment: str, rows: int, path: Path, size_mb: float) -> dict:
             wait_http(f"{url}/healthz", 120, processes[0])
             sampler = AnonSampler(processes)
             sampler.start()
-            result = measure(url, path, rows, size_mb, home, processes)
+            result = measure(url, path, rows, size_mb, home, processes, phases)
             result["rss_anon_mb"] = sampler.stop()
         finally:
             for process in processes:
@@ -401,7 +450,28 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "trainserve-scale"
     )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="what to measure (default all); see the module's docstring",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="where the JSON goes (default bench/scale-results.json for a run of every "
+        "phase; a run of some phases goes to the temporary directory, so that it does not "
+        "replace the committed figures)",
+    )
     args = parser.parse_args()
+    phases = set(args.phases)
+    results_path = args.results or (
+        Path(__file__).with_name("scale-results.json")
+        if phases == set(PHASES)
+        else Path(tempfile.gettempdir()) / f"scale-results-{'-'.join(sorted(phases))}.json"
+    )
+    print(f"results: {results_path}", file=sys.stderr)
     args.data.mkdir(parents=True, exist_ok=True)
     results = []
     for rows in args.rows:
@@ -409,14 +479,16 @@ def main() -> None:
         if not path.exists():
             make_csv(path, rows)
         size_mb = path.stat().st_size / 1e6
-        t = time.perf_counter()
-        pacsv.read_csv(path)
-        read_csv_mb_s = size_mb / (time.perf_counter() - t)
+        read_csv_mb_s = None
+        if "upload" in phases:
+            t = time.perf_counter()
+            pacsv.read_csv(path)
+            read_csv_mb_s = size_mb / (time.perf_counter() - t)
         for deployment in args.deployments:
             load_before = os.getloadavg()[0]
-            raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3)
+            raw = raw_loop_samples_per_s(1_000_000, 20 + 5 + 3) if "train" in phases else None
             try:
-                r = run(deployment, rows, path, size_mb)
+                r = run(deployment, rows, path, size_mb, phases)
             except Exception as exc:  # one failed run must not lose the others' figures
                 print(f"{deployment} at {rows:,} rows failed: {exc!r}", file=sys.stderr)
                 continue
@@ -428,18 +500,19 @@ def main() -> None:
                 "csv_mb": size_mb,
                 "read_csv_mb_s": read_csv_mb_s,
                 "raw_samples_s": raw,
+                "phases": [p for p in PHASES if p in phases],
             }
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
             # Written after every run, so that a run cut short keeps what it measured.
-            Path(__file__).with_name("scale-results.json").write_text(json.dumps(results, indent=2))
+            results_path.write_text(json.dumps(results, indent=2))
     print(table(results))
     print()
     print(growth(results))
 
 
 def table(results: list[dict]) -> str:
-    """The Markdown table of bench/README.md."""
+    """The Markdown table of bench/README.md; "—" where a phase was not measured."""
     lines = [
         "| rows | deployment | load before / after | CSV MB | upload MB/s (× read_csv) | "
         "peak RssAnon MB api / worker / up | train samples/s (× raw loop) | job s | "
@@ -451,16 +524,44 @@ def table(results: list[dict]) -> str:
         rss = r["rss_anon_mb"]
         lines.append(
             f"| {r['rows']:,} | {r['deployment']} | {r['load_before']:.1f} / "
-            f"{r['load_after']:.1f} | {r['csv_mb']:,.0f} | "
-            f"{r['upload_mb_s']:.0f} ({r['upload_mb_s'] / r['read_csv_mb_s']:.2f}×) | "
+            f"{r['load_after']:.1f} | {r['csv_mb']:,.0f} | {_upload_cell(r)} | "
             f"{rss.get('api', 0):,.0f} / {rss.get('worker', 0):,.0f} / {rss.get('up', 0):,.0f} | "
-            f"{r['train_samples_s']:,.0f} ({r['train_samples_s'] / r['raw_samples_s']:.2f}×) | "
-            f"{r['job_s']:.0f} | {r['api_predict_rows_s']:,.0f} / {r['cli_predict_rows_s']:,.0f} "
-            f"({r.get('api_predict_rows_per_cpu_s', 0):,.0f}) | "
-            f"{r['p99_idle_ms']:.1f} / {r['p99_upload_ms']:.1f} "
-            f"({r['p99_upload_ms'] / r['p99_idle_ms']:.2f}×) |"
+            f"{_train_cell(r)} | {_predict_cell(r)} | {_p99_cell(r)} |"
         )
     return "\n".join(lines)
+
+
+def _upload_cell(r: dict) -> str:
+    if r.get("upload_mb_s") is None or r.get("read_csv_mb_s") is None:
+        return "—"
+    return f"{r['upload_mb_s']:.0f} ({r['upload_mb_s'] / r['read_csv_mb_s']:.2f}×)"
+
+
+def _train_cell(r: dict) -> str:
+    if r.get("train_samples_s") is None:
+        return "— | —"
+    return (
+        f"{r['train_samples_s']:,.0f} ({r['train_samples_s'] / r['raw_samples_s']:.2f}×) | "
+        f"{r['job_s']:.0f}"
+    )
+
+
+def _predict_cell(r: dict) -> str:
+    if r.get("api_predict_rows_s") is None:
+        return "—"
+    return (
+        f"{r['api_predict_rows_s']:,.0f} / {r['cli_predict_rows_s']:,.0f} "
+        f"({r.get('api_predict_rows_per_cpu_s', 0):,.0f})"
+    )
+
+
+def _p99_cell(r: dict) -> str:
+    if r.get("p99_idle_ms") is None:
+        return "—"
+    return (
+        f"{r['p99_idle_ms']:.1f} / {r['p99_upload_ms']:.1f} "
+        f"({r['p99_upload_ms'] / r['p99_idle_ms']:.2f}×)"
+    )
 
 
 def growth(results: list[dict]) -> str:
@@ -480,12 +581,17 @@ def growth(results: list[dict]) -> str:
             for name, mb in small["rss_anon_mb"].items()
             if name in large["rss_anon_mb"] and name in ("api", "worker", "up")
         )
-        time_ratio = large["job_s"] / small["job_s"]
-        lines.append(
+        line = (
             f"- {deployment}, {large['rows']:,} rows against {small['rows']:,} ({rows:.0f}× "
-            f"the rows): peak RssAnon {memory}; the job took {time_ratio:.1f}× the time "
-            f"({time_ratio / rows:.2f} of proportional)"
+            f"the rows): peak RssAnon {memory}"
         )
+        if "train_samples_s" in large and "train_samples_s" in small:
+            time_ratio = large["job_s"] / small["job_s"]
+            line += (
+                f"; the job took {time_ratio:.1f}× the time "
+                f"({time_ratio / rows:.2f} of proportional)"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -17,8 +17,20 @@ gunicorn offers, bench/README.md), with two changes:
   not a process, and the main thread goes on serving predictions and health checks.
   When every pool thread is busy, further long requests wait for one; short requests
   never wait for them. The pool's threads (and the threads an upload starts) run at a
-  lower CPU priority (nice +10) than the main thread, so that a multi-GB upload yields
-  a core to each predict as it arrives.
+  lower CPU priority than the main thread (Linux's ``SCHED_IDLE``, and nice +10), so
+  that a multi-GB upload yields a core to each predict as it arrives.
+- **Short requests away from uploads.** A short request served beside an upload in the
+  same process waits for the upload's Python parts (the byte guard, the checks, the
+  summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
+  GIL, up to CPython's switch interval each time, several times a request. So while a
+  process runs a long request with a body (an upload, a batch predict; not an event
+  stream, which mostly sleeps) and there are other processes (``workers`` > 1), it
+  leaves new connections to them: a readable listening socket is left alone for
+  :data:`ACCEPT_DEFER_SECONDS`, after which the process accepts what no other process
+  took (every process busy, or none waiting); and each connection it kept alive from
+  before closes after its next answer (``Connection: close``), so that its client's
+  next connection lands on another process. A process with only event streams, or the
+  only process, serves as before.
 
 Every error gunicorn answers itself (a malformed request line, a URI or header over
 the limits: 400, 414, 431, ...) is RFC 9457 problem+json, like the application's own.
@@ -29,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import json
 import os
 import selectors
@@ -50,6 +63,9 @@ from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
 LONG_BODY_BYTES = 1 << 20
+# How long a process serving long requests leaves a new connection to the other
+# processes before it accepts it itself (when there are others).
+ACCEPT_DEFER_SECONDS = 0.02
 # How much lower a long request's threads run than the main thread's short requests.
 LONG_REQUEST_NICE = 10
 # How long a kept-alive connection may take to send the rest of a body the application
@@ -121,6 +137,9 @@ class Connection:
     addr: tuple
     parser: object
     idle_until: float = 0.0
+    # Close after the next answer: long requests began in this process while it was
+    # kept (HybridWorker._serve), and the client's next connection may land elsewhere.
+    move: bool = False
 
     def buffered(self) -> bool:
         """Whether the next request has already been read, in part (pipelined)."""
@@ -132,13 +151,19 @@ class Connection:
 def _lower_priority() -> None:
     """Give this thread (and the threads it starts, which inherit it) a lower CPU
     priority than the process's main thread: an upload's parse, summaries and writes
-    yield a core to a predict or health check as soon as one arrives (nice
-    ``LONG_REQUEST_NICE`` higher; Linux schedules threads apart). Where the system does
-    not allow it, nothing changes."""
+    yield a core to a predict or health check as soon as one arrives. On Linux the
+    thread runs under ``SCHED_IDLE``: a waking thread of the normal policy preempts it
+    at once, where with a higher nice alone the kernel (EEVDF) may first let it finish
+    its slice (bench/README.md, "p99 during an upload"). It gets whatever CPU the
+    service's normal threads leave, and its process's full share against other
+    processes. Its nice is also ``LONG_REQUEST_NICE`` higher, which is what remains
+    where the policy cannot be set; where neither can, nothing changes."""
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):
-        thread = threading.get_native_id()
         now = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, now + LONG_REQUEST_NICE))
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
 
 
 class HybridWorker(SyncWorker):
@@ -146,15 +171,24 @@ class HybridWorker(SyncWorker):
     (module docstring)."""
 
     def init_process(self):
+        self.prepare()
+        super().init_process()
+
+    def prepare(self) -> None:
+        """The worker's own state, before gunicorn's ``init_process`` runs the loop."""
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, self.cfg.threads),
             thread_name_prefix="long-request",
             initializer=_lower_priority,
         )
-        self.in_threads = 0
+        # Long requests with a body (uploads, batch predicts) in the pool: CPU-heavy, unlike
+        # event streams, which mostly sleep.
+        self.uploads = 0
         self._count = threading.Lock()
         self.idle: dict[socket.socket, Connection] = {}
-        super().init_process()
+        # Listeners whose new connections wait, while long requests run here, for
+        # another process to take them: listener -> when this process accepts one.
+        self.deferred: dict[socket.socket, float] = {}
 
     def run(self):
         self.poller = selectors.DefaultSelector()
@@ -174,9 +208,15 @@ class HybridWorker(SyncWorker):
                 # New connections after the requests of kept ones, one per listener and
                 # round: a process holding many connections takes new ones more slowly
                 # than one holding few, which spreads the connections over the processes.
+                # A process running long requests leaves them to the others first.
                 for listener in pending:
-                    self._accept(listener)
-                self._close_idle(time.monotonic())
+                    if self._busy():
+                        self._defer(listener)
+                    else:
+                        self._accept(listener)
+                now = time.monotonic()
+                self._accept_deferred(now)
+                self._close_idle(now)
                 if not self.is_parent_alive():
                     break
         finally:
@@ -189,9 +229,10 @@ class HybridWorker(SyncWorker):
     def _wait_seconds(self) -> float:
         """Until the next heartbeat is due, or the oldest idle connection expires."""
         wait = self.timeout or 0.5
-        if self.idle:
-            oldest = next(iter(self.idle.values())).idle_until
-            wait = min(wait, max(0.0, oldest - time.monotonic()))
+        due = [conn.idle_until for conn in itertools.islice(self.idle.values(), 1)]
+        due += self.deferred.values()
+        if due:
+            wait = min(wait, max(0.0, min(due) - time.monotonic()))
         return wait
 
     def _woken(self, pipe) -> None:
@@ -220,6 +261,26 @@ class HybridWorker(SyncWorker):
             return
         self._serve(conn)
 
+    def _busy(self) -> bool:
+        """Whether this process runs long requests while other processes could take its
+        short ones: their predicts would share its GIL (and cores) with an upload."""
+        return self.uploads > 0 and self.cfg.workers > 1
+
+    def _defer(self, listener) -> None:
+        """Leave the listener's next connection to the other processes for
+        :data:`ACCEPT_DEFER_SECONDS`; if none took it by then, this process does."""
+        self.poller.unregister(listener)
+        self.deferred[listener] = time.monotonic() + ACCEPT_DEFER_SECONDS
+
+    def _accept_deferred(self, now: float) -> None:
+        """Listeners whose deferral ended: accept what no other process took (nothing,
+        mostly) and watch them again."""
+        for listener, due in list(self.deferred.items()):
+            if due <= now:
+                del self.deferred[listener]
+                self.poller.register(listener, selectors.EVENT_READ, self._accept)
+                self._accept(listener)
+
     def _resume(self, client) -> None:
         """An idle connection became readable: its next request, or its end."""
         conn = self.idle.pop(client)
@@ -247,7 +308,16 @@ class HybridWorker(SyncWorker):
                 if is_long(req):
                     # A vanished client frees its thread after the worker timeout.
                     conn.client.settimeout(self.cfg.timeout or None)
-                    self.pool.submit(self._threaded, conn, req)
+                    upload = req.method != "GET"  # a body, not an event stream
+                    if upload:
+                        with self._count:
+                            self.uploads += 1
+                    if self._busy():
+                        # The kept connections move to the other processes: each one's
+                        # next answer closes it, and its client connects anew.
+                        for kept in self.idle.values():
+                            kept.move = True
+                    self.pool.submit(self._threaded, conn, req, upload)
                     return
                 if not self._respond(conn, req, keepalive=True):
                     break
@@ -266,17 +336,16 @@ class HybridWorker(SyncWorker):
         self.idle[conn.client] = conn  # in expiry order: the keepalive is one for all
         self.poller.register(conn.client, selectors.EVENT_READ, self._resume)
 
-    def _threaded(self, conn: Connection, req) -> None:
-        with self._count:
-            self.in_threads += 1
+    def _threaded(self, conn: Connection, req, upload: bool) -> None:
         try:
             self._respond(conn, req, keepalive=False)
         except BaseException as exc:  # noqa: BLE001 - as in _serve()
             self._failed(req, conn.client, conn.addr, exc)
         finally:
             util.close_graceful(conn.client)
-            with self._count:
-                self.in_threads -= 1
+            if upload:
+                with self._count:
+                    self.uploads -= 1
 
     def _respond(self, conn: Connection, req, *, keepalive: bool) -> bool:
         """Run the application for one request and send its answer; whether the
@@ -295,7 +364,7 @@ class HybridWorker(SyncWorker):
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
             room = len(self.idle) < self.cfg.worker_connections
-            if not (keepalive and self.alive and self.cfg.keepalive and room):
+            if not (keepalive and self.alive and self.cfg.keepalive and room) or conn.move:
                 resp.force_close()
             answer = self.wsgi(environ, resp.start_response)
             try:

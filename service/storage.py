@@ -196,8 +196,10 @@ def storage(session: Session, db: Database) -> Storage:
 class Storage:
     """Blobs read and written inside one session's transaction.
 
-    ``put`` suits blobs of a few parts (model weights); large blobs stream in through
-    :class:`BlobUpload` and out through :func:`read_parts`.
+    ``put`` writes a blob inside this transaction: with an object store, a rollback
+    leaves its objects behind, so the service writes every blob through
+    :class:`BlobUpload` (``write_blob`` for bytes in memory), whose failures remove them;
+    ``put`` is for tests and tools. Large blobs are read through :func:`read_parts`.
     """
 
     def __init__(self, session: Session, backend: PartBackend | None = None):

@@ -1,8 +1,14 @@
-"""service/server.py without a server: the access line of AccessLogger."""
+"""service/server.py without a server process: the access line of AccessLogger, the
+priority of long requests' threads, and which worker takes which connection."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
+import socket
+import threading
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -10,7 +16,8 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from service.server import AccessLogger
+from service import server
+from service.server import AccessLogger, HybridWorker
 
 
 def _line(logger_class, environ, monkeypatch) -> str:
@@ -51,19 +58,19 @@ def test_the_access_line_is_gunicorns_own(monkeypatch, extra):
 
 
 def test_long_request_threads_run_at_a_lower_priority_than_the_main_thread():
-    import os
-    import threading
-
     from service.server import LONG_REQUEST_NICE, _lower_priority
 
     main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     seen = {}
 
+    def priority():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), os.sched_getscheduler(0)
+
     def long_request():
         _lower_priority()
-        seen["own"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["own"] = priority()
         child = threading.Thread(  # an upload's own threads inherit it
-            target=lambda: seen.update(child=os.getpriority(os.PRIO_PROCESS, 0))
+            target=lambda: seen.update(child=priority())
         )
         child.start()
         child.join()
@@ -71,6 +78,148 @@ def test_long_request_threads_run_at_a_lower_priority_than_the_main_thread():
     thread = threading.Thread(target=long_request)
     thread.start()
     thread.join()
-    expected = min(19, main + LONG_REQUEST_NICE)
+    expected = (min(19, main + LONG_REQUEST_NICE), os.SCHED_IDLE)
     assert seen["own"] == seen["child"] == expected
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
+    assert priority() == (main, os.SCHED_OTHER)
+
+
+# --- which process takes a connection: HybridWorker's run loop in threads of this process,
+# two "processes" (workers) on one listening socket, each answering with its own name.
+
+
+def _app(name: str, release: threading.Event):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] in ("/long", "/x/events"):  # long requests: held
+            release.wait(30)
+        body = name.encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1")])
+        return [body]
+
+    return app
+
+
+class _Running:
+    """A HybridWorker serving ``listener`` in a thread, configured for ``workers``."""
+
+    def __init__(self, name, listener, release, workers):
+        cfg = Config()
+        cfg.set("workers", workers)
+        cfg.set("threads", 2)
+        cfg.set("keepalive", 30)
+        self.worker = HybridWorker(0, os.getppid(), [listener], None, 30, cfg, Logger(cfg))
+        self.worker.wsgi = _app(name, release)
+        self.worker.prepare()
+        self.worker.PIPE = os.pipe()
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.worker.alive = False
+        os.write(self.worker.PIPE[1], b".")
+        self.thread.join(30)
+        for fd in self.worker.PIPE:
+            os.close(fd)
+        self.worker.tmp.close()
+
+
+@contextlib.contextmanager
+def _listening():
+    listener = socket.create_server(("127.0.0.1", 0))
+    running: list[_Running] = []
+    release = threading.Event()
+    try:
+        yield listener, release, running
+    finally:
+        release.set()
+        for r in running:
+            r.stop()
+        listener.close()
+
+
+def _get(conn: socket.socket, path: str = "/") -> tuple[bytes, bytes]:
+    """Send a GET on ``conn``; the answer's head and its one-byte body."""
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while not (b"\r\n\r\n" in data and len(data.partition(b"\r\n\r\n")[2]) >= 1):
+        chunk = conn.recv(1 << 16)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def _start_long(listener, worker: HybridWorker) -> socket.socket:
+    """A chunked upload that sends its first chunk and pauses, in ``worker``'s thread pool."""
+    conn = socket.create_connection(listener.getsockname(), timeout=30)
+    head = b"POST /long HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn.sendall(head + b"4\r\nabcd\r\n")
+    deadline = time.monotonic() + 30
+    while worker.uploads == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return conn
+
+
+def test_a_process_running_a_long_request_leaves_short_ones_to_the_others(monkeypatch):
+    # Long enough that the idle process surely takes every new connection first.
+    monkeypatch.setattr(server, "ACCEPT_DEFER_SECONDS", 5.0)
+    with _listening() as (listener, release, running):
+        running.append(_Running("A", listener, release, workers=2))
+        kept = socket.create_connection(listener.getsockname(), timeout=30)
+        head, body = _get(kept)
+        assert body == b"A" and b"Connection: close" not in head
+        upload = _start_long(listener, running[0].worker)
+        running.append(_Running("B", listener, release, workers=2))
+        for _ in range(3):  # new connections go to the process without the upload
+            with socket.create_connection(listener.getsockname(), timeout=30) as conn:
+                assert _get(conn)[1] == b"B"
+        # The connection kept by A before the upload gets one more answer from A, which
+        # closes it: its client's next connection lands on B.
+        head, body = _get(kept)
+        assert body == b"A" and b"Connection: close" in head
+        assert kept.recv(1) == b""
+        release.set()
+        assert upload.recv(1 << 16).startswith(b"HTTP/1.1 200")
+        kept.close()
+        upload.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_process_running_a_long_request_still_serves_when_no_other_does(monkeypatch, workers):
+    monkeypatch.setattr(server, "ACCEPT_DEFER_SECONDS", 0.2)
+    with _listening() as (listener, release, running):
+        # Alone: either the only process (1), or the other one is not accepting (2).
+        running.append(_Running("A", listener, release, workers=workers))
+        kept = socket.create_connection(listener.getsockname(), timeout=30)
+        _get(kept)
+        upload = _start_long(listener, running[0].worker)
+        with socket.create_connection(listener.getsockname(), timeout=30) as conn:
+            head, body = _get(conn)  # accepted after the deferral, if any
+            assert body == b"A"
+        head, body = _get(kept)
+        assert body == b"A"
+        # One process: nowhere else to go, the connection stays open.
+        assert (b"Connection: close" in head) == (workers > 1)
+        release.set()
+        assert upload.recv(1 << 16).startswith(b"HTTP/1.1 200")
+        kept.close()
+        upload.close()
+
+
+def test_an_event_stream_does_not_move_short_requests_away(monkeypatch):
+    monkeypatch.setattr(server, "ACCEPT_DEFER_SECONDS", 30.0)
+    with _listening() as (listener, release, running):
+        running.append(_Running("A", listener, release, workers=2))
+        kept = socket.create_connection(listener.getsockname(), timeout=30)
+        _get(kept)
+        stream = socket.create_connection(listener.getsockname(), timeout=30)
+        stream.sendall(b"GET /x/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        # A long request, in a thread: it mostly sleeps, so A stays a place for predicts.
+        with socket.create_connection(listener.getsockname(), timeout=30) as conn:
+            assert _get(conn)[1] == b"A"  # at once: not deferred (30 s would time out)
+        head, body = _get(kept)
+        assert body == b"A" and b"Connection: close" not in head
+        release.set()
+        assert stream.recv(1 << 16).startswith(b"HTTP/1.1 200")
+        kept.close()
+        stream.close()

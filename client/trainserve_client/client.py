@@ -150,7 +150,9 @@ class Client:
         JSON Lines; or JSON), a pandas DataFrame, or a list of records (dicts). A JSON file
         holds a list of records or ``{"records": [...]}``. A table file is streamed as the
         request body, never read whole; ``progress(sent, total)`` is called as it goes.
-        Returns the dataset (id, columns with inferred types, ...)."""
+        Returns the dataset (id, columns with inferred types, ...); ``column_types``
+        declares types instead of inferring them, whatever ``data`` is."""
+        typed = {"column_types": json.dumps(column_types)} if column_types else {}
         if isinstance(data, (str, Path)):
             path = Path(data)
             if path.suffix.lower() == ".json":
@@ -158,28 +160,31 @@ class Client:
                 if isinstance(records, dict):
                     records = records.get("records")
                 return self._request(
-                    "POST", "/v1/datasets", json={"name": name or path.stem, "records": records}
+                    "POST",
+                    "/v1/datasets",
+                    params=typed,
+                    json={"name": name or path.stem, "records": records},
                 )
-            params = {"name": name or table_stem(path)}
-            if column_types:
-                params["column_types"] = json.dumps(column_types)
             with open(path, "rb") as f:
                 return self._request(
                     "POST",
                     "/v1/datasets",
-                    params=params,
+                    params={"name": name or table_stem(path), **typed},
                     data=_Progress(f, path.stat().st_size, progress),
                     headers=_table_headers(path),
                 )
         if isinstance(data, list):
             return self._request(
-                "POST", "/v1/datasets", json={"name": name or "records", "records": data}
+                "POST",
+                "/v1/datasets",
+                params=typed,
+                json={"name": name or "records", "records": data},
             )
         csv_text = data.to_csv(index=False)
         return self._request(
             "POST",
             "/v1/datasets",
-            params={"name": name or "dataframe"},
+            params={"name": name or "dataframe", **typed},
             data=csv_text.encode(),
             headers={"Content-Type": "text/csv"},
         )

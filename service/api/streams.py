@@ -9,6 +9,7 @@ as it passes the limit, and :func:`file_format` tells a form's file's format by 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Mapping
 from typing import IO
 
 from flask import request
@@ -71,18 +72,26 @@ def file_format(filename: str | None) -> str:
 
 
 def uploaded_table(
-    body: Body, limit: int, *, name: str | None = None, column_types: dict | None = None
+    body: Body,
+    limit: int,
+    *,
+    name: str | None = None,
+    column_types: dict | None = None,
+    check_form: Callable[[Mapping[str, str]], None] | None = None,
 ) -> TableUpload:
     """A table body (CSV, Parquet, JSON Lines) or a form's file part as a table to store,
     read under ``limit`` bytes. A form's ``name`` field comes before ``name``, and the
     file's stem after it; a form's file's format is told by its name. (A form's fields
-    may follow its file: the name is read once the file has been.)"""
+    may follow its file: the name is read once the file has been, and ``check_form``,
+    if given, is called with every field then, before anything is stored.)"""
     stream = upload_stream(body.stream, limit)
     if body.media_type != MULTIPART:
         return TableUpload(name, stream, TABLES[body.media_type], column_types=column_types)
 
     def named() -> str:
         body.complete()
+        if check_form is not None:
+            check_form(body.form)
         return form_name(body.form.get("name")) or name or filename_stem(body.filename)
 
     return TableUpload(

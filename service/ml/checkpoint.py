@@ -8,9 +8,12 @@ original would have: same batches, same dropout masks, same updates.
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -60,12 +63,32 @@ def save_checkpoint(trainer) -> tuple[bytes, dict[str, Any]]:
     return blob, _json_safe(state)
 
 
-def load_checkpoint(trainer, tensors_blob: bytes, state: dict[str, Any]) -> None:
-    """Put a trainer built with the same architecture and config back into a saved state."""
+def read_tensors(parts: Iterable[bytes]) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors from its safetensors bytes given in parts, in order.
+
+    safetensors reads bytes held whole or a file, never a stream, so the parts go to a
+    temporary file one at a time and the tensors are read from it: memory holds the
+    tensors and one part, where joining the parts held the whole blob twice and its
+    tensors beside it. Each tensor is copied out of the file's map, so none outlives it.
+    """
+    with tempfile.NamedTemporaryFile(prefix="trainserve-checkpoint-") as spool:
+        for part in parts:
+            spool.write(part)
+        spool.flush()
+        with safe_open(spool.name, framework="pt") as file:
+            return {name: file.get_tensor(name).clone() for name in file.keys()}
+
+
+def load_checkpoint(
+    trainer, tensors: bytes | dict[str, torch.Tensor], state: dict[str, Any]
+) -> None:
+    """Put a trainer built with the same architecture and config back into a saved state
+    (``tensors``: the safetensors bytes, or what :func:`read_tensors` read)."""
     state = _from_json_safe(state)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise MLError(f"unknown checkpoint format {state.get('format')!r}")
-    tensors = load_safetensors(tensors_blob)
+    if isinstance(tensors, bytes):
+        tensors = load_safetensors(tensors)
     trainer.model.load_state_dict(_prefixed(tensors, "model."))
     best = _prefixed(tensors, "best.")
     trainer.best_state = best or None

@@ -154,10 +154,3 @@ def _fields(line: bytes) -> list[str]:
     if names and names[0].startswith("\ufeff"):
         names[0] = names[0][1:]
     return names
-
-
-def check_csv_bytes(content: bytes, field: str = "file") -> None:
-    """:class:`CsvGuard` over a whole body held in memory."""
-    guard = CsvGuard(field)
-    guard.feed(content)
-    guard.close()

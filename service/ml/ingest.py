@@ -1,8 +1,10 @@
 """Streaming ingestion: a CSV, Parquet or JSON Lines byte stream in, Parquet row groups out.
 
-The table is never whole in memory. It is read a block at a time (pyarrow's streaming
-readers), each block's columns are converted to the stored types, summarised
-(``ml.stats``) and written as one Parquet row group to any writable binary file.
+The table is never whole in memory. It is read a block at a time (a CSV: line-aligned
+chunks parsed by ``PARSERS`` threads at once, ``csvchunks``; Parquet and JSON Lines:
+pyarrow's streaming readers), each block's columns are converted to the stored types,
+summarised (``ml.stats``) and written as one Parquet row group to any writable binary
+file.
 
 Types. Column types are inferred from a bounded first block (``INFER_BYTES`` of the
 decompressed text, at most ``INFER_ROWS`` rows) with the rules of ``tabular`` (every
@@ -46,6 +48,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from service.ml.csvcheck import CsvGuard
+from service.ml.csvchunks import parsed_chunks
 from service.ml.errors import DataError
 from service.ml.stats import TableAccumulator
 from service.ml.tabular import (
@@ -65,6 +68,8 @@ BLOCK_BYTES = 4 * 1024 * 1024
 # A conversion error is located in the last bytes read (the reader reads a few blocks ahead).
 RECENT_BYTES = 64 * 1024 * 1024
 ROW_GROUP_ROWS = 256 * 1024
+# Threads that parse a CSV upload's chunks at once (``csvchunks``).
+PARSERS = 2
 
 FORMATS = ("csv", "parquet", "jsonl")
 _ARROW_TYPES = {"numeric": pa.float64(), "boolean": pa.bool_(), "categorical": pa.string()}
@@ -151,10 +156,12 @@ def _write_groups(
     each checked and summarised first: per-call overheads are paid once per group, not
     once per parser block. Returns the rows written.
 
-    Three threads share the work: this one reads and parses the next group (Arrow parses
-    with the GIL released) while a second checks and summarises the previous one and a
-    third writes it (Arrow and numpy, mostly without the GIL either). The first error by
-    row is raised."""
+    Three threads share the work: this one gathers the next group from the parsed blocks
+    (a CSV's are parsed by threads of their own, Arrow without the GIL) while a second
+    checks and summarises the previous one and a third writes it (Arrow and numpy,
+    mostly without the GIL either). The first error by row is raised; within one CSV
+    chunk (``csvchunks.CHUNK_BYTES``) a value that does not parse comes before a check's
+    error (an infinite number, a long cell) in an earlier row of the same chunk."""
     schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in types.items()])
     writer = pq.ParquetWriter(
         sink,
@@ -445,8 +452,43 @@ def _csv_blocks(
             name,
         )
 
-    batches = csv_batches(stream, head, header, convert_options(types), bad_value)
-    return (trim_strings(batch, types) for batch in batches), types
+    return _parsed_in_threads(stream, head, header, types, bad_value), types
+
+
+def _parsed_in_threads(
+    stream, head: bytes, header: list[str], types: dict[str, str], bad_value: BadValue
+) -> Iterator[pa.RecordBatch]:
+    """The rows after the header, parsed a chunk at a time by ``PARSERS`` threads
+    (``csvchunks``), typed, their text columns trimmed; a parse error names its row."""
+    read_options = pacsv.ReadOptions(column_names=header, block_size=BLOCK_BYTES, use_threads=False)
+    options = convert_options(types)
+
+    def parse(chunk: memoryview) -> list[pa.RecordBatch]:
+        table = pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(chunk)),
+            read_options=read_options,
+            convert_options=options,
+        )
+        return [trim_strings(batch, types) for batch in table.to_batches()]
+
+    def error(exc: Exception, chunk: memoryview, rows_before: int) -> Exception:
+        if not isinstance(exc, pa.ArrowInvalid):
+            return exc
+        window = _Recorded(None)
+        window.recent.append(b"\n" + bytes(chunk))
+        window.lines_before_recent = rows_before
+        return _csv_error(exc, window, header, bad_value, rows_before)
+
+    start = head.find(b"\n") + 1  # the data after the header line
+    for batches in parsed_chunks(
+        stream,
+        head[start:],
+        parse,
+        lambda batches: sum(batch.num_rows for batch in batches),
+        error,
+        parsers=PARSERS,
+    ):
+        yield from batches
 
 
 def _read_strings(data: bytes, header: list[str]) -> pa.Table:
@@ -468,15 +510,55 @@ def _read_strings(data: bytes, header: list[str]) -> pa.Table:
 
 
 def _infer(sample: pa.Table, header: list[str], overrides: dict[str, str]) -> dict[str, str]:
-    frame = pd.DataFrame(
-        {name: _lstrip(sample.column(name)).to_pandas().astype("str") for name in header},
-        index=pd.RangeIndex(sample.num_rows),
-    )
-    frame = frame.mask(frame.isin(MISSING_MARKERS))
-    if len(frame) == 0:
+    """Each column's type by ``tabular``'s rules, decided by Arrow where its answer is
+    certainly theirs (every present value true/false; every one a finite number by
+    Arrow's parse, which accepts nothing pandas refuses; one character no number has),
+    by ``tabular.infer_columns`` for the columns left (a tenth of the CPU, bench/README.md)."""
+    if sample.num_rows == 0:
         raise DataError("the file has a header but no data rows", "file")
-    _, infos = infer_columns(frame)
-    return {info.name: overrides.get(info.name, info.type) for info in infos}
+    types: dict[str, str] = {}
+    undecided = {}
+    for name in header:
+        column = _lstrip(sample.column(name))
+        kind = _arrow_kind(column)
+        if kind is None:
+            undecided[name] = column
+        types[name] = kind
+    if undecided:
+        frame = pd.DataFrame(
+            {name: column.to_pandas().astype("str") for name, column in undecided.items()},
+            index=pd.RangeIndex(sample.num_rows),
+        )
+        _, infos = infer_columns(frame.mask(frame.isin(MISSING_MARKERS)))
+        types |= {info.name: info.type for info in infos}
+    return {name: overrides.get(name, kind) for name, kind in types.items()}
+
+
+_MARKERS = pa.array(MISSING_MARKERS, pa.string())
+_TRUTH = pa.array(sorted(_TRUE | _FALSE), pa.string())
+# A character that no number pandas parses holds (digits, sign, point, exponent, white
+# space, and the letters of inf, infinity and nan are all it takes).
+_NOT_A_NUMBER = r"[^0-9eE+\-.\t\n\r\f\v iInNfFaAtTyY]"
+
+
+def _arrow_kind(column: pa.ChunkedArray) -> str | None:
+    """``column``'s type (left-trimmed text) by ``tabular``'s rules, or ``None`` where
+    only pandas can say (a number Arrow does not parse: one with trailing white space)."""
+    present = pc.drop_null(column)
+    present = present.filter(pc.invert(pc.is_in(present, value_set=_MARKERS)))
+    if len(present) == 0:
+        return "categorical"
+    if pc.all(pc.is_in(present, value_set=_TRUTH)).as_py():
+        return "boolean"
+    try:
+        numbers = pc.cast(present, pa.float64())
+    except pa.ArrowInvalid:
+        numbers = None
+    if numbers is not None and pc.all(pc.is_finite(numbers)).as_py():
+        return "numeric"
+    if pc.any(pc.match_substring_regex(present, _NOT_A_NUMBER)).as_py():
+        return "categorical"
+    return None
 
 
 def _check_overrides(overrides: dict[str, str], header: list[str]) -> None:
@@ -517,9 +599,12 @@ def trim_strings(batch: pa.RecordBatch, types: dict[str, str]) -> pa.RecordBatch
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema) if changed else batch
 
 
+# Arrow names the row (from 1, counting records) when it parses in one thread.
 _CONVERSION = re.compile(
-    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.DOTALL
+    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (\w+): invalid value '(.*)'",
+    re.DOTALL,
 )
+_ROW = re.compile(r"Row #(\d+): ")
 
 
 def _csv_error(
@@ -532,7 +617,8 @@ def _csv_error(
     ragged = _RAGGED.search(message)
     if ragged is not None:
         expected, got, line = int(ragged.group(1)), int(ragged.group(2)), ragged.group(3)
-        row = _locate_line(recorded, line)
+        named = _ROW.search(message)
+        row = rows_before + int(named.group(1)) if named else _locate_line(recorded, line)
         where = (
             f"row {row} (line {row + 1})" if row is not None else f"a row after row {rows_before}"
         )
@@ -544,8 +630,9 @@ def _csv_error(
         )
     if match is None or bad_value is None:
         return DataError(f"the CSV cannot be parsed (after row {rows_before}): {message}", "file")
-    index, value = int(match.group(1)), match.group(3)
-    return bad_value(header[index], _locate(recorded, index, value), value, rows_before)
+    index, value = int(match.group(1)), match.group(4)
+    row = rows_before + int(match.group(2)) if match.group(2) else _locate(recorded, index, value)
+    return bad_value(header[index], row, value, rows_before)
 
 
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")

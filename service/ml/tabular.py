@@ -13,12 +13,12 @@ import io
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from service.ml.csvcheck import check_csv_bytes
+from service.ml.csvtext import CheckedCsv
 from service.ml.errors import DataError
 from service.ml.preprocessing import category_text
 
@@ -49,14 +49,16 @@ class ColumnInfo:
 
 
 def read_csv(
-    content: bytes, *, max_rows: int, max_columns: int, max_cell_chars: int = 10_000
+    content: bytes | BinaryIO, *, max_rows: int, max_columns: int, max_cell_chars: int = 10_000
 ) -> pd.DataFrame:
     """Parse CSV bytes into a frame of strings (missing cells are ``NA``).
 
     Parameters
     ----------
     content:
-        The raw upload, UTF-8 (a byte-order mark is allowed).
+        The raw upload, UTF-8 (a byte-order mark is allowed): bytes, or a binary stream
+        read as it is parsed (never held whole; reading stops once ``max_rows`` is
+        passed).
     max_rows, max_columns, max_cell_chars:
         Limits; a larger table or a longer cell is a :class:`DataError`.
 
@@ -64,14 +66,14 @@ def read_csv(
     -------
     A frame of pandas strings, one column per header name.
     """
-    check_csv_bytes(content)
-    text = decode_text(content)
+    source = CheckedCsv(io.BytesIO(content) if isinstance(content, bytes) else content)
+    text = source.head()
     header = header_names(text)
     check_header(header, max_columns)
     check_first_row(text, len(header))
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            io.TextIOWrapper(io.BufferedReader(source), encoding="utf-8-sig", newline=""),
             index_col=False,  # never take extra leading fields for an index
             dtype=str,
             keep_default_na=False,
@@ -81,6 +83,8 @@ def read_csv(
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"the CSV cannot be parsed: {first_line(exc)}", "file") from None
+    if len(frame) <= max_rows:
+        source.drain()  # pandas read to the end; the guard's last checks
     check_cells(frame, max_cell_chars, "file")
     return _check_rows(frame, max_rows)
 
@@ -104,22 +108,7 @@ def check_first_row(text: str, width: int) -> None:
     except csv.Error as exc:
         raise DataError(f"the first data row cannot be read: {exc}", "file") from None
     if first is not None and len(first) > width:
-        raise DataError(
-            f"line 2 has {len(first)} fields, more than the header's {width}", "file"
-        )
-
-
-def decode_text(content: bytes) -> str:
-    """UTF-8 bytes (a byte-order mark is allowed) as text; empty or blank is an error."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"the file is not UTF-8 text (invalid byte at offset {exc.start})", "file"
-        ) from None
-    if not text.strip():
-        raise DataError("the file is empty", "file")
-    return text
+        raise DataError(f"line 2 has {len(first)} fields, more than the header's {width}", "file")
 
 
 def frame_from_records(

@@ -228,7 +228,7 @@ class Trainer:
                 if should_stop():
                     return None
                 index = order[..., start : start + size]
-                loss, right = self.train_step(self.x_train[index], self.y_train[index])
+                loss, right = self.train_step(*self._batch(index))
                 total += loss
                 correct += right
                 seen += index.numel()
@@ -238,11 +238,23 @@ class Trainer:
                 return None
             if not (pending.shape[-1] < 2 and self.arch.batch_norm and seen):
                 # (batch norm cannot normalise a batch of one row)
-                loss, right = self.train_step(self.x_train[pending], self.y_train[pending])
+                loss, right = self.train_step(*self._batch(pending))
                 total += loss
                 correct += right
                 seen += pending.numel()
         return total.item() / seen, correct.item() / seen
+
+    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features and classes of the rows ``index`` (1-D, or ``(members, rows)``).
+
+        ``index_select`` copies a row at a time; ``x[index]`` (advanced indexing) copies
+        an element at a time, and from a table larger than the CPU's cache (a memory map
+        of millions of rows) it cost 5x as much, a fifth of a training step
+        (bench/README.md, job_memory.py). The same values either way.
+        """
+        flat = index.reshape(-1)
+        x = self.x_train.index_select(0, flat).view(*index.shape, self.x_train.shape[1])
+        return x, self.y_train.index_select(0, flat).view(index.shape)
 
     def _epoch_order(self) -> Iterator[torch.Tensor]:
         """The epoch's row indices, a window at a time, drawn by the job's own generator on
@@ -316,7 +328,7 @@ class Trainer:
         """The whole training state after the last finished epoch (see ``checkpoint``)."""
         return save_checkpoint(self)
 
-    def restore(self, tensors: bytes, state: dict) -> None:
+    def restore(self, tensors: bytes | dict[str, torch.Tensor], state: dict) -> None:
         """Continue from a :meth:`checkpoint`; the next :meth:`fit` starts one epoch later."""
         load_checkpoint(self, tensors, state)
 

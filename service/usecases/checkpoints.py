@@ -26,9 +26,12 @@ from sqlalchemy.orm import Session
 
 from service.db.models import Checkpoint, new_id, utcnow
 from service.db.session import Database
+from service.ml.checkpoint import read_tensors
 from service.storage import PART_SIZE, BlobUpload, Storage, backend_for, read_parts, write_blob
 
 if TYPE_CHECKING:
+    import torch
+
     from service.usecases.training.lease import AttemptLease
 
 log = logging.getLogger("service.usecases.training")
@@ -91,8 +94,15 @@ def _write(db: Database, job_id: str, tensors: bytes, state: dict) -> Staged:
 
 
 def read(db: Database, key: str) -> bytes:
-    """A checkpoint's tensors, each part checked against its SHA-256, and the whole."""
+    """A checkpoint's bytes held whole, each part checked against its SHA-256, and the
+    whole (for checks; a resume reads :func:`tensors`)."""
     return b"".join(read_parts(db, backend_for(db), key))
+
+
+def tensors(db: Database, key: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, its parts checked as :func:`read` checks them and read one
+    at a time (``ml.checkpoint.read_tensors``: never the whole blob in memory)."""
+    return read_tensors(read_parts(db, backend_for(db), key))
 
 
 def drop(session: Session, job_id: str) -> None:

@@ -219,6 +219,24 @@ def test_batch_predict_has_its_own_body_and_row_limits(limited):
     assert chunked.status_code == 413 and chunked.content_type == "application/problem+json"
 
 
+def test_a_csv_body_answered_in_json_is_read_no_further_than_its_row_limit(client, settings):
+    """The body is parsed as it is read (never held whole), and the reading stops once it
+    passes max_predict_rows: here at most a few of its 2.6 MB are read. (The row limit
+    comes before the model is looked up, so none is needed.)"""
+    rows = b"".join(b"%d,red,true\n" % i for i in range(200_000))
+    body = io.BytesIO(b"x1,colour,flag\n" + rows)
+    size = len(body.getvalue())
+    response = client.post(
+        "/v1/models/iris/predict", input_stream=body, content_type="text/csv", content_length=size
+    )
+    assert response.status_code == 400 and response.content_type == "application/problem+json"
+    limit = settings.max_predict_rows
+    assert response.get_json()["errors"] == {
+        "file": [f"the file has more than the limit of {limit} rows"]
+    }
+    assert body.tell() < size / 4
+
+
 PROBE = (sys.executable, "-m", "tests.support.batch_memory")
 
 

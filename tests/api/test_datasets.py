@@ -50,6 +50,34 @@ def test_upload_json_records(client):
     ]
 
 
+#: ?column_types= declaring the column ``zip`` categorical.
+_ZIP_QUERY = "column_types=%7B%22zip%22%3A%22categorical%22%7D"
+
+
+def _assert_zips_typed(response) -> None:
+    """``response`` made the dataset ``zips`` with ``zip`` declared categorical."""
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["name"] == "zips"
+    assert {c["name"]: c["type"] for c in body["columns"]} == {
+        "zip": "categorical",
+        "y": "categorical",
+    }
+
+
+def test_json_records_take_the_querys_column_types_and_name(client):
+    records = [{"zip": 1, "y": "a"}, {"zip": 2, "y": "b"}]
+    query = "?name=zips&" + _ZIP_QUERY
+    response = client.post("/v1/datasets" + query, json={"records": records})
+    _assert_zips_typed(response)
+    named = client.post("/v1/datasets?name=query", json={"name": "body", "records": records})
+    assert named.get_json()["name"] == "body"  # the body's name wins, as a form's does
+    bad = client.post(
+        "/v1/datasets?column_types=%7B%22nope%22%3A%22numeric%22%7D", json={"records": records}
+    )
+    assert bad.status_code == 400 and "column_types.nope" in bad.get_json()["errors"]
+
+
 @pytest.mark.parametrize(
     "kwargs, status, field",
     [
@@ -125,11 +153,11 @@ def _form(path, parts: list[tuple[str, str | bytes, str | None]], boundary: str)
         return out.tell()
 
 
-def _post_form(client, path, boundary: str | None):
+def _post_form(client, path, boundary: str | None, query: str = ""):
     """``path`` as a streamed body: a form (with ``boundary``), else a CSV."""
     with open(path, "rb") as body:
         return client.post(
-            "/v1/datasets",
+            "/v1/datasets" + query,
             input_stream=body,
             content_type=f"multipart/form-data; boundary={boundary}" if boundary else "text/csv",
             content_length=path.stat().st_size,
@@ -181,24 +209,57 @@ def test_a_big_multipart_upload_is_parsed_as_it_arrives(client, tmp_path, monkey
     assert peaks[0] < peaks[1] + 8 * 1024**2, peaks
 
 
+_CSV = b"zip,y\n1,a\n2,b\n"
+_TYPES = '{"zip": "categorical"}'
+
+
 @pytest.mark.parametrize(
-    "parts, field",
+    "parts, field, query",
     [
-        ([("file", b"a,b\n1,2\n\xff,3\n", "t.csv"), ("name", "ok", None)], "a"),
-        ([("file", b"a,b\n1,2\n1,inf\n", "t.csv")], "b"),
-        ([("file", b"a,b\n1,2\n", "t.csv"), ("name", "bad\x01name", None)], "name"),
-        ([("name", "no file", None)], "file"),
+        ([("file", b"a,b\n1,2\n\xff,3\n", "t.csv"), ("name", "ok", None)], "a", ""),
+        ([("file", b"a,b\n1,2\n1,inf\n", "t.csv")], "b", ""),
+        ([("file", b"a,b\n1,2\n", "t.csv"), ("name", "bad\x01name", None)], "name", ""),
+        ([("name", "no file", None)], "file", ""),
+        # column_types in the form: checked as ?column_types= is, before the file only,
+        # and not in both; any field the upload does not read is refused, not ignored.
+        ([("column_types", "{zip", None), ("file", _CSV, "t.csv")], "column_types", ""),
+        ([("column_types", '{"zip": "date"}', None), ("file", _CSV, "t.csv")], "column_types", ""),
+        (
+            [("column_types", '{"nope": "numeric"}', None), ("file", _CSV, "t.csv")],
+            "column_types.nope",
+            "",
+        ),
+        ([("file", _CSV, "t.csv"), ("column_types", _TYPES, None)], "column_types", ""),
+        (
+            [("column_types", _TYPES, None), ("file", _CSV, "t.csv")],
+            "column_types",
+            "?column_types=%7B%7D",
+        ),
+        ([("target", "y", None), ("file", _CSV, "t.csv")], "target", ""),
+        ([("file", _CSV, "t.csv"), ("features", '["zip"]', None)], "features", ""),
     ],
 )
 def test_a_bad_multipart_upload_names_its_field_and_stores_nothing(
-    client, app, tmp_path, parts, field
+    client, app, tmp_path, parts, field, query
 ):
     form = tmp_path / "form"
     _form(form, parts, "xyz")
-    response = _post_form(client, form, "xyz")
+    response = _post_form(client, form, "xyz", query)
     assert response.status_code == 400
     assert response.content_type == "application/problem+json"
     assert field in response.get_json()["errors"]
     assert client.get("/v1/datasets").get_json() == []
     with app.extensions["trainserve"].database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(BlobPart)) == 0
+
+
+@pytest.mark.parametrize("where", ["form", "query"])
+def test_a_forms_column_types_types_its_file_as_the_query_does(client, tmp_path, where):
+    form = tmp_path / "form"
+    parts = [("file", _CSV, "zips.csv"), ("name", "zips", None)]
+    if where == "form":
+        parts.insert(0, ("column_types", _TYPES, None))
+    _form(form, parts, "xyz")
+    query = "?" + _ZIP_QUERY if where == "query" else ""
+    response = _post_form(client, form, "xyz", query)
+    _assert_zips_typed(response)

@@ -61,6 +61,17 @@ def test_upload_takes_a_csv_file_a_json_file_a_dataframe_or_records(live, flower
     assert {d["id"] for d in client.datasets()} == {u["id"] for u in uploads}
 
 
+def test_upload_declares_column_types_whatever_the_data_is(live, flowers, tmp_path):
+    client = Client(live.url)
+    frame = mixed_table(30)
+    records = json.loads(frame.to_json(orient="records"))
+    (tmp_path / "rows.json").write_text(json.dumps(records))
+    for data in (flowers, tmp_path / "rows.json", frame, records):
+        upload = client.upload(data, column_types={"flag": "categorical"})
+        types = {c["name"]: c["type"] for c in upload["columns"]}
+        assert types["flag"] == "categorical", repr(data)[:80]
+
+
 def test_train_and_wait_follow_the_event_stream_with_a_callback_per_epoch(live, flowers):
     client = Client(live.url)
     job = client.train(flowers, target="species", **FAST)

@@ -118,3 +118,29 @@ def test_0010_moves_an_existing_checkpoint_into_parts_and_back(url, tmp_path):
     assert remove_abandoned(db, backend_for(db)) == 1
     assert backend_for(db).listing() == []
     db.close()
+
+
+def test_0011_stores_parts_uncompressed_on_postgresql(postgres_url):
+    """Parts are stored as they are (no pglz attempt, which cost seconds of the server's
+    CPU per upload for nothing); the downgrade restores PostgreSQL's default."""
+    from sqlalchemy import text
+
+    def storage() -> str:
+        engine = make_engine(postgres_url)
+        try:
+            with engine.connect() as connection:
+                return connection.scalar(
+                    text(
+                        "SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                        "'blob_parts'::regclass AND attname = 'data'"
+                    )
+                )
+        finally:
+            engine.dispose()
+
+    upgrade(postgres_url, "0010")
+    assert storage() == "x"  # EXTENDED: compressed, then out of line
+    upgrade(postgres_url)
+    assert storage() == "e"  # EXTERNAL: out of line, uncompressed
+    downgrade(postgres_url, "0010")
+    assert storage() == "x"

@@ -8,7 +8,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from service.ml import DataError, ingest
+from service.ml import DataError, csvchunks, ingest
 from service.ml.csvcheck import CsvGuard
 from service.ml.stats import TableAccumulator
 
@@ -21,6 +21,9 @@ def _small_groups(monkeypatch):
     monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 700)
     monkeypatch.setattr(ingest, "BLOCK_BYTES", 16 * 1024)
     monkeypatch.setattr(ingest, "INFER_BYTES", 32 * 1024)
+    # Many chunks parsed at once, too.
+    monkeypatch.setattr(csvchunks, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(csvchunks, "READ_BYTES", 4 * 1024)
 
 
 def _csv(rows: int) -> bytes:
@@ -88,3 +91,44 @@ def test_the_guard_checks_a_character_cut_between_blocks():
     guard.feed(b"a,b\n\xc3")
     with pytest.raises(DataError):
         guard.close()
+
+
+# Columns whose type Arrow decides, and columns it leaves to pandas (numbers Arrow's
+# parse refuses, infinities, NaN spelt otherwise than the missing markers).
+_TRICKY = {
+    "ints": ["1", " 2", "+3", "", "NA"],
+    "floats": ["1.5", "-4e2", ".5", "5.", "null"],
+    "trailing_space": ["7 ", "8", "9"],
+    "tab": ["7\t", "8", ""],
+    "infinite": ["1", "inf", "2"],
+    "nan_text": ["1", "NAN", "2"],
+    "hex": ["0x10", "1", "2"],
+    "underscore": ["1_000", "2", "3"],
+    "booleans": ["true", "False", " TRUE", "N/A"],
+    "yes_no": ["yes", "no", "true"],
+    "words": ["red", " blue", "", "red"],
+    "letters_of_nan": ["a", "n", "na"],
+    "missing": ["", "NA", "   "],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TRICKY))
+def test_types_from_arrow_are_the_ones_tabular_infers(name):
+    """The first block's types come from Arrow where it is sure and from
+    tabular.infer_columns where it is not: together the answer of infer_columns alone,
+    an infinite value's error included."""
+    import pandas as pd
+
+    from service.ml.tabular import MISSING_MARKERS, infer_columns
+
+    values = _TRICKY[name]
+    sample = ingest._read_strings(("c\n" + "\n".join(values) + "\n").encode(), ["c"])
+    frame = pd.DataFrame({"c": [v.lstrip(" ") for v in values]}, dtype="str")
+    frame = frame.mask(frame.isin(MISSING_MARKERS))
+    try:
+        expected = {"c": infer_columns(frame)[1][0].type}
+    except DataError as exc:
+        with pytest.raises(DataError, match=str(exc).split(";")[0]):
+            ingest._infer(sample, ["c"], {})
+        return
+    assert ingest._infer(sample, ["c"], {}) == expected

@@ -141,3 +141,17 @@ def test_the_validation_mask_fills_a_memory_map(tmp_path):
     train, val = stratified_split(np.asarray(codes), 0.1, seed=2)
     assert np.flatnonzero(out).tolist() == val.tolist()
     assert len(train) == 2700 and np.bincount(codes[val]).tolist() == [100, 100, 100]
+
+
+def test_a_batch_holds_its_rows_features_and_classes_for_one_network_and_for_bagging():
+    """Batches are gathered a row at a time (``index_select``): the values advanced
+    indexing gave, for one index row and for bagging's ``(members, rows)``."""
+    data = mixed_prepared()
+    trainer = data.trainer(TrainingConfig(seed=2))
+    index = torch.tensor([5, 0, 17, 5, len(data.y_train) - 2])
+    x, y = trainer._batch(index)
+    assert torch.equal(x, data.x_train[index]) and torch.equal(y, data.y_train[index])
+    members = torch.stack([index, index.flip(0), index + 1])
+    x, y = trainer._batch(members)
+    assert x.shape == (3, 5, data.x_train.shape[1]) and y.shape == (3, 5)
+    assert torch.equal(x, data.x_train[members]) and torch.equal(y, data.y_train[members])

@@ -166,3 +166,17 @@ def test_arrow_chunks_give_the_statistics_of_the_pandas_chunks(count_limit):
         assert np.array_equal(left.pop("sample"), right.pop("sample")) or name != "x"
         assert left == right, name
         assert list((a[name].counts or {}).items()) == list((b[name].counts or {}).items())
+
+
+def test_hash_floats_is_pandas_hash_array():
+    """The distinct sketch's hash of numbers: pandas' own values (so sketches made by
+    either agree), -0.0 as 0.0 and every NaN alike, over more than one step."""
+    from service.ml.stats import _HASH_STEP, hash_floats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=2 * _HASH_STEP + 17).round(3)
+    x[:6] = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf]
+    x[7] = np.frombuffer(np.uint64(0x7FF8000000000001).tobytes(), np.float64)[0]  # a NaN payload
+    np.testing.assert_array_equal(hash_floats(x), pd.util.hash_array(x))
+    assert hash_floats(x)[0] == hash_floats(x)[1] and hash_floats(x)[2] == hash_floats(x)[7]
+    assert len(hash_floats(np.empty(0))) == 0

@@ -1,9 +1,11 @@
 """Rows that own blobs leave no part behind on any backend (the database, a directory, a
 real S3-API server): a model version whose first try rolled back, a deleted dataset."""
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
-from service.db.models import ModelVersion
+from service.db.models import Dataset, ModelVersion
 from service.usecases import datasets
 from service.usecases.training import run_training
 from service.usecases.training import store as training_store
@@ -38,4 +40,29 @@ def test_a_deleted_dataset_leaves_no_part(store_db, store_settings):
     dataset = stored_dataset(store_db, store_settings)
     assert stored(store_db, "datasets/")[0] == 1
     datasets.delete_dataset(store_db, "default", dataset.id)
+    assert stored(store_db, "datasets/") == (0, 0, [])
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        lambda: datasets.TableUpload.of_csv("csv", b"a,b\n1,x\n2,y\n"),
+        lambda: datasets.TableUpload("records", records=[{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]),
+    ],
+    ids=["csv", "records"],
+)
+def test_an_upload_whose_commit_fails_leaves_no_part(store_db, store_settings, table):
+    """A CSV body and JSON records alike: the dataset row's transaction fails at its
+    commit, after the blob was written, and every part goes (objects included)."""
+
+    def refuse(session):  # the dataset row's commit, not the parts' own ones
+        if any(isinstance(row, Dataset) for row in session.identity_map.values()):
+            raise RuntimeError("the commit failed")
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        with pytest.raises(RuntimeError, match="commit failed"):
+            datasets.upload_dataset(store_db, store_settings, "default", table())
+    finally:
+        event.remove(Session, "before_commit", refuse)
     assert stored(store_db, "datasets/") == (0, 0, [])

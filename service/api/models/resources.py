@@ -172,7 +172,7 @@ def predict(body: Body, name: str, version: int | None) -> Response:
         if wants_csv():
             return batch_predict_response(name, version, body)  # read in chunks
         rows = tabular.read_csv(
-            body.stream.read(),
+            body.stream,  # parsed as it is read, no further than the row limit
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,

@@ -4,6 +4,7 @@ and the checkpoint it resumes from. How the rows are loaded changes here only.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from service.db.models import Checkpoint, Dataset, Job
 from service.ml import MLError
@@ -13,6 +14,9 @@ from service.usecases import checkpoints
 from service.usecases.training.lease import AttemptLease
 from service.usecases.training_data import prepared_data
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass
 class TrainingData:
@@ -20,7 +24,7 @@ class TrainingData:
 
     prepared: PreparedData
     config: TrainingConfig
-    checkpoint: tuple[bytes, dict] | None
+    checkpoint: tuple[dict[str, torch.Tensor], dict] | None
 
 
 def load(lease: AttemptLease) -> TrainingData:
@@ -36,7 +40,7 @@ def load(lease: AttemptLease) -> TrainingData:
         config = TrainingConfig.from_json(job.hyperparameters)
         row = session.get(Checkpoint, lease.job_id) if lease.resume_epoch else None
         saved = (row.blob_key, row.state) if row is not None else None
-    checkpoint = (checkpoints.read(lease.db, saved[0]), saved[1]) if saved else None
+    checkpoint = (checkpoints.tensors(lease.db, saved[0]), saved[1]) if saved else None
     prepared = prepared_data(
         lease.db,
         lease.settings,
