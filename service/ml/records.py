@@ -37,6 +37,12 @@ class _Block:
             self.fill = np.array([c.median for c in columns], dtype=np.float64)
             self.mean = np.array([c.mean for c in columns], dtype=np.float64)
             self.std = np.array([c.std for c in columns], dtype=np.float64)
+            # Quantile-scaled columns (mean 0, std 1 above): then their knots' map.
+            self.quantile = [
+                (i, np.array(c.quantiles), np.array(c.scores))
+                for i, c in enumerate(columns)
+                if c.scaling == "quantile"
+            ]
         else:
             self.fill = np.array([c.fill for c in columns], dtype=np.float64)
         flagged = [i for i, c in enumerate(columns) if c.indicator]
@@ -61,6 +67,8 @@ class _Block:
         if self.kinds is _NUMBERS:
             with np.errstate(over="ignore"):  # as FeatureEncoder.transform: clipped
                 x = np.clip((x - self.mean) / self.std, -FLOAT32_MAX, FLOAT32_MAX)
+            for i, quantiles, scores in self.quantile:
+                x[:, i] = np.interp(x[:, i], quantiles, scores)
         out[:, self.offsets] = x
         if len(self.flagged):
             out[:, self.indicator_offsets] = absent[:, self.flagged]
