@@ -512,7 +512,7 @@ def encode_numbers(out: np.ndarray, offset: int, column: ColumnEncoding, x: np.n
     absent = np.isnan(x)
     if column.type == "numeric" and column.scaling == "quantile":
         filled = np.where(absent, column.median, x)
-        out[:, offset] = np.interp(filled, column.quantiles, column.scores)
+        out[:, offset] = QuantileColumns([column])(filled[:, None])[:, 0]
     elif column.type == "numeric":
         with np.errstate(over="ignore"):  # beyond float64 → inf → clipped below
             scaled = (np.where(absent, column.median, x) - column.mean) / column.std
@@ -521,6 +521,58 @@ def encode_numbers(out: np.ndarray, offset: int, column: ColumnEncoding, x: np.n
         out[:, offset] = np.where(absent, column.fill, x)
     if column.indicator:
         out[:, offset + 1] = absent
+
+
+class QuantileColumns:
+    """The rank-Gauss maps of quantile-scaled columns, applied together: each value
+    linearly interpolated between the two knots around it (``quantiles`` → ``scores``,
+    the arithmetic of ``numpy.interp``), the end scores beyond the knots.
+
+    Every path that encodes numbers (the frame, the CSV batches, the records fast path)
+    goes through :meth:`__call__`, so they agree bit for bit. Few rows (a one-row
+    predict) find their knots with one comparison against every knot of every column;
+    more rows with a binary search per column.
+    """
+
+    #: Up to this many rows the knots are found by comparing with all of them at once.
+    DIRECT_ROWS = 16
+
+    def __init__(self, columns: list[ColumnEncoding]):
+        m = len(columns)
+        width = max((len(c.quantiles) for c in columns), default=1)
+        self.counts = np.array([len(c.quantiles) for c in columns], dtype=np.intp)
+        # Past a column's own knots: +inf (never below a value once it is clamped).
+        self.knots = np.full((m, width), np.inf)
+        scores = np.zeros((m, width))
+        slopes = np.zeros((m, width))  # of the segment from each knot; 0 from the last
+        for i, column in enumerate(columns):
+            q, y = np.array(column.quantiles), np.array(column.scores)
+            self.knots[i, : len(q)] = q
+            scores[i, : len(q)] = y
+            slopes[i, : len(q) - 1] = (y[1:] - y[:-1]) / (q[1:] - q[:-1])
+        self.first = self.knots[:, 0].copy()
+        self.last = self.knots[np.arange(m), self.counts - 1]
+        self.flat = (self.knots.ravel(), scores.ravel(), slopes.ravel())
+        self.row_start = np.arange(m) * width  # of each column in the flat arrays
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The scores of ``x`` (float64 ``(rows, columns)``, no NaN), float64."""
+        x = np.clip(x, self.first, self.last)
+        if len(x) <= self.DIRECT_ROWS:
+            below = (self.knots[None, :, :] <= x[:, :, None]).sum(axis=2)
+        else:
+            below = np.stack(
+                [
+                    np.searchsorted(self.knots[i, :n], x[:, i], side="right")
+                    for i, n in enumerate(self.counts)
+                ],
+                axis=1,
+            )
+        # Clamped, every value has at least the first knot at or below it: the segment
+        # from the last of them (the last knot's has slope 0).
+        at = np.minimum(below - 1, self.counts - 1) + self.row_start
+        knots, scores, slopes = self.flat
+        return slopes[at] * (x - knots[at]) + scores[at]
 
 
 def category_codes(column: ColumnEncoding, values: pd.Series) -> np.ndarray:

@@ -110,9 +110,7 @@ def test_the_streamed_encoding_equals_the_in_memory_preparation(tmp_path, scalin
     pq.write_table(pq.read_table(io.BytesIO(to_parquet(frame))), path, row_group_size=256)
     types = {c.name: c.type for c in columns if c.name != "species"}
     types["flag"] = "categorical"  # an override is converted the same way in both
-    in_memory = prepare(
-        frame, "species", types, validation_fraction=0.2, seed=7, scaling=scaling
-    )
+    in_memory = prepare(frame, "species", types, validation_fraction=0.2, seed=7, scaling=scaling)
     encode_file(
         path, "species", types, tmp_path / "out", validation_fraction=0.2, seed=7,
         scaling=scaling,

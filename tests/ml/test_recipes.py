@@ -20,7 +20,13 @@ from service.ml.export import to_onnx, to_torchscript
 from service.ml.inference import ModelBundle
 from service.ml.network import Architecture, TabularNet, build_network, count_parameters
 from service.ml.pipeline import prepare, train_bundle
-from service.ml.preprocessing import QUANTILE_BOUND, QUANTILE_KNOTS, FeatureEncoder, robust_spread
+from service.ml.preprocessing import (
+    QUANTILE_BOUND,
+    QUANTILE_KNOTS,
+    FeatureEncoder,
+    QuantileColumns,
+    robust_spread,
+)
 from service.ml.training import (
     StepSchedule,
     Trainer,
@@ -167,6 +173,16 @@ def test_quantile_scaling_maps_training_values_to_normal_scores():
     assert y[0, 1] == pytest.approx(QUANTILE_BOUND) and y[1, 1] == pytest.approx(-QUANTILE_BOUND)
     assert y[2, 0] == pytest.approx(float(np.interp(n.median, n.quantiles, n.scores)))
     assert y[0, 3] == pytest.approx(0.0, abs=1e-6)  # halfway between the two values
+    # Few rows compare with every knot, more rows search each column: the same values,
+    # numpy.interp's.
+    values = np.r_[counts, -1.0, 1e300, np.inf, 0.0][:, None]
+    maps = QuantileColumns([n])
+    one_by_one = np.concatenate([maps(values[i : i + 1]) for i in range(len(values))])
+    assert len(values) > QuantileColumns.DIRECT_ROWS
+    assert np.array_equal(maps(values), one_by_one)
+    np.testing.assert_allclose(
+        maps(values)[:, 0], np.interp(values[:, 0], n.quantiles, n.scores), rtol=0, atol=1e-12
+    )
     again = FeatureEncoder.from_json(json.loads(json.dumps(encoder.to_json())))
     assert again == encoder and np.array_equal(again.transform(frame), x)
     # An encoder stored before the quantile scaling (no such keys) loads as it was.
