@@ -474,6 +474,10 @@ def main() -> None:
     print(f"results: {results_path}", file=sys.stderr)
     args.data.mkdir(parents=True, exist_ok=True)
     results = []
+    # The raw loop's first run in a process costs about 1.7x the CPU of later ones (torch's
+    # first allocations and kernel choices): warm it, so that the first row's ratio is not
+    # flattered by a slow reference.
+    raw_loop_samples_per_s(200_000, 20 + 5 + 3)
     for rows in args.rows:
         path = args.data / f"table-{rows}.csv"
         if not path.exists():

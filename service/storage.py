@@ -343,7 +343,10 @@ class BlobUpload(io.RawIOBase):
     def __init__(self, db: Database, backend: PartBackend, key: str, part_size: int = PART_SIZE):
         super().__init__()
         self.db, self.backend, self.key, self.part_size = db, backend, key, part_size
-        self.buffer = bytearray()
+        # The bytes written since the last part: the writers' own objects where they are
+        # immutable (Parquet pages come as bytes), joined once into a part.
+        self.pieces: list[bytes | memoryview] = []
+        self.pending = 0
         self.index = 0
         self.size = 0
         self.hash = hashlib.sha256()
@@ -361,14 +364,25 @@ class BlobUpload(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed upload")
         view = memoryview(data).cast("B")
-        self.buffer += view
         self.hash.update(view)
         self.size += len(view)
-        while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[: self.part_size])
-            del self.buffer[: self.part_size]
-            self._store_part(part)
+        self.pieces.append(data if type(data) is bytes else bytes(view))
+        self.pending += len(view)
+        while self.pending >= self.part_size:
+            self._store_part(self._take(self.part_size))
         return len(view)
+
+    def _take(self, size: int) -> bytes:
+        """The first ``size`` pending bytes (all of them if fewer), as one part. A bytearray
+        kept as the buffer cost two copies into fresh memory per part, holding the GIL
+        (the writes come from Parquet's writer, beside the request threads)."""
+        joined = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        self.pieces, self.pending = [], 0
+        if len(joined) > size:  # the rest stays a view: a large write is not copied per part
+            view = memoryview(joined)
+            joined, rest = view[:size], view[size:]
+            self.pieces, self.pending = [rest], len(rest)
+        return joined if type(joined) is bytes else bytes(joined)
 
     def tell(self) -> int:
         return self.size
@@ -382,9 +396,8 @@ class BlobUpload(io.RawIOBase):
 
     def close(self) -> None:
         """Store the last part (no more writes)."""
-        if not self.closed and (self.buffer or self.index == 0) and self.size:
-            self._store_part(bytes(self.buffer))
-            self.buffer.clear()
+        if not self.closed and (self.pending or self.index == 0) and self.size:
+            self._store_part(self._take(self.pending))
         super().close()
 
     def commit(self, session: Session) -> None:
@@ -406,7 +419,7 @@ class BlobUpload(io.RawIOBase):
 
     def abort(self) -> None:
         """Remove every part written and the blob's row."""
-        self.buffer.clear()
+        self.pieces, self.pending = [], 0
         if not self.closed:
             super().close()
         try:

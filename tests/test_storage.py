@@ -58,6 +58,23 @@ def test_a_streamed_blob_is_stored_in_parts_and_read_back_as_a_stream(blobs):
     assert stored(blobs) == (0, 0, [])
 
 
+def test_a_streamed_blob_keeps_what_each_write_held_whatever_its_type(blobs):
+    """A write larger than many parts, bytearrays changed after they were written, and
+    memoryviews: the blob holds the bytes as they were written, in parts of the size."""
+    buffer = bytearray(DATA[:300])
+    with BlobUpload(blobs, backend_for(blobs), "mixed", part_size=1000) as upload:
+        upload.write(buffer)
+        buffer[:] = b"\0" * 300  # the writer reuses its buffer
+        upload.write(memoryview(DATA)[300:7300])  # seven parts in one write
+        upload.write(DATA[7300:])
+        upload.close()
+        with blobs.transaction() as session:
+            upload.commit(session)
+    parts = list(read_parts(blobs, backend_for(blobs), "mixed"))
+    assert [len(p) for p in parts] == [1000] * 10 + [500]
+    assert b"".join(parts) == DATA
+
+
 def test_a_part_that_changed_is_refused_on_read(blobs):
     with blobs.transaction() as session:
         storage(session, blobs).put("w", DATA, part_size=4096)

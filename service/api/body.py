@@ -17,6 +17,7 @@ Any other Content-Type is a 415 naming the accepted ones.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Body:
     form: Mapping[str, str] = field(default_factory=dict)
     _file: IO[bytes] | None = field(default=None, repr=False)
     _load: Callable[[Body], Any] | None = field(default=None, repr=False)
+    _body: IO[bytes] | None = field(default=None, repr=False)
 
     def complete(self) -> Any:
         """A form's every field read (the file part's unread bytes skipped) and loaded
@@ -72,7 +74,38 @@ class Body:
         """The CSV body or the form's file, as a readable binary stream. A CSV body's
         stream is opened on first use, so a view may first raise its size limit
         (``request.max_content_length``)."""
-        return self._file if self._file is not None else request.stream
+        if self._file is not None:
+            return self._file
+        if self._body is None:
+            self._body = BodyStream(request.stream)
+        return self._body
+
+
+class BodyStream(io.RawIOBase):
+    """A request's body stream (werkzeug's, which holds the body to its Content-Length
+    and the size limit) read through ``readinto`` into one buffer kept between reads.
+    werkzeug's own ``read`` makes a new zeroed buffer per call and copies it: two thirds
+    of the CPU of reading a large body (0.34 against 0.12 CPU-s for 189 MB in 4 MiB
+    reads, bench/README.md)."""
+
+    def __init__(self, stream: IO[bytes]):
+        super().__init__()
+        self.stream = stream
+        self.buffer = memoryview(bytearray(0))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.stream.read()
+        if size > len(self.buffer):
+            self.buffer = memoryview(bytearray(size))
+        got = self.stream.readinto(self.buffer[:size]) or 0
+        return bytes(self.buffer[:got])
+
+    def readinto(self, buffer) -> int:
+        return self.stream.readinto(buffer) or 0
 
 
 @dataclass(frozen=True)
@@ -118,7 +151,7 @@ class BodySpec:
         if not boundary:  # no parts at all
             raise InvalidRequest("a CSV file is required in the form field 'file'", "file")
         form = StreamingForm(
-            request.stream,
+            BodyStream(request.stream),
             boundary.encode("latin-1"),
             max_field_bytes=current_app.config.get("MAX_FORM_MEMORY_SIZE") or 500_000,
         )

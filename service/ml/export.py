@@ -183,8 +183,11 @@ def readme(bundle: ModelBundle, fmt: str, title: str) -> str:
         "for each feature in the order of the table above, its inputs side by side "
         "(a `dropped` feature has none). Per type:",
         "",
-        "- **numeric**: a missing value becomes `median`; then `(x - mean) / std`. With "
-        "`indicator` true, one more input follows: 1 if the value was missing, else 0.",
+        "- **numeric**: a missing value becomes `median`; then `(x - mean) / std`, or, "
+        'where `scaling` is `"quantile"`, linear interpolation of x from `quantiles` '
+        "(ascending) to `scores`, clamped to the first and last score (`numpy.interp`). "
+        "With `indicator` true, one more input follows: 1 if the value was missing, "
+        "else 0.",
         "- **boolean**: true → 1, false → 0, missing → `fill`; with `indicator` true, one "
         "more input: 1 if missing, else 0.",
         "- **categorical**: one-hot over `categories` (in that order) plus one last slot "
@@ -194,7 +197,7 @@ def readme(bundle: ModelBundle, fmt: str, title: str) -> str:
         "",
         "The table rounds the numbers; `preprocessing.json` holds them exactly for every "
         "feature (`columns`, in input order, with `type`, `median`, `mean`, `std`, `fill`, "
-        "`categories`, `indicator`, `numeric_codes`).",
+        "`categories`, `indicator`, `numeric_codes`, `scaling`, `quantiles`, `scores`).",
         "",
         "## Output",
         "",
@@ -252,7 +255,13 @@ def _output_lines(fmt: str, kind: str = "mlp") -> list[str]:
 
 
 def _column_line(column: ColumnEncoding) -> str:
-    if column.type == "numeric":
+    if column.type == "numeric" and column.scaling == "quantile":
+        encoding = (
+            f"median {column.median:g} for missing, then linear interpolation from the "
+            f"{len(column.quantiles)} `quantiles` to the `scores` of preprocessing.json "
+            "(clamped to the end scores)"
+        )
+    elif column.type == "numeric":
         encoding = f"median {column.median:g}, mean {column.mean:g}, std {column.std:g}"
     elif column.type == "boolean":
         encoding = f"missing → {column.fill:g}"

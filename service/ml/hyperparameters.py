@@ -78,8 +78,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr_scheduler": "coslog4",
         "adam_beta2": 0.95,
         "label_smoothing": 0.1,
-        "scaling": "robust",
-        "squash": "clip",
+        "scaling": "quantile",
+        "squash": "asinh",
         "embedding": "periodic",
         "scale_layer": True,
         "ensemble_size": 1,
@@ -287,13 +287,15 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     ),
     _recipe_knob(
         "scaling", Kind.CHOICE,
-        "Numeric inputs: standard (mean, standard deviation) or robust (median, "
-        "interquartile range; the tabular network then squashes them, see squash)",
-        choices=("standard", "robust"),
+        "Numeric inputs: standard (mean, standard deviation), robust (median, "
+        "interquartile range; the tabular network then squashes them, see squash) or "
+        "quantile (rank-Gauss: each value's share of the training values below it, as "
+        "a standard normal score; squashed like robust)",
+        choices=("standard", "robust", "quantile"),
     ),
     _recipe_knob(
         "squash", Kind.CHOICE,
-        "How the tabular network bounds robust-scaled numeric inputs: clip (x / sqrt(1 + "
+        "How the tabular network bounds quantile- or robust-scaled numeric inputs: clip (x / sqrt(1 + "
         "(x/3)^2), smoothly to ±3) or asinh (like log(2x) for large x, so heavy-tailed "
         "counts keep their large values apart)",
         choices=("clip", "asinh"),

@@ -8,7 +8,11 @@ and estimated from a uniform sample beyond):
   and standard deviation (``scaling="standard"``, the plain recipe) or, for
   ``scaling="robust"`` (the tabular recipe), the median and a robust spread: the
   interquartile range, or half the range where the quartiles coincide (the network then
-  clips the result smoothly); a 0/1 column is kept as 0/1;
+  clips the result smoothly); or, for ``scaling="quantile"``, a rank-Gauss transform:
+  the value's place among :data:`QUANTILE_KNOTS` quantiles of the training values,
+  mapped to the standard normal score of that share (piecewise linear between the
+  knots, ties collapsed to one knot at the mean of their scores, bounded by
+  ±:data:`QUANTILE_BOUND`); a 0/1 column is kept as 0/1;
 - boolean: 0/1, missing imputed with the most frequent value;
 - numeric and boolean columns with missing values in training get a missing-indicator
   input (1 where the value was missing);
@@ -22,18 +26,30 @@ and estimated from a uniform sample beyond):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from service.ml.errors import DataError
 from service.ml.stats import ColumnStats, TableStats, table_stats
 
 ENCODER_FORMAT = 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: ``scaling="quantile"``: knots per numeric column (at most; fewer for columns with
+#: fewer present values, and tied knots collapse), at evenly spaced shares 0..1
+#: (scikit-learn's ``QuantileTransformer`` takes 1,000 by default: on bench/accuracy.py
+#: that moved single tables by ±1.5 points either way, the noise of a new draw, and
+#: stores four times the knots; bench/README.md).
+QUANTILE_KNOTS = 256
+#: The normal scores of the shares 0 and 1 (otherwise infinite) are clipped to this.
+QUANTILE_BOUND = 5.2
 
 
 @dataclass(frozen=True)
@@ -50,9 +66,14 @@ class ColumnEncoding:
     indicator: bool = False
     numeric_codes: bool = False
     note: str | None = None
-    # "standard" (mean, standard deviation), "robust" (median, robust spread) or
-    # "binary" (a 0/1 column kept as is). Encoders stored before it are "standard".
+    # "standard" (mean, standard deviation), "robust" (median, robust spread),
+    # "quantile" (rank-Gauss through ``quantiles`` → ``scores``) or "binary" (a 0/1
+    # column kept as is). Encoders stored before it are "standard".
     scaling: str = "standard"
+    # scaling "quantile": ascending distinct training quantiles and their normal scores;
+    # a value is mapped by linear interpolation (clamped to the end scores).
+    quantiles: tuple[float, ...] = ()
+    scores: tuple[float, ...] = ()
 
     @property
     def width(self) -> int:
@@ -191,7 +212,14 @@ class FeatureEncoder:
             raise DataError(f"unknown encoder format {data.get('format')!r}")
         return cls(
             tuple(
-                ColumnEncoding(**{**c, "categories": tuple(c["categories"])})
+                ColumnEncoding(
+                    **{
+                        **c,
+                        "categories": tuple(c["categories"]),
+                        "quantiles": tuple(c.get("quantiles", ())),
+                        "scores": tuple(c.get("scores", ())),
+                    }
+                )
                 for c in data["columns"]
             )
         )
@@ -362,7 +390,20 @@ def _fit_column(
                 mean=0.0,
                 std=1.0,
                 indicator=missing,
-                scaling="binary" if scaling == "robust" else "standard",
+                scaling="binary" if scaling in ("robust", "quantile") else "standard",
+            )
+        if scaling == "quantile":
+            quantiles, scores = quantile_knots(stats)
+            return ColumnEncoding(
+                name,
+                kind,
+                median=median,
+                mean=0.0,
+                std=1.0,
+                indicator=missing,
+                scaling="quantile",
+                quantiles=quantiles,
+                scores=scores,
             )
         if scaling == "robust":
             q25, q75 = (float(q) for q in stats.quantile([0.25, 0.75]))
@@ -391,6 +432,34 @@ def _fit_column(
     if n_unique == stats.rows and n_unique >= 20:
         note = f"{name!r} looks like an ID: every value is distinct; consider leaving it out"
     return ColumnEncoding(name, kind, categories=categories, numeric_codes=numeric_codes, note=note)
+
+
+def quantile_knots(stats: ColumnStats) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The rank-Gauss map of a numeric column (``scaling="quantile"``): the quantiles of
+    its present training values at ``min(QUANTILE_KNOTS, count)`` evenly spaced shares
+    ``p`` from 0 to 1, and each one's standard normal score ``Φ⁻¹(p)`` (bounded by
+    ±``QUANTILE_BOUND``). Knots with the same value (a column's repeated values: zeros
+    of a count, the levels of a score) become one, at the mean of their scores, so a
+    value held by many rows maps to the middle of its rows' ranks.
+    """
+    n = max(2, min(QUANTILE_KNOTS, stats.count))
+    knots = np.asarray(stats.quantile(np.linspace(0.0, 1.0, n)), dtype=np.float64)
+    scores = np.array(_normal_scores(n))
+    values, first, counts = np.unique(knots, return_index=True, return_counts=True)
+    # np.unique sorts; the knots are already ascending, so each value's knots are the
+    # run starting at ``first``.
+    means = np.add.reduceat(scores, first) / counts
+    return tuple(float(v) for v in values), tuple(float(s) for s in means)
+
+
+@functools.lru_cache(maxsize=8)
+def _normal_scores(n: int) -> tuple[float, ...]:
+    """``Φ⁻¹`` of ``n`` evenly spaced shares from 0 to 1, bounded by ±QUANTILE_BOUND."""
+    normal = NormalDist()
+    return tuple(
+        max(-QUANTILE_BOUND, min(QUANTILE_BOUND, normal.inv_cdf(min(max(p, 1e-12), 1 - 1e-12))))
+        for p in np.linspace(0.0, 1.0, n).tolist()
+    )
 
 
 def _filled_moments(stats: ColumnStats, fill: float) -> tuple[float, float]:
@@ -441,7 +510,10 @@ def encode_numbers(out: np.ndarray, offset: int, column: ColumnEncoding, x: np.n
     """Write a numeric or boolean column's inputs (``x``: float64, NaN where missing) into
     ``out`` from column ``offset``: its imputed, scaled value, and its missing indicator."""
     absent = np.isnan(x)
-    if column.type == "numeric":
+    if column.type == "numeric" and column.scaling == "quantile":
+        filled = np.where(absent, column.median, x)
+        out[:, offset] = QuantileColumns([column])(filled[:, None])[:, 0]
+    elif column.type == "numeric":
         with np.errstate(over="ignore"):  # beyond float64 → inf → clipped below
             scaled = (np.where(absent, column.median, x) - column.mean) / column.std
         out[:, offset] = np.clip(scaled, -FLOAT32_MAX, FLOAT32_MAX)  # no inf in float32
@@ -451,13 +523,72 @@ def encode_numbers(out: np.ndarray, offset: int, column: ColumnEncoding, x: np.n
         out[:, offset + 1] = absent
 
 
+class QuantileColumns:
+    """The rank-Gauss maps of quantile-scaled columns, applied together: each value
+    linearly interpolated between the two knots around it (``quantiles`` → ``scores``,
+    the arithmetic of ``numpy.interp``), the end scores beyond the knots.
+
+    Every path that encodes numbers (the frame, the CSV batches, the records fast path)
+    goes through :meth:`__call__`, so they agree bit for bit. Few rows (a one-row
+    predict) find their knots with one comparison against every knot of every column;
+    more rows with a binary search per column.
+    """
+
+    #: Up to this many rows the knots are found by comparing with all of them at once.
+    DIRECT_ROWS = 16
+
+    def __init__(self, columns: list[ColumnEncoding]):
+        m = len(columns)
+        width = max((len(c.quantiles) for c in columns), default=1)
+        self.counts = np.array([len(c.quantiles) for c in columns], dtype=np.intp)
+        # Past a column's own knots: +inf (never below a value once it is clamped).
+        self.knots = np.full((m, width), np.inf)
+        scores = np.zeros((m, width))
+        slopes = np.zeros((m, width))  # of the segment from each knot; 0 from the last
+        for i, column in enumerate(columns):
+            q, y = np.array(column.quantiles), np.array(column.scores)
+            self.knots[i, : len(q)] = q
+            scores[i, : len(q)] = y
+            slopes[i, : len(q) - 1] = (y[1:] - y[:-1]) / (q[1:] - q[:-1])
+        self.first = self.knots[:, 0].copy()
+        self.last = self.knots[np.arange(m), self.counts - 1]
+        self.flat = (self.knots.ravel(), scores.ravel(), slopes.ravel())
+        self.row_start = np.arange(m) * width  # of each column in the flat arrays
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The scores of ``x`` (float64 ``(rows, columns)``, no NaN), float64."""
+        x = np.clip(x, self.first, self.last)
+        if len(x) <= self.DIRECT_ROWS:
+            below = (self.knots[None, :, :] <= x[:, :, None]).sum(axis=2)
+        else:
+            below = np.stack(
+                [
+                    np.searchsorted(self.knots[i, :n], x[:, i], side="right")
+                    for i, n in enumerate(self.counts)
+                ],
+                axis=1,
+            )
+        # Clamped, every value has at least the first knot at or below it: the segment
+        # from the last of them (the last knot's has slope 0).
+        at = np.minimum(below - 1, self.counts - 1) + self.row_start
+        knots, scores, slopes = self.flat
+        return slopes[at] * (x - knots[at]) + scores[at]
+
+
 def category_codes(column: ColumnEncoding, values: pd.Series) -> np.ndarray:
     """Each value's position in the column's categories; missing and unseen values get the
     last slot (``len(categories)``)."""
     if column.numeric_codes:
         values = category_text(values)
+    slot = len(column.categories)
+    if isinstance(values.array, pd.arrays.ArrowStringArray):
+        # Text held by Arrow (stored tables, ``ingest.batch_frame``): looked up in Arrow,
+        # a tenth of the CPU of pandas' lookup, which first makes Python strings of it.
+        text = pa.array(values.array)  # the same Arrow data, not a copy
+        found = pc.index_in(text, value_set=pa.array(column.categories, pa.string()))
+        return np.asarray(pc.fill_null(found, slot), dtype=np.int64)
     codes = pd.Index(column.categories, dtype="str").get_indexer(values.astype("str"))
-    return np.where(codes < 0, len(column.categories), codes)
+    return np.where(codes < 0, slot, codes)
 
 
 def encode_codes(out: np.ndarray, offset: int, column: ColumnEncoding, codes: np.ndarray) -> None:

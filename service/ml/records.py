@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from service.ml.preprocessing import FLOAT32_MAX, FeatureEncoder
+from service.ml.preprocessing import FLOAT32_MAX, FeatureEncoder, QuantileColumns
 
 _NONE = type(None)
 _NUMBERS = frozenset({int, float, _NONE})
@@ -37,6 +37,12 @@ class _Block:
             self.fill = np.array([c.median for c in columns], dtype=np.float64)
             self.mean = np.array([c.mean for c in columns], dtype=np.float64)
             self.std = np.array([c.std for c in columns], dtype=np.float64)
+            # Quantile-scaled columns (mean 0, std 1 above): then their knots' map.
+            quantile = [c for c in columns if c.scaling == "quantile"]
+            self.quantile = np.array(
+                [i for i, c in enumerate(columns) if c.scaling == "quantile"], dtype=np.intp
+            )
+            self.rank_gauss = QuantileColumns(quantile) if quantile else None
         else:
             self.fill = np.array([c.fill for c in columns], dtype=np.float64)
         flagged = [i for i, c in enumerate(columns) if c.indicator]
@@ -61,6 +67,8 @@ class _Block:
         if self.kinds is _NUMBERS:
             with np.errstate(over="ignore"):  # as FeatureEncoder.transform: clipped
                 x = np.clip((x - self.mean) / self.std, -FLOAT32_MAX, FLOAT32_MAX)
+            if self.rank_gauss is not None:
+                x[:, self.quantile] = self.rank_gauss(x[:, self.quantile])
         out[:, self.offsets] = x
         if len(self.flagged):
             out[:, self.indicator_offsets] = absent[:, self.flagged]

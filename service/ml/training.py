@@ -484,7 +484,7 @@ def architecture_for(
         batch_norm=config.batch_norm and not tabular,
         kind=config.network,
         numeric_inputs=tuple(numeric_inputs) if tabular else (),
-        smooth_clip=tabular and config.scaling == "robust",
+        smooth_clip=tabular and config.scaling in ("robust", "quantile"),
         squash=config.squash,
         embedding=config.embedding if tabular else "none",
         embedding_frequencies=config.embedding_frequencies,

@@ -144,3 +144,27 @@ def test_every_v1_body_reads_exactly_what_it_documents(client):
                 assert answer.status_code != 415, (path, method, media_type)
             checked += 1
     assert checked >= 5
+
+
+def test_a_body_stream_reads_what_werkzeug_reads_and_keeps_its_limits():
+    """BodyStream reads into one reused buffer, through werkzeug's stream: the same bytes
+    (each read its own, not a view of the buffer), the end at Content-Length, and a 413
+    past the limit of a body without one."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+    from werkzeug.wsgi import LimitedStream
+
+    from service.api.body import BodyStream
+
+    data = bytes(range(256)) * 40
+    stream = BodyStream(LimitedStream(io.BytesIO(data + b"past the length"), len(data)))
+    reads = []
+    while chunk := stream.read(3000):
+        reads.append(chunk)
+    assert b"".join(reads) == data and [len(r) for r in reads] == [3000, 3000, 3000, 1240]
+    assert reads[0] == data[:3000]  # not overwritten by the later reads
+    assert BodyStream(LimitedStream(io.BytesIO(data), len(data))).read() == data
+
+    unbounded = BodyStream(LimitedStream(io.BytesIO(data), 5000, is_max=True))
+    assert unbounded.read(5000) == data[:5000]
+    with pytest.raises(RequestEntityTooLarge):
+        unbounded.read(10)

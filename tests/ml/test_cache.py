@@ -102,15 +102,19 @@ def test_two_processes_sharing_one_directory_build_an_entry_once(tmp_path):
     assert len(log.read_text().splitlines()) == 1
 
 
-def test_the_streamed_encoding_equals_the_in_memory_preparation(tmp_path):
+@pytest.mark.parametrize("scaling", ["standard", "quantile"])
+def test_the_streamed_encoding_equals_the_in_memory_preparation(tmp_path, scaling):
     frame, columns = infer_columns(read_csv(mixed_csv(3000), max_rows=10**6, max_columns=10))
     path = tmp_path / "t.parquet"
     # Small row groups, so every pass crosses many of them.
     pq.write_table(pq.read_table(io.BytesIO(to_parquet(frame))), path, row_group_size=256)
     types = {c.name: c.type for c in columns if c.name != "species"}
     types["flag"] = "categorical"  # an override is converted the same way in both
-    in_memory = prepare(frame, "species", types, validation_fraction=0.2, seed=7)
-    encode_file(path, "species", types, tmp_path / "out", validation_fraction=0.2, seed=7)
+    in_memory = prepare(frame, "species", types, validation_fraction=0.2, seed=7, scaling=scaling)
+    encode_file(
+        path, "species", types, tmp_path / "out", validation_fraction=0.2, seed=7,
+        scaling=scaling,
+    )  # fmt: skip
     mapped = load_encoded(tmp_path / "out")
     for a, b in zip(mapped.encoder.columns, in_memory.encoder.columns, strict=True):
         # The same fit; sums over row groups round differently in the last bits.

@@ -57,6 +57,23 @@ def test_missing_and_unseen_categories_share_the_last_slot():
     assert x[0, 0] == np.float32(expected)
 
 
+def test_text_held_by_arrow_gets_the_codes_python_strings_get():
+    """Category codes are looked up in Arrow for Arrow-backed text (stored tables) and by
+    pandas otherwise: the same codes, missing and unseen values in the last slot."""
+    encoder = FeatureEncoder.fit(
+        pd.DataFrame({"c": pd.Series(["a", "b", "nan", " c", "a"], dtype="str")}),
+        {"c": "categorical"},
+    )
+    values = ["a", None, "b", "zz", "nan", " c", "c", "A", np.nan, "b"] * 3
+    arrow = pd.DataFrame({"c": pd.Series(values, dtype="str")})[7:]  # a slice: an offset
+    python = pd.DataFrame({"c": pd.Series(values, dtype=object)})[7:]
+    assert isinstance(arrow["c"].array, pd.arrays.ArrowStringArray)
+    codes = encoder.transform(arrow).argmax(axis=1)
+    np.testing.assert_array_equal(codes, encoder.transform(python).argmax(axis=1))
+    slot = {"a": 1, "b": 2, "nan": 3, " c": 0}  # categories sorted: " c", "a", "b", "nan"
+    assert codes.tolist() == [slot.get(v, 4) if isinstance(v, str) else 4 for v in values][7:]
+
+
 def test_stratified_split_keeps_each_class_share_and_is_seeded():
     codes = np.array([0] * 80 + [1] * 20)
     train, val = stratified_split(codes, 0.25, seed=3)

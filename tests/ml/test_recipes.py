@@ -20,7 +20,13 @@ from service.ml.export import to_onnx, to_torchscript
 from service.ml.inference import ModelBundle
 from service.ml.network import Architecture, TabularNet, build_network, count_parameters
 from service.ml.pipeline import prepare, train_bundle
-from service.ml.preprocessing import FeatureEncoder, robust_spread
+from service.ml.preprocessing import (
+    QUANTILE_BOUND,
+    QUANTILE_KNOTS,
+    FeatureEncoder,
+    QuantileColumns,
+    robust_spread,
+)
 from service.ml.training import (
     StepSchedule,
     Trainer,
@@ -139,6 +145,56 @@ def test_smooth_clip_and_robust_scaling():
     assert Architecture.from_json(old).squash == "clip"
 
 
+def test_quantile_scaling_maps_training_values_to_normal_scores():
+    rng = np.random.default_rng(0)
+    counts = np.r_[np.zeros(600), rng.exponential(50.0, 400)]  # zero-inflated, skewed
+    frame = pd.DataFrame(
+        {"n": counts, "u": rng.uniform(0, 1, 1000), "b": [0.0, 1.0] * 500, "few": [1.0, 2.0] * 500}
+    )
+    types = dict.fromkeys(frame, "numeric")
+    encoder = FeatureEncoder.fit(frame, types, "quantile")
+    n, u, b, few = encoder.columns
+    assert (n.scaling, u.scaling, b.scaling) == ("quantile", "quantile", "binary")
+    assert encoder.numeric_inputs == (0, 1, 3)
+    assert len(u.quantiles) == QUANTILE_KNOTS == len(u.scores)
+    assert list(u.quantiles) == sorted(set(u.quantiles))  # ascending, distinct
+    # The 600 zeros share one knot, at the mean of their shares' scores (about the
+    # mean of the lower 60 % of a normal), not at an end of their run.
+    assert n.quantiles[0] == 0.0 and -0.75 < n.scores[0] < -0.6
+    assert (few.quantiles, few.scores[0]) == ((1.0, 2.0), pytest.approx(-few.scores[1]))
+    x = encoder.transform(frame)
+    assert x.shape == (1000, 4) and x.dtype == np.float32
+    assert abs(float(x[:, 1].mean())) < 0.05 and 0.9 < float(x[:, 1].std()) < 1.1
+    assert np.all(np.diff(x[np.argsort(counts), 0]) >= 0)  # monotone in the value
+    # Outside the training range: the end scores; missing: the median's score.
+    unseen = pd.DataFrame({"n": [-5.0, 1e9, None], "u": [2.0, -1.0, 0.5], "b": 0.0, "few": 1.5})
+    y = encoder.transform(unseen)
+    assert y[0, 0] == pytest.approx(n.scores[0]) and y[1, 0] == pytest.approx(QUANTILE_BOUND)
+    assert y[0, 1] == pytest.approx(QUANTILE_BOUND) and y[1, 1] == pytest.approx(-QUANTILE_BOUND)
+    assert y[2, 0] == pytest.approx(float(np.interp(n.median, n.quantiles, n.scores)))
+    assert y[0, 3] == pytest.approx(0.0, abs=1e-6)  # halfway between the two values
+    # Few rows compare with every knot, more rows search each column: the same values,
+    # numpy.interp's.
+    values = np.r_[counts, -1.0, 1e300, np.inf, 0.0][:, None]
+    maps = QuantileColumns([n])
+    one_by_one = np.concatenate([maps(values[i : i + 1]) for i in range(len(values))])
+    assert len(values) > QuantileColumns.DIRECT_ROWS
+    assert np.array_equal(maps(values), one_by_one)
+    np.testing.assert_allclose(
+        maps(values)[:, 0], np.interp(values[:, 0], n.quantiles, n.scores), rtol=0, atol=1e-12
+    )
+    again = FeatureEncoder.from_json(json.loads(json.dumps(encoder.to_json())))
+    assert again == encoder and np.array_equal(again.transform(frame), x)
+    # An encoder stored before the quantile scaling (no such keys) loads as it was.
+    old = FeatureEncoder.fit(frame, types, "robust").to_json()
+    for column in old["columns"]:
+        del column["quantiles"], column["scores"]
+    assert FeatureEncoder.from_json(old) == FeatureEncoder.fit(frame, types, "robust")
+    # The tabular network squashes quantile-scaled inputs as it does robust-scaled ones.
+    config = small_tabular(scaling="quantile")
+    assert _prepared(config).trainer(config).arch.smooth_clip
+
+
 def test_schedules():
     assert _coslog4(0.0) == pytest.approx(0.0) and _coslog4(1.0) == pytest.approx(0.0, abs=1e-12)
     assert max(_coslog4(t / 1000) for t in range(1001)) == pytest.approx(1.0, abs=1e-4)
@@ -167,8 +223,9 @@ def test_temperature_fit_sharpens_underconfident_probabilities():
     assert fit_temperature(flat.unsqueeze(0), y[:0]) == 1.0
 
 
-def test_tabular_training_is_deterministic_under_a_seed():
-    config = small_tabular()
+@pytest.mark.parametrize("scaling", ["robust", "quantile"])
+def test_tabular_training_is_deterministic_under_a_seed(scaling):
+    config = small_tabular(scaling=scaling)
     first, _ = train_bundle(_prepared(config), config)
     second, _ = train_bundle(_prepared(config), config)
     for key, value in first.network.state_dict().items():
@@ -176,9 +233,9 @@ def test_tabular_training_is_deterministic_under_a_seed():
     assert float(first.network.temperature) != 1.0  # fitted on the validation split
 
 
-@pytest.mark.parametrize("folds", [0, 3])
-def test_tabular_resume_from_a_checkpoint_is_exact(folds):
-    config = small_tabular(epochs=5, folds=folds)
+@pytest.mark.parametrize(("folds", "scaling"), [(0, "robust"), (3, "robust"), (0, "quantile")])
+def test_tabular_resume_from_a_checkpoint_is_exact(folds, scaling):
+    config = small_tabular(epochs=5, folds=folds, scaling=scaling)
     straight = _prepared(config).trainer(config)
     records = list(straight.fit())
     interrupted = _prepared(config).trainer(config)
@@ -198,11 +255,13 @@ def test_tabular_resume_from_a_checkpoint_is_exact(folds):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("squash", ["clip", "asinh"])
-def test_tabular_bundle_round_trip_and_exports_match_predict(squash):
+@pytest.mark.parametrize(
+    ("squash", "scaling"), [("clip", "robust"), ("asinh", "robust"), ("clip", "quantile")]
+)
+def test_tabular_bundle_round_trip_and_exports_match_predict(squash, scaling):
     import onnxruntime
 
-    config = small_tabular(squash=squash)
+    config = small_tabular(squash=squash, scaling=scaling)
     bundle, _ = train_bundle(_prepared(config), config)
     loaded = ModelBundle.load(bundle.describe(), bundle.weights())
     x = _prepared(config).x_val

@@ -14,21 +14,22 @@ from tests.support.data import MIXED_TYPES as TYPES
 from tests.support.data import mixed_csv
 
 
-def fitted() -> FeatureEncoder:
+def fitted(scaling: str = "standard") -> FeatureEncoder:
     frame, _ = infer_columns(read_csv(mixed_csv(), max_rows=10_000, max_columns=10))
     frame.loc[::7, "flag"] = None  # a boolean with missing values gets an indicator too
-    encoder = FeatureEncoder.fit(frame, TYPES)
+    encoder = FeatureEncoder.fit(frame, TYPES, scaling)
     assert {c.name for c in encoder.columns if c.indicator} == {"x2", "flag"}
     return encoder
 
 
 ENCODER = fitted()
 FAST = RecordEncoder(ENCODER)
+QUANTILE = fitted("quantile")  # the tabular recipe's rank-Gauss scaling
 
 
-def general(records: list) -> np.ndarray:
+def general(records: list, encoder: FeatureEncoder = ENCODER) -> np.ndarray:
     frame = frame_from_records(records, max_rows=10_000, max_columns=10)
-    return ENCODER.transform(coerce_columns(frame, ENCODER.types, field="records"))
+    return encoder.transform(coerce_columns(frame, encoder.types, field="records"))
 
 
 numbers = st.one_of(
@@ -55,6 +56,15 @@ def test_fast_path_gives_the_general_paths_matrix(records):
     fast = FAST.encode(records, max_cell_chars=10_000)
     assert fast is not None
     np.testing.assert_array_equal(fast, general(records))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(record, min_size=1, max_size=20))
+def test_fast_path_gives_the_general_paths_matrix_with_quantile_scaling(records):
+    assert {c.scaling for c in QUANTILE.columns if c.type == "numeric"} == {"quantile"}
+    fast = RecordEncoder(QUANTILE).encode(records, max_cell_chars=10_000)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, general(records, QUANTILE))
 
 
 @pytest.mark.parametrize(
