@@ -368,7 +368,7 @@ class ColumnAccumulator:
         self.m2 = 0.0
         self.min = math.inf
         self.max = -math.inf
-        self.not_01 = 0
+        self.not_01 = 0  # values seen that are not 0 or 1 (counted until there is one)
         self.capacity = quantile_capacity if kind == "numeric" else 0
         self.sample = np.empty(0, dtype=np.float64)
         self.priority = np.empty(0, dtype=np.float64)
@@ -428,7 +428,8 @@ class ColumnAccumulator:
         self._merge_moments(n, mean, m2)
         self.min = min(self.min, float(x.min()))
         self.max = max(self.max, float(x.max()))
-        self.not_01 += int(n - np.count_nonzero((x == 0.0) | (x == 1.0)))
+        if self.not_01 == 0:  # only whether it is 0 is used: once not, no more passes
+            self.not_01 = int(n - np.count_nonzero((x == 0.0) | (x == 1.0)))
         if self.capacity:
             self._add_sample(x, self.rng.random(n))
 
