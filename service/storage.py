@@ -45,7 +45,9 @@ import functools
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -338,11 +340,27 @@ class BlobUpload(io.RawIOBase):
     :meth:`commit` in the transaction that stores the row pointing to the blob; on any
     failure :meth:`abort` removes every part. Used as a context manager, an exception
     (or leaving without a commit) aborts.
+
+    ``background``: the parts are hashed and stored by a thread of their own (started by
+    the first full part, from the writing thread, so it shares that thread's priority),
+    at most ``BACKGROUND_PARTS`` waiting, while the writer goes on producing the next:
+    an upload's Parquet encoding and its part inserts overlap. A part that fails to
+    store fails the next :meth:`write` or the :meth:`close`; :meth:`abort` stops the
+    thread before it removes what was stored, so no part comes in after the removal.
     """
 
-    def __init__(self, db: Database, backend: PartBackend, key: str, part_size: int = PART_SIZE):
+    def __init__(
+        self,
+        db: Database,
+        backend: PartBackend,
+        key: str,
+        part_size: int = PART_SIZE,
+        *,
+        background: bool = False,
+    ):
         super().__init__()
         self.db, self.backend, self.key, self.part_size = db, backend, key, part_size
+        self.storer = _PartStorer(self._store) if background else None
         # The bytes written since the last part: the writers' own objects where they are
         # immutable (Parquet pages come as bytes), joined once into a part.
         self.pieces: list[bytes | memoryview] = []
@@ -388,16 +406,24 @@ class BlobUpload(io.RawIOBase):
         return self.size
 
     def _store_part(self, data: bytes) -> None:
-        index = self.index
+        if self.storer is not None:
+            self.storer.put(self.index, data)
+        else:
+            self._store(self.index, data)
+        self.index += 1
+
+    def _store(self, index: int, data: bytes) -> None:
         with self.db.transaction() as session:
             _add_part(session, self.backend, self.key, index, data)
             session.execute(update(Blob).where(Blob.key == self.key).values(updated_at=utcnow()))
-        self.index += 1
 
     def close(self) -> None:
-        """Store the last part (no more writes)."""
+        """Store the last part (no more writes); with ``background``, wait for every part
+        to be stored (a part that failed raises here)."""
         if not self.closed and (self.pending or self.index == 0) and self.size:
             self._store_part(self._take(self.pending))
+        if self.storer is not None:
+            self.storer.finish()
         super().close()
 
     def commit(self, session: Session) -> None:
@@ -420,6 +446,8 @@ class BlobUpload(io.RawIOBase):
     def abort(self) -> None:
         """Remove every part written and the blob's row."""
         self.pieces, self.pending = [], 0
+        if self.storer is not None:
+            self.storer.stop()  # nothing is stored after this: the removal below is final
         if not self.closed:
             super().close()
         try:
@@ -434,6 +462,60 @@ class BlobUpload(io.RawIOBase):
     def __exit__(self, kind, value, traceback) -> None:
         if kind is not None or not self.committed:
             self.abort()
+
+
+BACKGROUND_PARTS = 2
+
+
+class _PartStorer:
+    """A thread that stores parts handed to it in order, ``BACKGROUND_PARTS`` waiting at
+    most; its first failure is raised by the next :meth:`put` or by :meth:`finish`, and
+    the parts after it are dropped."""
+
+    def __init__(self, store: Callable[[int, bytes], None]):
+        self.store = store
+        self.queue: queue.Queue = queue.Queue(maxsize=BACKGROUND_PARTS)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def put(self, index: int, data: bytes) -> None:
+        self._raise()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="blob-parts", daemon=True)
+            self.thread.start()
+        self.queue.put((index, data))
+
+    def finish(self) -> None:
+        """Wait for every part handed over; raise the first failure."""
+        self._end()
+        self._raise()
+
+    def stop(self) -> None:
+        """Drop the parts not stored yet and wait for the one being stored."""
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        self._end()
+
+    def _end(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.store(*item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the writer's thread
+                    self.error = exc
 
 
 def write_blob(

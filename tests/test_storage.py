@@ -103,6 +103,58 @@ def test_an_aborted_upload_leaves_nothing(blobs):
     assert stored(blobs) == (0, 0, [])
 
 
+def test_parts_stored_in_the_background_are_the_same_parts(blobs):
+    with BlobUpload(blobs, backend_for(blobs), "bg", 1000, background=True) as upload:
+        for start in range(0, len(DATA), 777):
+            upload.write(DATA[start : start + 777])
+        upload.close()
+        assert stored(blobs)[1] == 11  # every part stored once close returns
+        with blobs.transaction() as session:
+            upload.commit(session)
+    assert b"".join(read_parts(blobs, backend_for(blobs), "bg")) == DATA
+
+
+class _FailingBackend:
+    """Stores parts through ``backend`` until part ``fail_at``, which raises."""
+
+    def __init__(self, backend, fail_at: int):
+        self.backend, self.fail_at = backend, fail_at
+
+    def write(self, session, key, index, data):
+        if index == self.fail_at:
+            raise OSError("the store went away")
+        return self.backend.write(session, key, index, data)
+
+    def read(self, session, key, index):
+        return self.backend.read(session, key, index)
+
+    def remove(self, key, indices):
+        self.backend.remove(key, indices)
+
+
+@pytest.mark.parametrize("fail_at", [0, 4, 10])
+def test_a_part_that_fails_in_the_background_fails_the_upload_and_leaves_nothing(blobs, fail_at):
+    """The storing thread's failure comes out of a later write or the close, and the
+    abort waits for the thread before removing what it stored: no part comes after."""
+    backend = _FailingBackend(backend_for(blobs), fail_at)
+    with pytest.raises(OSError, match="went away"):
+        with BlobUpload(blobs, backend, "bad", 1000, background=True) as upload:
+            for start in range(0, len(DATA), 500):
+                upload.write(DATA[start : start + 500])
+            upload.close()
+            with blobs.transaction() as session:
+                upload.commit(session)
+    assert stored(blobs) == (0, 0, [])
+
+
+def test_an_aborted_background_upload_leaves_nothing(blobs):
+    with pytest.raises(RuntimeError):
+        with BlobUpload(blobs, backend_for(blobs), "gone", 1000, background=True) as upload:
+            upload.write(DATA)  # parts waiting for, or in, the storing thread
+            raise RuntimeError("the client went away")
+    assert stored(blobs) == (0, 0, [])
+
+
 def test_an_upload_whose_row_is_rolled_back_leaves_nothing(blobs):
     with pytest.raises(ValueError), BlobUpload(blobs, backend_for(blobs), "y", 1000) as upload:
         upload.write(DATA)

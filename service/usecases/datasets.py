@@ -70,7 +70,10 @@ def staged_dataset(
         max_cell_chars=settings.max_cell_chars,
         count_limit=max(settings.max_categories, settings.max_classes),
     )
-    with BlobUpload(db, backend_for(db), key, part_size=UPLOAD_PART_BYTES) as upload:
+    # Parts stored by a thread of their own, beside the Parquet writer (bench/README.md).
+    with BlobUpload(
+        db, backend_for(db), key, part_size=UPLOAD_PART_BYTES, background=True
+    ) as upload:
         ingested = ingest.ingest(
             source, upload, fmt=fmt, limits=limits, column_types=table.column_types
         )
