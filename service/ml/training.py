@@ -452,7 +452,8 @@ def out_of_fold(network: TabularNet, x: torch.Tensor, folds: torch.Tensor) -> to
 
 def folds_for(folds: int | str, n_rows: int) -> int:
     """Bagging folds: ``folds``, or ``"auto"`` resolved by the table of hyperparameters
-    (:func:`~service.ml.hyperparameters.resolve_folds`: 3 under 2,000 labelled rows)."""
+    (:func:`~service.ml.hyperparameters.resolve_folds`: 3 under 2,000 labelled rows,
+    4 under 5,000)."""
     return resolve_folds(folds, n_rows)
 
 

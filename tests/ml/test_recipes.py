@@ -313,7 +313,8 @@ def test_bagging_trains_one_member_per_fold_and_validates_out_of_fold():
     from service.ml.preprocessing import stratified_folds
     from service.ml.training import folds_for, out_of_fold_logits
 
-    assert folds_for("auto", 1999) == 3 and folds_for("auto", 2000) == 0 and folds_for(3, 9) == 3
+    assert folds_for("auto", 1999) == 3 and folds_for("auto", 2000) == 4
+    assert folds_for("auto", 4999) == 4 and folds_for("auto", 5000) == 0 and folds_for(3, 9) == 3
     assert TrainingConfig(recipe="tabular").folds == "auto" and TrainingConfig().folds == 0
     codes = np.array([0] * 10 + [1] * 5)
     folds = stratified_folds(codes, 5, seed=0)
