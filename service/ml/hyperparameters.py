@@ -103,8 +103,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 #: plain recipe on the suite; above 5,000 rows one split holds enough rows
 #: (bench/README.md).
 AUTO_FOLDS_BY_ROWS: tuple[tuple[int, int], ...] = ((2000, 3), (5000, 4))
-#: The most members ``"auto"`` bags (the parameter bound of a job's plan).
-AUTO_FOLDS = max(k for _, k in AUTO_FOLDS_BY_ROWS)
 
 
 def resolve_folds(folds: int | str, n_rows: int) -> int:

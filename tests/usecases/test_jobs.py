@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from service.api.jobs.schemas import HyperparametersSchema
 from service.db.models import Job
 from service.ml.network import Architecture, count_parameters
+from service.ml.training import TrainingConfig, architecture_for
 from service.usecases import jobs
 from service.usecases.errors import Conflict, InvalidRequest, NotFound
+from service.usecases.jobs.plan import _check_size
 from service.usecases.training import AttemptLease
 from service.usecases.training import data as training_data
 from tests.support.training import stored_dataset
@@ -98,6 +100,25 @@ def test_the_size_limit_counts_the_inputs_the_encoder_will_make(
     below = dataclasses.replace(settings, max_parameters=exact - 1)
     with pytest.raises(InvalidRequest) as refused:
         jobs.submit_job(db, below, publisher, "default", request(dataset_id, **plain))
+    assert refused.value.field == "hyperparameters.hidden_layers"
+
+
+@pytest.mark.parametrize("labelled_rows, members", [(1_500, 3), (3_000, 4), (6_000, 1)])
+def test_the_size_limit_counts_the_members_folds_auto_will_train(settings, labelled_rows, members):
+    """The default recipe bags by the table's labelled rows (3 folds under 2,000, 4 under
+    5,000, one network above): the limit counts exactly the members the job will have."""
+    config = TrainingConfig.from_json(HyperparametersSchema().load({"seed": 0}))
+    types = {f"x{i}": "numeric" for i in range(5)}
+    columns = {name: {"n_unique": 100, "missing": 0} for name in types} | {
+        "y": {"n_unique": 3, "missing": 0}
+    }
+    arch = architecture_for(config, 5, 3, tuple(range(5)), folds=members if members > 1 else 0)
+    exact = count_parameters(arch)
+    at_limit = dataclasses.replace(settings, max_parameters=exact)
+    _check_size(at_limit, config, types, columns, "y", labelled_rows=labelled_rows)
+    below = dataclasses.replace(settings, max_parameters=exact - 1)
+    with pytest.raises(InvalidRequest) as refused:
+        _check_size(below, config, types, columns, "y", labelled_rows=labelled_rows)
     assert refused.value.field == "hyperparameters.hidden_layers"
 
 

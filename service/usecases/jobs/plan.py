@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db.models import Job, JobStatus
 from service.ml import DataError, tabular
-from service.ml.hyperparameters import AUTO_FOLDS
+from service.ml.hyperparameters import resolve_folds
 from service.ml.network import count_parameters
 from service.ml.preprocessing import column_width
 from service.ml.tabular import ColumnType
@@ -57,7 +57,14 @@ class JobPlan:
             hyperparameters["seed"] = random.randrange(2**31)
         config = TrainingConfig.from_json(hyperparameters)
         _check_class_weight(self.target_counts, self.request.target, config)
-        _check_size(settings, config, self.feature_types, self.columns, self.request.target)
+        _check_size(
+            settings,
+            config,
+            self.feature_types,
+            self.columns,
+            self.request.target,
+            labelled_rows=sum(self.target_counts.values()),
+        )
         return config
 
     def add_job(
@@ -238,6 +245,7 @@ def _check_size(
     types: dict[str, str],
     columns: dict[str, dict],
     target: str,
+    labelled_rows: int,
 ) -> None:
     if config.epochs > settings.max_epochs:
         raise InvalidRequest(f"must be at most {settings.max_epochs}", "hyperparameters.epochs")
@@ -247,9 +255,10 @@ def _check_size(
         for name, kind in types.items()
     )
     # Numeric columns are embedded by the tabular network (0/1 columns are not, so this
-    # bound may count a few inputs too many); bagging trains one member per fold.
+    # bound may count a few inputs too many); bagging trains one member per fold, as many
+    # as the job will (the target's class counts are every labelled row).
     numeric = tuple(range(sum(kind == ColumnType.NUMERIC for kind in types.values())))
-    folds = config.folds if isinstance(config.folds, int) else AUTO_FOLDS  # at most
+    folds = resolve_folds(config.folds, labelled_rows)
     arch = architecture_for(config, n_inputs, columns[target]["n_unique"], numeric, folds=folds)
     n_params = count_parameters(arch)
     if n_params > settings.max_parameters:
