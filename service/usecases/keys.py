@@ -90,13 +90,16 @@ def list_keys(db: Database) -> list[ApiKey]:
 
 
 def revoke_key(db: Database, key_id_or_prefix: str) -> ApiKey:
-    """Revoke by id or by the key's visible prefix (``ts_xxxxxxxx``)."""
+    """Revoke by id or by the key's visible prefix (``ts_xxxxxxxx``).
+
+    The prefix is accepted as `trainserve keys list` and `create` print it, with its
+    trailing ``...``, so a copied line's field works as it is.
+    """
+    wanted = key_id_or_prefix.strip().removesuffix("...")
     with db.transaction() as session:
         found = list(
             session.scalars(
-                select(ApiKey).where(
-                    or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix)
-                )
+                select(ApiKey).where(or_(ApiKey.id == wanted, ApiKey.prefix == wanted))
             )
         )
         if len(found) != 1:

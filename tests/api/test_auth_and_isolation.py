@@ -62,6 +62,18 @@ def test_a_revoked_key_stops_working_within_the_auth_cache_bound(key_with_cache,
     assert client.get("/v1/datasets", headers=headers).status_code == 401
 
 
+def test_a_key_is_revoked_by_its_prefix_as_printed_with_its_dots(db):
+    """`trainserve keys list` prints `ts_AbCdEfGh...`; that field, copied, revokes the key."""
+    key, _ = keys.create_key(db, "acme")
+    other, _ = keys.create_key(db, "acme")
+    assert keys.revoke_key(db, f"{key.prefix}...").id == key.id
+    assert keys.revoke_key(db, f" {other.id} ").id == other.id
+    with pytest.raises(keys.NotFound):
+        keys.revoke_key(db, "ts_...")
+    states = {k.id: k.revoked_at is not None for k in keys.list_keys(db)}
+    assert states == {key.id: True, other.id: True}
+
+
 def test_with_the_auth_cache_off_a_revoked_key_stops_at_once(key_with_cache):
     client, headers, revoke = key_with_cache(0)
     assert client.get("/v1/datasets", headers=headers).status_code == 200
