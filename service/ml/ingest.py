@@ -480,6 +480,7 @@ def _parsed_in_threads(
         return _csv_error(exc, window, header, bad_value, rows_before)
 
     start = head.find(b"\n") + 1  # the data after the header line
+    header_quotes = head.count(b'"', 0, start)
     for batches in parsed_chunks(
         stream,
         head[start:],
@@ -487,6 +488,10 @@ def _parsed_in_threads(
         lambda batches: sum(batch.num_rows for batch in batches),
         error,
         parsers=PARSERS,
+        # The guard counts every quote it passes: the chunk reader needs not count again.
+        quotes=(lambda: stream.guard.quotes - header_quotes)
+        if isinstance(stream, _Guarded)
+        else None,
     ):
         yield from batches
 
