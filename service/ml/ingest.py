@@ -170,6 +170,9 @@ def _write_groups(
         # write's time (bench/README.md); text, dictionary-encoded, is compressed.
         compression={n: "none" if k == "numeric" else "snappy" for n, k in types.items()},
         use_dictionary=[name for name, kind in types.items() if kind != "numeric"],
+        # Nothing reads the pages' min/max (the worker reads whole row groups): a third
+        # of the write's CPU (0.21 -> 0.14 CPU-s per 1M rows).
+        write_statistics=False,
     )
     rows, pending, pending_rows = 0, [], 0
     stages = _Stages(
