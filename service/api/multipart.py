@@ -92,9 +92,13 @@ class StreamingForm(io.RawIOBase):
 
     def _take(self, event) -> None:
         if isinstance(event, Field):
+            if event.name in self.fields:  # which of the two was meant is unknown
+                raise InvalidRequest("is given twice in the form; give it once", event.name)
             self._field, self._value = event.name, bytearray()
         elif isinstance(event, File):
-            self._field = None  # another file part: its bytes are skipped
+            if event.name == self.file_field:
+                raise InvalidRequest("the form has two file parts; send one", event.name)
+            self._field = None  # a file part of another name: its bytes are skipped
         elif isinstance(event, Data) and self._field is not None:
             self._field_bytes += len(event.data)
             if self._field_bytes > self.max_field_bytes:
@@ -103,7 +107,7 @@ class StreamingForm(io.RawIOBase):
                 )
             self._value += event.data
             if not event.more_data:
-                self.fields.setdefault(self._field, self._value.decode("utf-8", "replace"))
+                self.fields[self._field] = self._value.decode("utf-8", "replace")
                 self._field = None
         elif isinstance(event, Epilogue):
             self._ended = True

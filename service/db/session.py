@@ -29,6 +29,13 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Pages of a new SQLite database (64 KiB, SQLite's largest). An uploaded table's 4 MiB
+# parts are overflow chains of pages, each copied, checksummed and framed in the WAL, then
+# checkpointed: 40 parts (a 1M-row table) into a new database took 0.37-0.61 CPU-s and
+# 1.0-1.2 s with SQLite's default 4 KiB pages, 0.21 CPU-s and 0.4 s with 64 KiB pages;
+# a small row's commit costs 0.04 ms of CPU instead of 0.01 (bench/README.md). A database
+# created before keeps its pages (changing them takes a VACUUM out of WAL mode).
+SQLITE_PAGE_SIZE = 65536
 
 
 def make_engine(
@@ -63,6 +70,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the driver, emit BEGIN (see the "begin" hook below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Takes effect only in a database not yet written (SQLITE_PAGE_SIZE's comment).
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -237,6 +237,14 @@ _TYPES = '{"zip": "categorical"}'
         ),
         ([("target", "y", None), ("file", _CSV, "t.csv")], "target", ""),
         ([("file", _CSV, "t.csv"), ("features", '["zip"]', None)], "features", ""),
+        # A field or the file given twice is refused: which one was meant is unknown.
+        (
+            [("column_types", _TYPES, None), ("column_types", "{}", None), ("file", _CSV, "t.csv")],
+            "column_types",
+            "",
+        ),
+        ([("name", "a", None), ("file", _CSV, "t.csv"), ("name", "b", None)], "name", ""),
+        ([("file", _CSV, "t.csv"), ("file", _CSV, "u.csv")], "file", ""),
     ],
 )
 def test_a_bad_multipart_upload_names_its_field_and_stores_nothing(

@@ -197,3 +197,21 @@ def _frame(records: list[dict]):
         lambda v: None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
     )
     return coerce_columns(text, TYPES, field="records")
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_several_members_keep_the_embedding_maps_apart(k):
+    """One network folds each feature's map (frequencies -> dim) into the first layer;
+    several members apply it apart, so their first layer reads dim rows a feature, not
+    frequencies rows (the weights a one-row request reads: 4 members' 3.6 -> 2.5 MB)."""
+    arch, network = network_of(ensemble_size=k, embedding_frequencies=16, embedding_dim=3)
+    folded = FoldedTabular(network, arch.activation)
+    n = len(arch.numeric_inputs)
+    per_feature = 16 if k == 1 else 3
+    first = folded.layers[0][0]
+    assert first.shape[-2] == arch.n_inputs + n + n * per_feature
+    assert (folded.maps is None) == (k == 1)
+    x = inputs(arch, 7)
+    np.testing.assert_allclose(
+        folded.probabilities(x), reference(network, x), rtol=0, atol=TOLERANCE
+    )

@@ -96,7 +96,8 @@ class Datasets(MethodView):
         "?name=); a CSV, Parquet or JSON Lines body (name in ?name=; CSV "
         "may be gzip- or zstd-compressed); or a form with `file`, optional `name` (before "
         "?name=) and optional `column_types` (before the `file` part; not also in the "
-        "query); any other form field is a 400. A table body is read as it streams in, "
+        "query); any other form field, a field given twice or a second `file` is a 400. "
+        "A table body is read as it streams in, "
         "at any size up to the upload limit.",
     )
     @blp.response(201, DatasetSchema)
