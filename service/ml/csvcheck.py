@@ -51,6 +51,11 @@ class CsvGuard:
         self._check(data)
 
     @property
+    def quotes(self) -> int:
+        """The quote characters (``"``) in the bytes checked so far."""
+        return self._quotes
+
+    @property
     def open_quote(self) -> bool:
         """Whether the bytes so far end inside a quoted field (an odd number of quotes)."""
         return self._quotes % 2 == 1

@@ -170,6 +170,9 @@ def _write_groups(
         # write's time (bench/README.md); text, dictionary-encoded, is compressed.
         compression={n: "none" if k == "numeric" else "snappy" for n, k in types.items()},
         use_dictionary=[name for name, kind in types.items() if kind != "numeric"],
+        # Nothing reads the pages' min/max (the worker reads whole row groups): a third
+        # of the write's CPU (0.21 -> 0.14 CPU-s per 1M rows).
+        write_statistics=False,
     )
     rows, pending, pending_rows = 0, [], 0
     stages = _Stages(
@@ -480,6 +483,7 @@ def _parsed_in_threads(
         return _csv_error(exc, window, header, bad_value, rows_before)
 
     start = head.find(b"\n") + 1  # the data after the header line
+    header_quotes = head.count(b'"', 0, start)
     for batches in parsed_chunks(
         stream,
         head[start:],
@@ -487,6 +491,10 @@ def _parsed_in_threads(
         lambda batches: sum(batch.num_rows for batch in batches),
         error,
         parsers=PARSERS,
+        # The guard counts every quote it passes: the chunk reader needs not count again.
+        quotes=(lambda: stream.guard.quotes - header_quotes)
+        if isinstance(stream, _Guarded)
+        else None,
     ):
         yield from batches
 
@@ -722,7 +730,11 @@ def check_finite(batch: pa.Table, types: dict[str, str], before: int, field: str
     for i, (name, kind) in enumerate(types.items()):
         if kind != "numeric":
             continue
-        values = batch.column(i).to_numpy(zero_copy_only=False)
+        column = batch.column(i)
+        # Arrow's test over the column as it is: no NumPy copy of a clean column.
+        if not pc.any(pc.is_inf(column)).as_py():
+            continue
+        values = column.to_numpy(zero_copy_only=False)
         infinite = np.isinf(values)
         if infinite.any():
             position = int(np.flatnonzero(infinite)[0])

@@ -240,12 +240,12 @@ class _Distinct:
             if len(merged) > 2 * DISTINCT_SKETCH:
                 # The sketch's distinct values are among the 2k smallest when those hold
                 # k distinct ones: partition, then sort only them.
-                smallest = np.unique(
+                smallest = _unique(
                     np.partition(merged, 2 * DISTINCT_SKETCH)[: 2 * DISTINCT_SKETCH]
                 )
                 if len(smallest) >= DISTINCT_SKETCH:
                     merged = smallest
-            self.hashes = np.unique(merged)[:DISTINCT_SKETCH]
+            self.hashes = _unique(merged)[:DISTINCT_SKETCH]
             self.pending, self.pending_size = [], 0
 
     def merge(self, other: _Distinct) -> None:
@@ -325,6 +325,19 @@ def hash_floats(x: np.ndarray) -> np.ndarray:
             if multiplier is not None:
                 np.multiply(h, multiplier, out=h)
     return out
+
+
+def _unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an integer array, by sorting: NumPy's hash-based unique took
+    ~0.5 ms for the sketch's 8,192 candidates, a sort ~0.1 (the 1M-row upload compacts
+    each numeric column's sketch once per row group)."""
+    x = np.sort(x)
+    if len(x) < 2:
+        return x
+    keep = np.empty(len(x), dtype=bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
 
 
 def _object_array(values: list) -> np.ndarray:

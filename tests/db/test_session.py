@@ -1,4 +1,4 @@
-"""The engine's backend settings, on a real PostgreSQL."""
+"""The engine's backend settings, on a real PostgreSQL and on SQLite."""
 
 import time
 
@@ -31,3 +31,25 @@ def test_a_transaction_left_idle_past_its_timeout_is_ended_and_frees_its_rows(po
     finally:
         stalled.close()
         other.close()
+
+
+def test_a_new_sqlite_database_has_large_pages_and_an_old_one_keeps_its_own(tmp_path):
+    import sqlite3
+
+    from service.db.session import SQLITE_PAGE_SIZE
+
+    new = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    with new.transaction() as session:
+        session.execute(text("CREATE TABLE t (v blob)"))
+        session.execute(text("INSERT INTO t VALUES (zeroblob(1000000))"))
+        assert session.execute(text("PRAGMA page_size")).scalar() == SQLITE_PAGE_SIZE == 65536
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    old_path = tmp_path / "old.db"
+    with sqlite3.connect(old_path) as connection:  # made by an earlier version: 4 KiB pages
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (v int)")
+    old = Database(f"sqlite:///{old_path}")
+    with old.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        assert session.execute(text("PRAGMA page_size")).scalar() == 4096
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1

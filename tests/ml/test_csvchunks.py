@@ -25,6 +25,45 @@ def test_a_chunk_ends_at_the_last_line_end_outside_quotes():
     assert line_cut(b"no line end") == 0
 
 
+def test_a_cut_from_a_known_quote_count_is_the_same_cut():
+    for data in (
+        b"a,b\n1,2\n3,",
+        b'a,b\n1,"x\ny"\n3,',
+        b'a,"x\ny',
+        b'1,"say ""hi""\n"\n2',
+        b'"a"\n"b\n\nc"\n"d',
+        b"no line end",
+    ):
+        assert line_cut(data, quotes=data.count(b'"')) == line_cut(data)
+        padded = bytearray(data + b'"\n' * 5)  # only the first len(data) bytes count
+        assert line_cut(padded, len(data), data.count(b'"')) == line_cut(data)
+
+
+def test_quoted_line_breaks_are_never_cut_whether_the_stream_counts_quotes_or_not():
+    rows = [b'%d,"text %d\nover %s lines"\n' % (i, i, b"\n" * (i % 3)) for i in range(500)]
+    body = b"".join(rows)
+
+    class Counting(io.BytesIO):
+        quotes = 0
+
+        def read(self, size=-1):
+            data = super().read(size)
+            self.quotes += data.count(b'"')
+            return data
+
+    def parse(chunk):
+        data = bytes(chunk)
+        assert data.count(b'"') % 2 == 0 and data.endswith(b'"\n')
+        return [data]
+
+    for counted in (False, True):
+        stream = Counting(body)
+        quotes = (lambda s=stream: s.quotes) if counted else None
+        out = list(parsed_chunks(stream, b"", parse, len, lambda e, c, r: e, quotes=quotes))
+        assert b"".join(chunk for chunks in out for chunk in chunks) == body
+        assert len(out) > 20
+
+
 def _lines(text: bytes) -> list[bytes]:
     return [line for line in text.split(b"\n") if line]
 
