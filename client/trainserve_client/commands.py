@@ -16,10 +16,21 @@ from trainserve_client.client import Client, ClientError
 from trainserve_client.formatting import BytesBar, ProgressBar, number, table, when
 from trainserve_client.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
+# What each kind of flag takes, for the usage error of a value that is not one.
+_EXPECTED = {
+    Kind.INT: "an integer",
+    Kind.FLOAT: "a number",
+    Kind.CHOICE: "a word",
+    Kind.INT_LIST: "integers separated by commas (e.g. 128,64)",
+    Kind.CLASS_WEIGHT: "'balanced' or a JSON object",
+    Kind.INT_OR_AUTO: "an integer or 'auto'",
+}
+
 
 def _parse(h: Hyperparameter) -> Callable[[str], Any]:
     """How the text of ``h``'s flag becomes the value sent; the server validates it and
-    names the one at fault."""
+    names the one at fault. Text that is not of the flag's kind is argparse's usage error
+    saying what the flag takes (not "invalid <lambda> value")."""
     parse: Callable[[str], Any] = {
         Kind.INT: int,
         Kind.FLOAT: float,
@@ -28,9 +39,18 @@ def _parse(h: Hyperparameter) -> Callable[[str], Any]:
         Kind.CLASS_WEIGHT: lambda s: s if s == "balanced" else json.loads(s),
         Kind.INT_OR_AUTO: lambda s: s if s == "auto" else int(s),
     }[h.kind]
-    if not (h.nullable or h.recipe):
-        return parse
-    return lambda s: None if s == "none" else parse(s)
+    nullable = h.nullable or h.recipe
+    expected = _EXPECTED[h.kind] + (", or none" if nullable else "")
+
+    def read(text: str) -> Any:
+        if nullable and text == "none":
+            return None
+        try:
+            return parse(text)
+        except ValueError:  # json.JSONDecodeError is one
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+
+    return read
 
 
 def _help(h: Hyperparameter) -> str:

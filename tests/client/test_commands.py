@@ -139,6 +139,26 @@ def test_a_refused_connection_and_a_missing_file_are_one_line(capsys, tmp_path, 
     assert code == 1 and err.count("\n") == 1 and "absent.csv" in err
 
 
+def test_a_flag_value_of_the_wrong_kind_is_a_usage_error_saying_what_it_takes(capsys):
+    for flag, value, expected in (
+        (
+            "--hidden-layers",
+            "32,x",
+            "'32,x' is not integers separated by commas (e.g. 128,64), or none",
+        ),
+        ("--batch-size", "big", "'big' is not an integer or 'auto', or none"),
+        ("--class-weight", "{bad", "'{bad' is not 'balanced' or a JSON object, or none"),
+        ("--epochs", "ten", "'ten' is not an integer, or none"),
+        ("--momentum", "x", "'x' is not a number"),
+    ):
+        with pytest.raises(SystemExit) as usage:
+            main(["train", "data.csv", "--target", "y", flag, value])
+        assert usage.value.code == 2
+        err = capsys.readouterr().err
+        assert err.endswith(f"trainserve train: error: argument {flag}: {expected}\n"), err
+        assert "lambda" not in err
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True
