@@ -286,6 +286,7 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, client: Client) -> int:
+    _refuse_compressed(args.data)
     answer = client.evaluate_csv(args.model, args.data, version=args.version, target=args.target)
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -355,8 +356,30 @@ def cmd_metrics(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+# The first bytes of a gzip and a zstd file: `upload` and `train` send them as they are
+# (the server decompresses uploads); predict and evaluate bodies are read as plain text.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _refuse_compressed(path: Path) -> None:
+    """A compressed file given to predict or evaluate: one line saying so, not the server's
+    "not UTF-8" about its first byte (nor a traceback)."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    for magic, kind in _COMPRESSED.items():
+        if start.startswith(magic):
+            raise ClientError(
+                f"{path} is {kind}-compressed: predict and evaluate take a plain CSV file "
+                "(decompress it first; upload and train take it as it is)"
+            )
+
+
 def _header(path: Path) -> list[str]:
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f), [])
+    _refuse_compressed(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except UnicodeDecodeError as exc:
+        raise ClientError(f"{path} is not UTF-8 text: {exc.reason} in its header") from None

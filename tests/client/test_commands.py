@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import socket
@@ -198,3 +199,23 @@ def test_evaluate_prints_the_metrics_and_the_confusion_matrix(live, trained, flo
         capsys, "evaluate", "flowers", str(flowers), "--target", "nope", "--url", live.url
     )
     assert code != 0 and "nope" in err
+
+
+def test_a_compressed_or_non_utf8_file_to_predict_or_evaluate_is_one_line(
+    live, trained, flowers, tmp_path, capsys
+):
+    """upload and train take a .csv.gz; predict and evaluate say they do not (no traceback)."""
+    packed = tmp_path / "flowers.csv.gz"
+    packed.write_bytes(gzip.compress(flowers.read_bytes()))
+    for command in ("predict", "evaluate"):
+        code, out, err = run(capsys, command, "flowers", str(packed), "--url", live.url)
+        assert (code, out) == (1, "")
+        assert err == (
+            f"trainserve: {packed} is gzip-compressed: predict and evaluate take a plain CSV "
+            "file (decompress it first; upload and train take it as it is)\n"
+        )
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("pétal,x\n1,2\n".encode("latin-1"))
+    code, out, err = run(capsys, "predict", "flowers", str(latin), "--url", live.url)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"trainserve: {latin} is not UTF-8 text: ") and err.count("\n") == 1
