@@ -430,8 +430,12 @@ def cmd_worker(args) -> int:
         return 0
     log.info("worker trains on %s; queues %s", device, ", ".join(queues))
     queues = ",".join(queues)
+    # Celery prints a plain-text banner at start; --quiet leaves it out when every line
+    # must be one JSON object (the same facts are in the log lines above and below).
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     app.worker_main(
         [
+            *quiet,
             "worker",
             f"--concurrency={args.concurrency}",
             f"--queues={queues}",

@@ -103,3 +103,7 @@ def configure_logging(level: str, log_format: str = "text", stream=None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings (a library's DeprecationWarning, Celery's SecurityWarning when run
+    # as root) go to stderr as plain text by default; in JSON they are log lines too, so
+    # that every line is one object.
+    logging.captureWarnings(log_format == "json")

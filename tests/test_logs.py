@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
+import time
+import warnings
 
 import pytest
 
@@ -28,6 +32,7 @@ def capture():
     yield configure
     root.handlers[:], level = saved
     root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 def test_json_lines_carry_the_job_and_attempt_inside_a_job_only(capture):
@@ -99,3 +104,43 @@ def test_the_command_logs_json_when_asked(tmp_path):
     assert {"logger": "trainserve", "message": "database schema is at head"}.items() <= (
         lines[-1].items()
     )
+
+
+def test_in_json_a_python_warning_is_a_log_line(capture):
+    stream = capture("json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("mind the gap", UserWarning, stacklevel=1)
+    (line,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert line["logger"] == "py.warnings" and "UserWarning: mind the gap" in line["message"]
+
+
+def test_in_json_every_line_of_a_starting_worker_is_an_object(tmp_path):
+    """`TRAINSERVE_LOG_FORMAT=json trainserve worker` up to "ready": no Celery banner, and
+    warnings (Celery's SecurityWarning under root, as here) are log lines. (Celery's own
+    shutdown notices are still plain text: docs/operations.md.)"""
+    env = {"TRAINSERVE_LOG_FORMAT": "json", "TRAINSERVE_HOME": str(tmp_path),
+           "TRAINSERVE_DEVICE": "cpu", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    upgrade = [sys.executable, "-m", "service.cli", "db", "upgrade"]
+    subprocess.run(upgrade, env=env, check=True, capture_output=True, timeout=120)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    parsed = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (parsed and parsed[-1]["message"].endswith(" ready.")):
+            assert time.monotonic() < deadline, f"not ready after 120 s: {parsed}"
+            line = worker.stdout.readline()
+            assert line, f"the worker ended before it was ready: {parsed}"
+            if line.strip():
+                parsed.append(json.loads(line))
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=60)
+    assert parsed[-1]["logger"] == "celery.apps.worker"
