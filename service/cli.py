@@ -368,7 +368,18 @@ def _gunicorn_options(args, workers: int, settings: Settings) -> dict[str, Any]:
     if args.worker_class == "hybrid":
         # Not for "sync": gunicorn turns a sync worker with threads into gthread.
         options["threads"] = args.threads
+    if _gunicorn_has("control_socket_disable"):
+        # gunicorn >= 25 opens a control socket at ~/.gunicorn/gunicorn.ctl: one path for
+        # every server of the user (the first to stop deletes it for the others), and a
+        # warning at start where the home is read-only (deploy/k8s). Nothing here uses it.
+        options["control_socket_disable"] = True
     return options
+
+
+def _gunicorn_has(setting: str) -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(known.name == setting for known in KNOWN_SETTINGS)
 
 
 def _api_post_fork(_server, _worker) -> None:

@@ -22,8 +22,18 @@ def live(tmp_path_factory) -> LiveApi:
     url, made = prepare(home)
     # One process with two threads for long requests: whatever is open in the threads,
     # the main thread must go on answering.
-    with running_api(home, url, ("--workers", "1", "--threads", "2")) as (port, log):
+    env = {"HOME": str(home)}  # where gunicorn >= 25 would open its control socket
+    with running_api(home, url, ("--workers", "1", "--threads", "2"), env) as (port, log):
         yield LiveApi(f"http://127.0.0.1:{port}", port, url, made, log)
+
+
+def test_no_gunicorn_control_socket_is_opened(live):
+    """gunicorn's control socket (~/.gunicorn/gunicorn.ctl) would be one path shared by
+    every server of the user, and fail on a read-only home: ``api`` turns it off."""
+    assert requests.get(f"{live.url}/healthz", timeout=5).status_code == 200
+    home = live.log.parent
+    assert not (home / ".gunicorn").exists()
+    assert "control" not in live.log.read_text().lower()
 
 
 def _open(live: LiveApi, head: str, body: bytes = b"") -> socket.socket:
