@@ -25,7 +25,6 @@ class AuthMode(StrEnum):
 
 
 AUTH_MODES = tuple(m.value for m in AuthMode)
-BACKEND_PRIORITIES = ("idle", "nice", "off")
 
 
 def default_home() -> Path:
@@ -63,10 +62,6 @@ class Settings:
     # give credentials and region).
     storage_url: str = ""
     storage_endpoint: str = ""
-    # The CPU priority of the PostgreSQL backend that stores an upload's parts, when the
-    # API's upload thread runs lowered (service/db/session.py): "idle" (the thread's
-    # SCHED_IDLE and nice), "nice" (its nice only) or "off" (the backend's own).
-    upload_backend_priority: str = "idle"
     # The worker's local cache of datasets and encoded float32 matrices (memory-mapped):
     # its directory (empty: <home>/cache) and the bytes it may hold (least recently used
     # entries are removed first).
@@ -160,12 +155,6 @@ class Settings:
         if settings.no_gpu_worker not in ("wait", "refuse"):
             raise ValueError(
                 f"{PREFIX}NO_GPU_WORKER must be 'wait' or 'refuse', not {settings.no_gpu_worker!r}"
-            )
-        if settings.upload_backend_priority not in BACKEND_PRIORITIES:
-            modes = ", ".join(map(repr, BACKEND_PRIORITIES))
-            raise ValueError(
-                f"{PREFIX}UPLOAD_BACKEND_PRIORITY must be one of {modes}, "
-                f"not {settings.upload_backend_priority!r}"
             )
         if not _is_device(settings.device):
             raise ValueError(

@@ -56,7 +56,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Blob, BlobPart, utcnow
-from service.db.session import Database, ThreadConnection
+from service.db.session import Database
 
 log = logging.getLogger(__name__)
 
@@ -347,12 +347,6 @@ class BlobUpload(io.RawIOBase):
     an upload's Parquet encoding and its part inserts overlap. A part that fails to
     store fails the next :meth:`write` or the :meth:`close`; :meth:`abort` stops the
     thread before it removes what was stored, so no part comes in after the removal.
-
-    The parts go through a :class:`ThreadConnection`: from a thread of lowered priority
-    (an upload's, in the API) into PostgreSQL, a connection of the upload's own whose
-    server process runs at the thread's priority where it can, so that storing the
-    parts yields the cores to the predicts as the thread itself does; it is closed
-    with the upload.
     """
 
     def __init__(
@@ -367,7 +361,6 @@ class BlobUpload(io.RawIOBase):
         super().__init__()
         self.db, self.backend, self.key, self.part_size = db, backend, key, part_size
         self.storer = _PartStorer(self._store) if background else None
-        self.parts_connection = ThreadConnection(db)
         # The bytes written since the last part: the writers' own objects where they are
         # immutable (Parquet pages come as bytes), joined once into a part.
         self.pieces: list[bytes | memoryview] = []
@@ -420,7 +413,7 @@ class BlobUpload(io.RawIOBase):
         self.index += 1
 
     def _store(self, index: int, data: bytes) -> None:
-        with self.parts_connection.transaction() as session:
+        with self.db.transaction() as session:
             _add_part(session, self.backend, self.key, index, data)
             session.execute(update(Blob).where(Blob.key == self.key).values(updated_at=utcnow()))
 
@@ -429,11 +422,8 @@ class BlobUpload(io.RawIOBase):
         to be stored (a part that failed raises here)."""
         if not self.closed and (self.pending or self.index == 0) and self.size:
             self._store_part(self._take(self.pending))
-        try:
-            if self.storer is not None:
-                self.storer.finish()
-        finally:
-            self.parts_connection.close()
+        if self.storer is not None:
+            self.storer.finish()
         super().close()
 
     def commit(self, session: Session) -> None:
@@ -458,7 +448,6 @@ class BlobUpload(io.RawIOBase):
         self.pieces, self.pending = [], 0
         if self.storer is not None:
             self.storer.stop()  # nothing is stored after this: the removal below is final
-        self.parts_connection.close()
         if not self.closed:
             super().close()
         try:
