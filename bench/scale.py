@@ -544,10 +544,15 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['rows']:,} | {r['deployment']} | {r['load_before']:.1f} / "
             f"{r['load_after']:.1f} | {r['csv_mb']:,.0f} | {_upload_cell(r)} | "
-            f"{rss.get('api', 0):,.0f} / {rss.get('worker', 0):,.0f} / {rss.get('up', 0):,.0f} | "
+            f"{' / '.join(_mb(rss.get(role)) for role in ('api', 'worker', 'up'))} | "
             f"{_train_cell(r)} | {_predict_cell(r)} | {_p99_cell(r)} |"
         )
     return "\n".join(lines)
+
+
+def _mb(value: float | None) -> str:
+    """A peak in MB, or "—" for a process the deployment does not run (production: no `up`)."""
+    return "—" if value is None else f"{value:,.0f}"
 
 
 def _upload_cell(r: dict) -> str:
