@@ -300,16 +300,20 @@ def test_upload_train_watch_and_predict(live, page):
     taken = False
     deadline = time.monotonic() + 300  # honest headroom on a loaded machine
     while time.monotonic() < deadline:
-        points = page.js(
-            "Number(document.querySelector('svg.loss path[data-series=\"train_loss\"]')"
-            "?.dataset.points ?? 0)"
+        # One evaluation, so one state of the page: the chart is drawn at the next frame,
+        # while the status event hides the live mark at once, so a job that ends between
+        # two separate reads showed a chart of fewer points than epochs and no live mark.
+        state = page.js(
+            "({points: Number(document.querySelector('svg.loss path[data-series=\"train_loss\"]')"
+            "?.dataset.points ?? 0), live: !document.querySelector('.live').hidden,"
+            " mark: document.querySelector('.live').textContent,"
+            " ended: /succeeded|failed|cancelled/.test(document.querySelector('h1').textContent)})"
         )
+        points = state["points"]
         if not seen or seen[-1] != points:
             seen.append(points)
-        if 4 <= points < LIVE_EPOCHS and not taken:
-            assert "live" in text(page, ".live") and not page.js(
-                "document.querySelector('.live').hidden"
-            )
+        if 4 <= points < LIVE_EPOCHS and not state["ended"] and not taken:
+            assert state["live"] and "live" in state["mark"], state
             shot(page, "03-job-live")
             taken = True
         if "succeeded" in text(page, "h1"):
