@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -418,6 +419,8 @@ def _share_prometheus_samples(settings: Settings) -> Path:
 
 
 def cmd_worker(args) -> int:
+    # A standby starts in the background, its first imports included (_wait_as_standby).
+    background = _Background(BACKGROUND_S) if args.standby_fd is not None else None
     from service.ml import MLError
     from service.ml.device import worker_device
     from workers.celery_app import create_celery
@@ -437,7 +440,7 @@ def cmd_worker(args) -> int:
             f"has no GPU ({PREFIX}DEVICE={settings.device})"
         )
     app = create_celery(settings, concurrency=args.concurrency, device=device, queues=queues)
-    if args.standby_fd is not None and not _wait_as_standby(args.standby_fd):
+    if background is not None and not _wait_as_standby(args.standby_fd, background):
         return 0
     log.info("worker trains on %s; queues %s", device, ", ".join(queues))
     queues = ",".join(queues)
@@ -463,16 +466,83 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def _wait_as_standby(fd: int) -> bool:
+def _wait_as_standby(fd: int, background: _Background) -> bool:
     """Import what a worker imports, then wait for a byte on ``fd``: ``True`` to start
-    consuming, ``False`` (end of file: the supervisor is gone) to exit."""
-    import torch._dynamo  # noqa: F401 - what the worker_init preload would do (~3 s)
-    import torch.optim  # noqa: F401
+    consuming, ``False`` (end of file: the supervisor is gone) to exit.
 
+    A standby starts in the :class:`_Background` (its autogroup at nice
+    :data:`BACKGROUND_NICE` for :data:`BACKGROUND_S` seconds at most; it is a
+    session, so an autogroup, of its own): its imports (~2.3 CPU-s) take the CPU that the
+    API and the worker leave, and do not slow the requests of a service that has just
+    started (bench/README.md, "A fresh up's first upload"). The byte, or the end of that
+    time, restores the nice: a busy machine delays the standby by that much at most, and
+    a takeover never waits behind it.
+    """
+
+    def preload() -> None:
+        import torch._dynamo  # noqa: F401 - what the worker_init preload would do (~3 s)
+        import torch.optim  # noqa: F401
+
+    imports = threading.Thread(target=preload, name="standby-imports", daemon=True)
+    imports.start()
     try:
-        return bool(os.read(fd, 1))
+        select.select([fd], [], [], background.remaining())  # a byte, end of file, or time
+        background.end()
+        go = bool(os.read(fd, 1))
     finally:
         os.close(fd)
+    imports.join()
+    return go
+
+
+# The autogroup nice of start-up work done in the background (the lowest: a new standby
+# worker's, the upkeep loop's imports), and for how long at most.
+BACKGROUND_NICE = 19
+BACKGROUND_S = 10.0
+_AUTOGROUP = Path("/proc/self/autogroup")
+
+
+class _Background:
+    """This process's autogroup at nice :data:`BACKGROUND_NICE` from now until
+    :meth:`end`, which is due ``seconds`` from now (:meth:`remaining`)."""
+
+    def __init__(self, seconds: float):
+        self.before = _set_autogroup_nice(BACKGROUND_NICE)
+        self.deadline = time.monotonic() + seconds
+        self.lock = threading.Lock()  # end() may come from a timer and a thread at once
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def end(self) -> None:
+        """Restore the nice from before (once)."""
+        with self.lock:
+            before, self.before = self.before, None
+            if before is not None:
+                _set_autogroup_nice(before)
+
+
+def _set_autogroup_nice(nice: int) -> int | None:
+    """Set the nice of this process's autogroup (Linux: the processes of one session
+    share a CPU share, weighted by it); the previous nice, or ``None`` where there are no
+    autogroups or it cannot be set (nothing changed). Any process may set 0–19 (only a
+    negative nice needs privilege), so a nice raised here can be lowered back. It has
+    no effect where the process is in a CPU cgroup other than the root one (a
+    container, a systemd service with CPU accounting): the cgroup's share counts there."""
+    try:
+        before = int(_AUTOGROUP.read_text().split("nice")[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    for _ in range(20):
+        try:
+            _AUTOGROUP.write_text(str(nice))
+            return before
+        except BlockingIOError:  # EAGAIN: unprivileged, one change per 0.1 s machine-wide
+            time.sleep(0.11)
+        except OSError:
+            return None
+    log.warning("could not set this process's autogroup nice to %d", nice)
+    return None
 
 
 def cmd_upkeep(args) -> int:
@@ -512,6 +582,24 @@ class _Upkeep:
             node = f"trainserve-{pid}@{socket.gethostname()}/"
             fail_over(self.database, self.publisher, node, "trainserve up saw it exit")
 
+    def prepare(self) -> None:
+        """Import what a pass needs (torch and pandas among it, through the jobs and
+        checkpoints modules: ~1.5–1.9 CPU-s), in the :class:`_Background` for
+        :data:`BACKGROUND_S` at most. ``trainserve up`` calls this in a thread while its
+        children start: the first pass, 5 s on, imported it at full priority on the first
+        requests of a service that had just started (bench/README.md, "A fresh up's first
+        upload"). ``up``'s autogroup is its session's: a shell that started it in the
+        background shares that nice for these seconds."""
+        background = _Background(BACKGROUND_S)
+        deadline = threading.Timer(background.remaining(), background.end)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            import service.usecases.upkeep  # noqa: F401
+        finally:
+            deadline.cancel()
+            background.end()
+
     def run_once(self) -> None:
         from service.usecases.upkeep import upkeep_pass
 
@@ -550,6 +638,7 @@ def cmd_up(args) -> int:
     upkeep = _Upkeep(settings)
     supervisor.on_exit = upkeep.worker_died
     supervisor.start()
+    threading.Thread(target=upkeep.prepare, name="upkeep-imports", daemon=True).start()
     log.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
     try:
         code = _supervise(supervisor, upkeep, settings, stop)
@@ -621,6 +710,11 @@ class _Supervisor:
     done, torch loaded, nothing consumed) on a pipe; when the active one dies, a byte on
     the pipe makes the standby the active one, within about a second instead of a cold
     start's several, and a new standby is started a few seconds later.
+
+    The first standby starts with the other children, in the background
+    (:func:`_wait_as_standby`). Started 5 s after them at full priority, its imports
+    (~2.3 CPU-s) landed on a fresh ``up``'s first requests (bench/README.md, "A fresh
+    up's first upload").
     """
 
     STANDBY_DELAY_S = 5.0
@@ -642,7 +736,7 @@ class _Supervisor:
         for name in self.commands:
             self._spawn(name)
         for name in self.standby:
-            self.standby_due[name] = time.monotonic() + self.STANDBY_DELAY_S
+            self._spawn_standby(name)
 
     def _spawn(self, name: str) -> None:
         # A session of its own: Ctrl-C reaches only `up`, which stops children in order.
