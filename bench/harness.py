@@ -81,6 +81,19 @@ def wait_http(url: str, timeout: float = 60, process: Process | None = None) -> 
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def post_latencies(url: str, body: dict, seconds: float) -> list[float]:
+    """POST ``body`` as JSON one request after another on one kept-alive connection for
+    ``seconds``; each answer's seconds (an error answer raises)."""
+    latencies = []
+    session = requests.Session()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        session.post(url, json=body, timeout=60).raise_for_status()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
 def wrk(
     url: str,
     body: bytes,

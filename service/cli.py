@@ -301,6 +301,11 @@ WORKER_CLASSES = {"hybrid": "service.server.HybridWorker", "sync": "sync"}
 
 
 def cmd_api(args) -> int:
+    # One BLAS thread per API process, as one torch thread (_api_post_fork): NumPy's
+    # OpenBLAS would split a one-row layer's product over two threads that then spin
+    # for the next one, taking a core from the other process's requests. Read when
+    # NumPy loads, so before anything imports it.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from gunicorn.app.base import BaseApplication
 
     settings = _settings()

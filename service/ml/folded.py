@@ -14,8 +14,8 @@ loaded network and computes the same probabilities with a dozen calls:
   and the periodic embeddings' bias; for one network also the embeddings' per-feature
   linear map. The first layer then reads ``[x, squash(numeric x), cos features]`` (one
   network) or ``[x, squash(numeric x), embedded features]`` (several members) with one
-  matrix product (the rows of the numeric inputs in ``x`` are zero when they enter
-  squashed);
+  matrix product; when the numeric inputs enter squashed, ``x`` is only the other
+  inputs (the numeric ones' raw rows would be zero);
 - why several members keep the per-feature map apart: folded, it turns each numeric
   feature's ``dim`` rows of the first layer into ``frequencies`` rows (3 into 16 by
   default), so the default 4 members' weights grow from 2.5 to 3.6 MB, past this
@@ -25,10 +25,13 @@ loaded network and computes the same probabilities with a dozen calls:
   0.26 against 0.31 (alternated in one process, medians). One network's folded weights
   (0.9 MB) stay in that cache, and there folding saves a call;
 - every later layer's NT factor is folded into its weights, and ``1/T`` into the last;
-- the members' mean probability is ``softmax`` then ``mean`` over the members;
-- the element-wise input work (squashing 20-odd values, their cos features) is NumPy's:
-  on arrays this small a NumPy call costs a fraction of a torch call. The matrix
-  products, activations and softmax stay torch's, on torch's threads.
+- the members' mean probability is ``softmax`` then the mean over the members;
+- the element-wise input work (squashing 20-odd values, their cos features) and the
+  matrix products are NumPy's: on arrays this small a NumPy call costs a fraction of a
+  torch call (one layer of 4 members, one row: 13 against 25 µs for ``torch.bmm``, both
+  on one thread; ``trainserve api`` gives NumPy's BLAS one thread per process, as
+  torch). The activations and the softmax stay torch's, on views of the same memory,
+  so that each is the network's own function.
 
 The element-wise steps are the network's own float32 operations in the same order;
 NumPy's ``cos`` and the summation order of the matrix products differ from torch's in
@@ -82,6 +85,7 @@ class FoldedTabular:
         self.bound = np.float32(clip.bound) if isinstance(clip, SmoothClip) else None
         self.asinh = network.clip is not None and self.bound is None
         self.squashed = network.clip is not None and len(self.numeric) > 0
+        self.others = network.other_index.numpy().copy()
         embedding = network.embedding
         self.maps = None  # (k, n, m, d): the embeddings' per-feature maps, kept apart
         if embedding is not None:  # (k, 1, n, m), or (n, m) for one member
@@ -95,33 +99,38 @@ class FoldedTabular:
         with torch.no_grad():
             weights = _folded_weights(network, fold_maps=self.maps is None)
         if self.k == 1:
-            self.layers = [(w[0].contiguous(), b[0, 0].contiguous()) for w, b in weights]
-        else:
-            self.layers = [(w.contiguous(), b.contiguous()) for w, b in weights]
+            weights = [(w[0], b[0, 0]) for w, b in weights]
+        self.layers = [(w.contiguous().numpy(), b.contiguous().numpy()) for w, b in weights]
+        self.n_first = self.layers[0][0].shape[-2]  # the first layer's inputs
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """float64 ``(rows, classes)`` probabilities of float32 ``(rows, n_inputs)`` rows."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        parts = [x]
+        # Overflow gives inf (then NaN) silently, as in torch: huge values squash to 0
+        # where SmoothClip's square overflows, and unsquashed ones overflow the layers.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._forward(self._first_inputs(np.ascontiguousarray(x, dtype=np.float32)))
+
+    def _first_inputs(self, x: np.ndarray) -> np.ndarray:
+        """The first layer's inputs: the other inputs (all of ``x`` when the numeric ones
+        enter unsquashed), the squashed numeric ones, their embedding; with several
+        members ``(k, rows, n)``, each member's embedding its own."""
+        parts = [x[:, self.others] if self.squashed else x]
         if len(self.numeric):
-            # Overflow gives inf (then NaN) silently, as in torch: huge values squash to 0
-            # where SmoothClip's square overflows, and unsquashed ones overflow the layers.
-            with np.errstate(over="ignore", invalid="ignore"):
-                numeric = self.squash(x[:, self.numeric])
-                if self.squashed:
-                    parts.append(numeric)
-                if self.frequency is not None:
-                    parts.append(self.periodic(numeric))
+            numeric = self.squash(x[:, self.numeric])
+            if self.squashed:
+                parts.append(numeric)
+            if self.frequency is not None:
+                parts.append(self.periodic(numeric))
         if self.k == 1:
-            h = np.concatenate(parts, axis=1) if len(parts) > 1 else x
-        else:
-            h = np.concatenate(
-                [np.broadcast_to(p, (self.k, *p.shape)) if p.ndim == 2 else p for p in parts],
-                axis=2,
-            )
-        # No inference_mode: no tensor here requires grad, so autograd records nothing,
-        # and entering the mode costs more than it saves on a dozen calls.
-        return self._forward(torch.from_numpy(h)).numpy()
+            return np.concatenate(parts, axis=1) if len(parts) > 1 else x
+        # Written in place: cheaper than broadcast_to + concatenate on a few rows.
+        h = np.empty((self.k, len(x), self.n_first), dtype=np.float32)
+        at = 0
+        for part in parts:
+            width = part.shape[-1]
+            h[:, :, at : at + width] = part
+            at += width
+        return h
 
     def squash(self, numeric: np.ndarray) -> np.ndarray:
         """The network's squashing of the numeric inputs: ``SmoothClip``'s
@@ -144,17 +153,21 @@ class FoldedTabular:
             angle = np.matmul(angle.transpose(0, 2, 1, 3), self.maps).transpose(0, 2, 1, 3)
         return angle.reshape(*angle.shape[:-2], -1)
 
-    def _forward(self, h: torch.Tensor) -> torch.Tensor:
+    def _forward(self, h: np.ndarray) -> np.ndarray:
+        # No inference_mode: no tensor here requires grad, so autograd records nothing,
+        # and entering the mode costs more than it saves on a few calls.
         activation = self.activation
         *hidden, (last, last_bias) = self.layers
-        if self.k == 1:
-            for weight, bias in hidden:
-                h = activation(torch.addmm(bias, h, weight))
-            return torch.softmax(torch.addmm(last_bias, h, last), dim=1, dtype=torch.float64)
         for weight, bias in hidden:
-            h = activation(torch.baddbmm(bias, h, weight))
-        logits = torch.baddbmm(last_bias, h, last)
-        return torch.softmax(logits, dim=2, dtype=torch.float64).mean(dim=0)
+            h = np.matmul(h, weight)
+            h += bias
+            h = activation(torch.from_numpy(h)).numpy()
+        logits = np.matmul(h, last)
+        logits += last_bias
+        members = torch.softmax(torch.from_numpy(logits), dim=-1, dtype=torch.float64).numpy()
+        if self.k == 1:
+            return members
+        return np.add.reduce(members, axis=0) / self.k  # the members' mean
 
 
 def _folded_weights(
@@ -180,11 +193,11 @@ def _folded_weights(
     value_rows = torch.arange(n) * step
     x_rows = first.new_zeros((k, n + len(others), out))
     x_rows[:, others] = first[:, torch.arange(len(others)) + n * step]
-    blocks = [x_rows]
-    if network.clip is not None and n:
-        blocks.append(first[:, value_rows])
+    if network.clip is not None and n:  # x's rows of the numeric inputs would be zero
+        blocks = [x_rows[:, others], first[:, value_rows]]
     else:
         x_rows[:, numeric] = first[:, value_rows]
+        blocks = [x_rows]
     if embedding is not None:
         d = embedding.weight.shape[-1]
         into = first[:, value_rows.unsqueeze(1) + 1 + torch.arange(d)]  # (k, n, d, out)

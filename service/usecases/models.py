@@ -93,6 +93,11 @@ class ModelCache:
             self._remember(key, found, now)
         return found
 
+    def known(self, key: tuple) -> Any:
+        """What ``key`` resolved to last, expired or not (``None``: nothing yet)."""
+        cached = self._resolved.get(key)
+        return cached[0] if cached is not None else None
+
     def _remember(self, key: tuple, found: ModelVersion, looked_up_at: float) -> None:
         with self._lock:
             if len(self._resolved) >= self.RESOLUTIONS:
@@ -171,15 +176,37 @@ def list_versions(db: Database, tenant: str, name: str) -> list[ModelVersion]:
     return versions
 
 
-def get_version(db: Database, tenant: str, name: str, version: int | None = None) -> ModelVersion:
-    """One version, or the latest when ``version`` is ``None``."""
-    query = select(ModelVersion).where(ModelVersion.tenant == tenant, ModelVersion.name == name)
-    if version is None:
-        query = query.order_by(ModelVersion.version.desc()).limit(1)
-    else:
-        query = query.where(ModelVersion.version == version)
+def get_version(
+    db: Database,
+    tenant: str,
+    name: str,
+    version: int | None = None,
+    *,
+    known: ModelVersion | None = None,
+) -> ModelVersion:
+    """One version, or the latest when ``version`` is ``None``.
+
+    With ``known`` (the row this process already holds for the same question) the latest
+    is looked up by its id alone, and ``known`` itself is returned while it still is the
+    latest: a row carries the model's description and metrics, JSON of up to hundreds of
+    KB for the default recipe, and reading it again every second per model stalled the
+    serving thread (the GIL) for a few ms now and then (bench/README.md)."""
+    where = (ModelVersion.tenant == tenant, ModelVersion.name == name)
     with db.transaction() as session:
-        found = session.scalar(query)
+        if version is None and known is not None:
+            latest = session.scalar(
+                select(ModelVersion.id).where(*where).order_by(ModelVersion.version.desc()).limit(1)
+            )
+            if latest == known.id:
+                return known
+            found = session.get(ModelVersion, latest) if latest is not None else None
+        else:
+            query = select(ModelVersion).where(*where)
+            if version is None:
+                query = query.order_by(ModelVersion.version.desc()).limit(1)
+            else:
+                query = query.where(ModelVersion.version == version)
+            found = session.scalar(query)
     if found is None:
         which = f"version {version} of model" if version is not None else "model"
         raise NotFound(f"no {which} {name!r}")
@@ -190,9 +217,10 @@ def resolve_version(
     db: Database, cache: ModelCache, tenant: str, name: str, version: int | None
 ) -> ModelVersion:
     """:func:`get_version` through the cache (see the module's docstring for the bound)."""
+    key = (tenant, name, version)
     return cache.resolve(
-        (tenant, name, version),
-        lambda: get_version(db, tenant, name, version),
+        key,
+        lambda: get_version(db, tenant, name, version, known=cache.known(key)),
         immutable=version is not None,
     )
 

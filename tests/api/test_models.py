@@ -163,6 +163,24 @@ def test_malformed_mlflow_bodies_are_400(client, trained, body, field):
     assert response.status_code == 400 and field in response.get_json()["errors"]
 
 
+def test_the_latest_row_held_is_kept_while_it_is_the_latest(app, trained):
+    """The lookup of "latest" ahead of expiry reads the newest version's id, and the full
+    row (description, metrics) only when a newer version took its place."""
+    from service.usecases import models
+    from service.usecases.errors import NotFound
+
+    db = app.extensions["trainserve"].database
+    first = models.get_version(db, "default", "iris", 1)
+    latest = models.get_version(db, "default", "iris")
+    assert latest.version == 2
+    assert models.get_version(db, "default", "iris", known=latest) is latest
+    newer = models.get_version(db, "default", "iris", known=first)
+    assert (newer.id, newer.version) == (latest.id, 2)
+    assert newer.description == latest.description and newer.metrics == latest.metrics
+    with pytest.raises(NotFound, match="no model 'nope'"):
+        models.get_version(db, "default", "nope", known=latest)
+
+
 def test_latest_is_cached_for_the_resolve_ttl_and_versions_are_not_stale(
     settings, publisher, monkeypatch
 ):

@@ -209,7 +209,9 @@ def test_several_members_keep_the_embedding_maps_apart(k):
     n = len(arch.numeric_inputs)
     per_feature = 16 if k == 1 else 3
     first = folded.layers[0][0]
-    assert first.shape[-2] == arch.n_inputs + n + n * per_feature
+    # The other inputs, each squashed numeric one (its raw value's rows would be zero),
+    # then its embedding.
+    assert first.shape[-2] == (arch.n_inputs - n) + n + n * per_feature
     assert (folded.maps is None) == (k == 1)
     x = inputs(arch, 7)
     np.testing.assert_allclose(
