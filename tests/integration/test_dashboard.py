@@ -284,7 +284,9 @@ def test_upload_train_watch_and_predict(live, page):
     set_value(page, '[name="hyperparameters.recipe"]', "plain")  # small and fast
     set_value(page, '[name="hyperparameters.epochs"]', str(LIVE_EPOCHS))
     set_value(page, '[name="hyperparameters.hidden_layers"]', "32, 32")
-    set_value(page, '[name="hyperparameters.batch_size"]', "16")
+    # Batches of 4: ~500 steps an epoch, so that the job lasts a few of the watcher's
+    # polls below; with 16 a fast machine ran all 12 epochs between two of them.
+    set_value(page, '[name="hyperparameters.batch_size"]', "4")
     set_value(page, '[name="hyperparameters.learning_rate"]', "0.003")
     set_value(page, '[name="hyperparameters.early_stopping_patience"]', "")  # off
     set_value(page, '[name="hyperparameters.seed"]', "3")
