@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import logging
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -491,10 +490,9 @@ def _wait_as_standby(fd: int, background: _Background) -> bool:
     imports = threading.Thread(target=preload, name="standby-imports", daemon=True)
     imports.start()
     try:
-        select.select([fd], [], [], background.remaining())  # a byte, end of file, or time
-        background.end()
-        go = bool(os.read(fd, 1))
+        go = bool(os.read(fd, 1))  # the background's timer restores the nice meanwhile
     finally:
+        background.end()
         os.close(fd)
     imports.join()
     return go
@@ -509,18 +507,19 @@ _AUTOGROUP = Path("/proc/self/autogroup")
 
 class _Background:
     """This process's autogroup at nice :data:`BACKGROUND_NICE` from now until
-    :meth:`end`, which is due ``seconds`` from now (:meth:`remaining`)."""
+    :meth:`end`, which a timer of its own calls ``seconds`` from now at the latest."""
 
     def __init__(self, seconds: float):
         self.before = _set_autogroup_nice(BACKGROUND_NICE)
-        self.deadline = time.monotonic() + seconds
-        self.lock = threading.Lock()  # end() may come from a timer and a thread at once
-
-    def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
+        self.lock = threading.Lock()  # end() may come from the timer and a thread at once
+        self.timer = threading.Timer(seconds, self.end)
+        self.timer.daemon = True
+        if self.before is not None:  # else nothing to restore
+            self.timer.start()
 
     def end(self) -> None:
         """Restore the nice from before (once)."""
+        self.timer.cancel()
         with self.lock:
             before, self.before = self.before, None
             if before is not None:
@@ -596,13 +595,9 @@ class _Upkeep:
         upload"). ``up``'s autogroup is its session's: a shell that started it in the
         background shares that nice for these seconds."""
         background = _Background(BACKGROUND_S)
-        deadline = threading.Timer(background.remaining(), background.end)
-        deadline.daemon = True
-        deadline.start()
         try:
             import service.usecases.upkeep  # noqa: F401
         finally:
-            deadline.cancel()
             background.end()
 
     def run_once(self) -> None:
