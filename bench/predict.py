@@ -19,6 +19,11 @@ wrk (one thread, N connections) loads them alternately with the same request: on
 and 1,000 rows of JSON, ROUNDS rounds each. Prints req/s, rows/s, p50/p99 and the ratios
 trainserve / floor (median of the rounds).
 
+``--targets`` loads only some of them; ``--baseline ROOT`` also starts the default server
+from another checkout (another worktree, before a change) on the same database and
+alternates its targets with this checkout's, so a change is measured side by side in
+one run.
+
 Usage: python bench/predict.py [--duration S] [--connections N] [--rounds R]
 """
 
@@ -61,6 +66,16 @@ TABULAR = "trainserve tabular"
 BAGGED4 = "trainserve tabular bagged 4"
 BAGGED = "trainserve tabular bagged"
 RECIPE_MODELS = {TABULAR: "tabular", BAGGED4: "tabular_bagged4", BAGGED: "tabular_bagged"}
+# ``--targets``' short names.
+TARGETS = {
+    "floor": "floor",
+    "trainserve": "trainserve",
+    "sync": "trainserve sync",
+    "tabular": TABULAR,
+    "bagged4": BAGGED4,
+    "bagged": BAGGED,
+}
+BASELINE = "baseline "  # the prefix of --baseline's targets
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 
 
@@ -181,8 +196,27 @@ def main() -> int:
         help="only time one-row predict of the plain and the default recipe's model "
         "in this process (no servers): the part of a request the recipe changes",
     )
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="what wrk loads, comma-separated among " + ", ".join(TARGETS) + " (default all; "
+        "trainserve, the plain MLP on the default server, is the recipe models' reference)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a worktree at the commit before a change): its default "
+        "server also serves the chosen trainserve targets, named 'baseline ...', alternated "
+        "with this checkout's",
+    )
     args = parser.parse_args()
     args.sizes = [int(n) for n in args.rows.split(",")]
+    chosen = args.targets.split(",")
+    unknown = sorted(set(chosen) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; choose among {sorted(TARGETS)}")
+    args.targets = [TARGETS[t] for t in chosen]
     if args.in_process:
         return in_process()
 
@@ -217,31 +251,40 @@ def main() -> int:
             workdir / "floor.log",
         )
         servers = {"floor": (floor, floor_port)}
-        for name, worker_class in SERVERS.items():
-            port = free_port()
-            argv = [str(BIN / "trainserve"), "api", "--port", str(port)]
-            argv += ["--workers", str(args.workers), "--worker-class", worker_class]
-            servers[name] = (Process(argv, env, workdir / f"{worker_class}.log"), port)
+        roots = {"": ROOT}
+        if args.baseline is not None:
+            roots[BASELINE] = args.baseline.resolve()
+        for prefix, root in roots.items():
+            for name, worker_class in SERVERS.items():
+                if prefix and worker_class != "hybrid":
+                    continue  # the baseline: the default server only
+                port = free_port()
+                argv = [str(BIN / "trainserve"), "api", "--port", str(port)]
+                argv += ["--workers", str(args.workers), "--worker-class", worker_class]
+                log = workdir / f"{prefix.strip() or 'this'}-{worker_class}.log"
+                server_env = {**env, "PYTHONPATH": str(root)}
+                servers[prefix + name] = (Process(argv, server_env, log), port)
         try:
             targets = {}
+            processes = {}
             for name, (process, port) in servers.items():
                 if name == "floor":
                     wait_http(f"http://127.0.0.1:{port}/", process=process)
-                    targets[name] = (f"http://127.0.0.1:{port}/predict", {})
+                    found = {name: f"http://127.0.0.1:{port}/predict"}
                 else:
                     wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
-                    targets[name] = (
-                        f"http://127.0.0.1:{port}/v1/models/reference/predict",
-                        {"Authorization": f"Bearer {key}"},
-                    )
-                    if name == "trainserve":  # the default recipe's models, same server
+                    found = {name: f"http://127.0.0.1:{port}/v1/models/reference/predict"}
+                    if name.endswith("trainserve"):  # the default recipe's models, same server
+                        prefix = name.removesuffix("trainserve")
                         for target, model in RECIPE_MODELS.items():
-                            targets[target] = (
-                                f"http://127.0.0.1:{port}/v1/models/{model}/predict",
-                                {"Authorization": f"Bearer {key}"},
+                            found[prefix + target] = (
+                                f"http://127.0.0.1:{port}/v1/models/{model}/predict"
                             )
-            processes = {name: process for name, (process, _) in servers.items()}
-            processes.update(dict.fromkeys(RECIPE_MODELS, processes["trainserve"]))
+                for target, url in found.items():
+                    if target.removeprefix(BASELINE) in args.targets:
+                        headers = {} if name == "floor" else {"Authorization": f"Bearer {key}"}
+                        targets[target] = (url, headers)
+                        processes[target] = process
             results = run(targets, args, workdir, processes)
         finally:
             for process, _ in servers.values():
@@ -418,6 +461,7 @@ def report(results, args) -> None:
     print("| rows/request | server | req/s | rows/s | p50 ms | p99 ms | server CPU ms/request |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     names = list(dict.fromkeys(name for name, _ in results))
+    prefixes = ["", BASELINE] if args.baseline is not None else [""]
     for rows in args.sizes:
         for name in names:
             rps = med(name, rows, "rps")
@@ -425,13 +469,26 @@ def report(results, args) -> None:
                   f"{med(name, rows, 'p50'):.2f} | {med(name, rows, 'p99'):.2f} | "
                   f"{med(name, rows, 'cpu_ms'):.3f} |")
     for rows in args.sizes:
-        for target in RECIPE_MODELS:
-            p99 = med(target, rows, "p99") / med("trainserve", rows, "p99")
-            cpu = med(target, rows, "cpu_ms") / med("trainserve", rows, "cpu_ms")
-            print(
-                f"{rows} row(s): {target} p99 / plain MLP p99 = {p99:.2f}; "
-                f"server CPU per request / plain MLP's = {cpu:.2f}"
-            )
+        for prefix in prefixes:
+            plain = prefix + "trainserve"
+            for target in (prefix + t for t in RECIPE_MODELS):
+                if (target, rows) not in results or (plain, rows) not in results:
+                    continue
+                p99 = med(target, rows, "p99") / med(plain, rows, "p99")
+                cpu = med(target, rows, "cpu_ms") / med(plain, rows, "cpu_ms")
+                rounds = [
+                    mine["p99"] / reference["p99"]
+                    for mine, reference in zip(
+                        results[(target, rows)], results[(plain, rows)], strict=True
+                    )
+                ]
+                print(
+                    f"{rows} row(s): {target} p99 / plain MLP p99 = {p99:.2f} (per round "
+                    f"{', '.join(f'{r:.2f}' for r in rounds)}); "
+                    f"server CPU per request / plain MLP's = {cpu:.2f}"
+                )
+        if "floor" not in names:
+            continue
         for name in names[1:]:
             ratio = med(name, rows, "rps") / med("floor", rows, "rps")
             p99 = med(name, rows, "p99") / med("floor", rows, "p99")

@@ -102,6 +102,14 @@ class FoldedTabular:
             weights = [(w[0], b[0, 0]) for w, b in weights]
         self.layers = [(w.contiguous().numpy(), b.contiguous().numpy()) for w, b in weights]
         self.n_first = self.layers[0][0].shape[-2]  # the first layer's inputs
+        # Where each part of the first layer's inputs goes (see _first_inputs); the
+        # numeric inputs as a slice when they are all the inputs, in order (no copy).
+        n_inputs = len(self.numeric) + len(self.others)
+        self.numeric_at = self.numeric
+        if np.array_equal(self.numeric, np.arange(n_inputs)):
+            self.numeric_at = slice(None)
+        self.x_width = len(self.others) if self.squashed else n_inputs
+        self.squashed_width = len(self.numeric) if self.squashed else 0
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """float64 ``(rows, classes)`` probabilities of float32 ``(rows, n_inputs)`` rows."""
@@ -114,22 +122,26 @@ class FoldedTabular:
         """The first layer's inputs: the other inputs (all of ``x`` when the numeric ones
         enter unsquashed), the squashed numeric ones, their embedding; with several
         members ``(k, rows, n)``, each member's embedding its own."""
-        parts = [x[:, self.others] if self.squashed else x]
-        if len(self.numeric):
-            numeric = self.squash(x[:, self.numeric])
+        if not len(self.numeric):
+            return x if self.k == 1 else np.broadcast_to(x, (self.k, *x.shape))
+        numeric = self.squash(x[:, self.numeric_at])
+        if self.k == 1:
+            parts = [x[:, self.others] if self.squashed else x]
             if self.squashed:
                 parts.append(numeric)
             if self.frequency is not None:
                 parts.append(self.periodic(numeric))
-        if self.k == 1:
             return np.concatenate(parts, axis=1) if len(parts) > 1 else x
-        # Written in place: cheaper than broadcast_to + concatenate on a few rows.
+        # Each part written in place: cheaper than broadcast_to + concatenate on a few rows.
         h = np.empty((self.k, len(x), self.n_first), dtype=np.float32)
-        at = 0
-        for part in parts:
-            width = part.shape[-1]
-            h[:, :, at : at + width] = part
-            at += width
+        at = self.x_width
+        if at:
+            h[:, :, :at] = x[:, self.others] if self.squashed else x
+        if self.squashed_width:
+            h[:, :, at : at + self.squashed_width] = numeric
+            at += self.squashed_width
+        if self.frequency is not None:
+            self.periodic(numeric, out=h[:, :, at:])
         return h
 
     def squash(self, numeric: np.ndarray) -> np.ndarray:
@@ -142,16 +154,22 @@ class FoldedTabular:
             return torch.asinh(torch.from_numpy(numeric)).numpy()
         return numeric
 
-    def periodic(self, numeric: np.ndarray) -> np.ndarray:
+    def periodic(self, numeric: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``cos(2π (w x + b))`` flattened per row: ``(rows, n * m)``; with several
         members each feature's map applied too (its bias is in the first layer's):
-        ``(k, rows, n * d)``."""
+        ``(k, rows, n * d)``, written into ``out`` when given."""
         angle = numeric[..., None] * self.frequency + self.phase
         angle *= _TWO_PI
         np.cos(angle, out=angle)
-        if self.maps is not None:  # (k, n, rows, m) @ (k, n, m, d), back to (k, rows, n, d)
-            angle = np.matmul(angle.transpose(0, 2, 1, 3), self.maps).transpose(0, 2, 1, 3)
-        return angle.reshape(*angle.shape[:-2], -1)
+        if self.maps is None:
+            return angle.reshape(*angle.shape[:-2], -1)
+        # (k, n, rows, m) @ (k, n, m, d) -> (k, n, rows, d), the axes of (k, rows, n, d)
+        k, rows, n, _ = angle.shape
+        if out is None:
+            out = np.empty((k, rows, n * self.maps.shape[-1]), dtype=np.float32)
+        embedded = out.reshape(k, rows, n, -1, copy=False).transpose(0, 2, 1, 3)
+        np.matmul(angle.transpose(0, 2, 1, 3), self.maps, out=embedded)
+        return out
 
     def _forward(self, h: np.ndarray) -> np.ndarray:
         # No inference_mode: no tensor here requires grad, so autograd records nothing,

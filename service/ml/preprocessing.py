@@ -553,13 +553,17 @@ class QuantileColumns:
         self.first = self.knots[:, 0].copy()
         self.last = self.knots[np.arange(m), self.counts - 1]
         self.flat = (self.knots.ravel(), scores.ravel(), slopes.ravel())
-        self.row_start = np.arange(m) * width  # of each column in the flat arrays
+        # Of each column's knot before the first in the flat arrays (see __call__).
+        self.before_row = np.arange(m) * width - 1
+        # With one +inf past every column's knots: the first knot above a value is found
+        # in every row, at the count of those at or below it.
+        self.bounded = np.concatenate([self.knots, np.full((m, 1), np.inf)], axis=1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The scores of ``x`` (float64 ``(rows, columns)``, no NaN), float64."""
-        x = np.clip(x, self.first, self.last)
-        if len(x) <= self.DIRECT_ROWS:
-            below = (self.knots[None, :, :] <= x[:, :, None]).sum(axis=2)
+        x = np.minimum(np.maximum(x, self.first), self.last)
+        if len(x) <= self.DIRECT_ROWS:  # the first True of each row (the knots are sorted)
+            below = (self.bounded[None, :, :] > x[:, :, None]).argmax(axis=2)
         else:
             below = np.stack(
                 [
@@ -568,9 +572,9 @@ class QuantileColumns:
                 ],
                 axis=1,
             )
-        # Clamped, every value has at least the first knot at or below it: the segment
-        # from the last of them (the last knot's has slope 0).
-        at = np.minimum(below - 1, self.counts - 1) + self.row_start
+        # Clamped, every value has at least the first knot at or below it and none of the
+        # padding: the segment from the last of them (the last knot's has slope 0).
+        at = below + self.before_row
         knots, scores, slopes = self.flat
         return slopes[at] * (x - knots[at]) + scores[at]
 

@@ -43,6 +43,12 @@ class _Block:
                 [i for i, c in enumerate(columns) if c.scaling == "quantile"], dtype=np.intp
             )
             self.rank_gauss = QuantileColumns(quantile) if quantile else None
+            # Every column quantile-scaled (no column indexing), and then the mean 0 and
+            # std 1 a no-op: the knots clamp what the clip to float32 would.
+            self.all_quantile = len(quantile) == len(columns)
+            self.scaled = not (
+                self.all_quantile and (self.mean == 0).all() and (self.std == 1).all()
+            )
         else:
             self.fill = np.array([c.fill for c in columns], dtype=np.float64)
         flagged = [i for i, c in enumerate(columns) if c.indicator]
@@ -65,9 +71,12 @@ class _Block:
             return False  # NaN or infinity sent as a number
         x = np.where(absent, self.fill, x)
         if self.kinds is _NUMBERS:
-            with np.errstate(over="ignore"):  # as FeatureEncoder.transform: clipped
-                x = np.clip((x - self.mean) / self.std, -FLOAT32_MAX, FLOAT32_MAX)
-            if self.rank_gauss is not None:
+            if self.scaled:
+                with np.errstate(over="ignore"):  # as FeatureEncoder.transform: clipped
+                    x = np.clip((x - self.mean) / self.std, -FLOAT32_MAX, FLOAT32_MAX)
+            if self.all_quantile:
+                x = self.rank_gauss(x)
+            elif self.rank_gauss is not None:
                 x[:, self.quantile] = self.rank_gauss(x[:, self.quantile])
         out[:, self.offsets] = x
         if len(self.flagged):
