@@ -24,6 +24,9 @@ loaded network and computes the same probabilities with a dozen calls:
   small NumPy product) 4 members' one-row forward took 0.32 against 0.37 ms, 3 members'
   0.26 against 0.31 (alternated in one process, medians). One network's folded weights
   (0.9 MB) stay in that cache, and there folding saves a call;
+- with several members the first layer's inputs are one ``(k, rows, n)`` array that the
+  squashed values and each member's map product are written into (no concatenation),
+  the numeric inputs taken as a slice when they are all the inputs;
 - every later layer's NT factor is folded into its weights, and ``1/T`` into the last;
 - the members' mean probability is ``softmax`` then the mean over the members;
 - the element-wise input work (squashing 20-odd values, their cos features) and the
