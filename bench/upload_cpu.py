@@ -8,7 +8,7 @@ table to each in turn, ``--repeat`` times, and prints per upload: MB/s, ``read_c
 MB/s just before, the CPU seconds of the service's processes, those of the
 PostgreSQL backends serving its database (``pg_stat_activity``; where parts are stored)
 and this client's own (sending the body: on loopback the sender's system calls carry
-much of the receiving kernel's work too). Each dataset is deleted after its upload.
+part of the receiving kernel's work too). Each dataset is deleted after its upload.
 
     python bench/upload_cpu.py before=/path/to/old/tree after=. --rows 1000000 \\
         [--deployment production] [--repeat 3] [--env after:VAR=VALUE] [--block before=0]
