@@ -36,11 +36,16 @@ def free_port() -> int:
 class Process:
     """A child process in its own process group, its output in a log file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path):
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
         self.log = log
         self._file = log.open("wb")
         self.popen = subprocess.Popen(
-            argv, env=env, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def pids(self) -> list[int]:

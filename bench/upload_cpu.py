@@ -5,12 +5,17 @@ with the load (``read_csv`` uses every free core). CPU seconds move less. This s
 service per code tree (the same deployment: ``embedded`` is ``trainserve up`` on SQLite,
 ``production`` is ``trainserve api`` on a scratch PostgreSQL database), then uploads the
 table to each in turn, ``--repeat`` times, and prints per upload: MB/s, ``read_csv``'s
-MB/s just before, the CPU seconds of the service's processes, and those of the
-PostgreSQL backends serving its database (``pg_stat_activity``; where parts are stored).
-Each dataset is deleted after its upload.
+MB/s just before, the CPU seconds of the service's processes, those of the
+PostgreSQL backends serving its database (``pg_stat_activity``; where parts are stored)
+and this client's own (sending the body: on loopback the sender's system calls carry
+part of the receiving kernel's work too). Each dataset is deleted after its upload.
 
     python bench/upload_cpu.py before=/path/to/old/tree after=. --rows 1000000 \\
-        [--deployment production] [--repeat 3]
+        [--deployment production] [--repeat 3] [--env after:VAR=VALUE] [--block before=0]
+
+The same tree may run under two names with different ``--env`` (a variable for that
+name's service only) or ``--block`` (the bytes the client sends at a time: ``scale.py``'s
+1 MiB by default; 0, as requests sends a file, 16 KiB at a time).
 
 A tree is put first on ``PYTHONPATH`` of its service, so an old commit checked out in a
 second worktree (``git worktree add --detach /tmp/old COMMIT``) runs as it was. The
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,11 +41,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import BIN, REDIS_URL, Process, free_port, scratch_database, wait_http  # noqa: E402
-from bench.scale import cpu_seconds, make_csv, upload  # noqa: E402
+from bench.scale import UPLOAD_BLOCK_BYTES, cpu_seconds, make_csv, upload  # noqa: E402
 
 
 @contextlib.contextmanager
-def service(tree: str, deployment: str):
+def service(tree: str, deployment: str, extra: dict[str, str]):
     """A fresh service running ``tree``'s code: its URL, processes and database URL."""
     home = Path(tempfile.mkdtemp(prefix="upload-cpu-"))
     port = free_port()
@@ -49,6 +55,7 @@ def service(tree: str, deployment: str):
         "TRAINSERVE_HOME": str(home),
         "TRAINSERVE_AUTH": "off",
         "TRAINSERVE_TORCH_THREADS": "1",
+        **extra,
     }
     production = deployment == "production"
     with scratch_database() if production else contextlib.nullcontext() as database:
@@ -64,7 +71,10 @@ def service(tree: str, deployment: str):
             argv = [str(BIN / "trainserve"), "api", "--port", str(port)]
         else:
             argv = [str(BIN / "trainserve"), "up", "--home", str(home), "--port", str(port)]
-        process = Process(argv, env, home / "service.log")
+        # Started in its home: a `trainserve up` before 2026-12-01 started its children
+        # with `python -m`, which put the working directory first on their sys.path, so
+        # run from a checkout they ran that checkout's code, whatever PYTHONPATH said.
+        process = Process(argv, env, home / "service.log", cwd=home)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/healthz", 120, process)
@@ -97,12 +107,19 @@ def backend_cpu(database: str | None) -> dict[int, float]:
     return seconds
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs="+", help="NAME=PATH of a checkout")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--deployment", choices=("embedded", "production"), default="embedded")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--env", action="append", default=[], help="NAME:VAR=VALUE")
+    parser.add_argument("--block", action="append", default=[], help="NAME=BYTES (0: 16 KiB)")
     parser.add_argument(
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "trainserve-scale"
     )
@@ -113,9 +130,15 @@ def main() -> None:
         make_csv(path, args.rows)
     size = path.stat().st_size / 1e6
     trees = dict(tree.split("=", 1) for tree in args.trees)
+    extra: dict[str, dict[str, str]] = {name: {} for name in trees}
+    for setting in args.env:
+        name, variable = setting.split(":", 1)
+        extra[name].update([variable.split("=", 1)])
+    blocks = {name: UPLOAD_BLOCK_BYTES for name in trees}
+    blocks |= {name: int(size) or None for name, size in (b.split("=", 1) for b in args.block)}
     with contextlib.ExitStack() as stack:
         services = {
-            name: stack.enter_context(service(tree, args.deployment))
+            name: stack.enter_context(service(tree, args.deployment, extra[name]))
             for name, tree in trees.items()
         }
         for run in range(args.repeat):
@@ -125,7 +148,9 @@ def main() -> None:
                 read_csv = size / (time.perf_counter() - started)
                 load = os.getloadavg()[0]
                 cpu, backends = cpu_seconds(processes), backend_cpu(database)
-                dataset, seconds = upload(url, path)
+                client = _cpu()
+                dataset, seconds = upload(url, path, block=blocks[name])
+                client = _cpu() - client
                 cpu = cpu_seconds(processes) - cpu
                 after = backend_cpu(database)
                 database_cpu = sum(s - backends.get(pid, 0.0) for pid, s in after.items())
@@ -133,7 +158,8 @@ def main() -> None:
                 print(
                     f"{run} {args.deployment} {name}: {size / seconds:6.1f} MB/s, read_csv "
                     f"{read_csv:6.1f} MB/s ({size / seconds / read_csv:.2f}x); CPU-s: service "
-                    f"{cpu:.2f}, PostgreSQL {database_cpu:.2f}; load {load:.1f}",
+                    f"{cpu:.2f}, PostgreSQL {database_cpu:.2f}, client {client:.2f}; "
+                    f"load {load:.1f}",
                     flush=True,
                 )
 

@@ -651,7 +651,10 @@ def cmd_up(args) -> int:
 
 def _up_children(args) -> dict[str, list[str]]:
     """The command lines of ``trainserve up``'s child processes, by name."""
-    cli = [sys.executable, "-m", "service.cli"]
+    # -P: not the working directory first on sys.path (what -m does), so the children run
+    # the code `up` itself runs, not a `service` package that happens to be in the
+    # directory `up` was started from (another checkout: bench/README.md, 2026-12-01).
+    cli = [sys.executable, "-P", "-m", "service.cli"]
     api = ["api", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     return {"worker": [*cli, "worker", "--concurrency", "1"], "api": [*cli, *api]}
 

@@ -18,7 +18,9 @@ gunicorn offers, bench/README.md), with two changes:
   When every pool thread is busy, further long requests wait for one; short requests
   never wait for them. The pool's threads (and the threads an upload starts) run at a
   lower CPU priority than the main thread (Linux's ``SCHED_IDLE``, and nice +10), so
-  that a multi-GB upload yields a core to each predict as it arrives.
+  that a multi-GB upload yields a core to each predict as it arrives; and while short
+  requests are being answered, the threads of a process running uploads keep off one
+  of the allowed CPUs (``service.cores``).
 - **Short requests away from uploads.** A short request served beside an upload in the
   same process waits for the upload's Python parts (the byte guard, the checks, the
   summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
@@ -61,6 +63,8 @@ from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
+
+from service.cores import SHORT_REQUESTS, CoreShare
 
 LONG_BODY_BYTES = 1 << 20
 # How long a process serving long requests leaves a new connection to the other
@@ -189,6 +193,9 @@ class HybridWorker(SyncWorker):
         # Listeners whose new connections wait, while long requests run here, for
         # another process to take them: listener -> when this process accepts one.
         self.deferred: dict[socket.socket, float] = {}
+        # One core left to the short requests while uploads run beside them.
+        self.cores = CoreShare(lambda: self.uploads > 0)
+        self.cores.start()
 
     def run(self):
         self.poller = selectors.DefaultSelector()
@@ -312,6 +319,7 @@ class HybridWorker(SyncWorker):
                     if upload:
                         with self._count:
                             self.uploads += 1
+                        self.cores.upload_started()
                     if self._busy():
                         # The kept connections move to the other processes: each one's
                         # next answer closes it, and its client connects anew.
@@ -319,6 +327,7 @@ class HybridWorker(SyncWorker):
                             kept.move = True
                     self.pool.submit(self._threaded, conn, req, upload)
                     return
+                SHORT_REQUESTS.mark()
                 if not self._respond(conn, req, keepalive=True):
                     break
                 if not conn.parser.finish_body(deadline=time.monotonic() + DRAIN_SECONDS):

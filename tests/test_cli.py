@@ -95,6 +95,21 @@ def test_a_standby_left_waiting_gets_its_nice_back_after_a_while(monkeypatch):
     assert group.when[1] - started < 0.9  # restored before the byte came
 
 
+def test_up_children_run_ups_code_not_a_service_package_in_the_working_directory(tmp_path):
+    """`python -m` puts the working directory first on sys.path: `up` started from another
+    checkout ran that checkout's API and worker (bench/upload_cpu.py compared a tree with
+    itself)."""
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "__init__.py").write_text("raise SystemExit('the wrong service')")
+    args = _parser().parse_args(["up", "--port", "1"])
+    argv = cli._up_children(args)["api"]
+    command = [*argv[: argv.index("service.cli") + 1], "--help"]
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "usage: trainserve" in done.stdout
+
+
 def test_up_starts_its_standby_with_the_other_children():
     """Not seconds later, on the first requests of a service that has just started."""
     wait = "import os, sys; sys.argv[-1].isdigit() and os.read(int(sys.argv[-1]), 1)"

@@ -402,11 +402,19 @@ class Client:
         The CSV is sent as ``text/csv`` asking for ``text/csv`` back, which is streamed
         to the destination; a server that answers JSON instead is converted to the same
         CSV here. ``drop_columns`` are left out of what is sent (a training file's target
-        column, say).
+        column, say). A gzip or zstd file is sent as it is (the server decompresses it);
+        ``drop_columns`` then cannot be used.
         """
         size = Path(source).stat().st_size
         with open(source, "rb") as f:
             drop = set(drop_columns)
+            start = f.read(4)
+            if drop and (start[:2] == b"\x1f\x8b" or start == b"\x28\xb5\x2f\xfd"):
+                raise ValueError(
+                    "drop_columns needs a plain CSV file; a compressed one is sent as it is "
+                    "(the server sets the model's target column aside by itself)"
+                )
+            f.seek(0)
             body = _Progress(f, size, progress)
             stream = _without_columns(body, drop) if drop else body
             response = self._send(

@@ -132,7 +132,9 @@ def _add_model_commands(sub: argparse._SubParsersAction, server: argparse.Argume
         "predict", parents=[server], help="predict every row of a CSV; writes label,p_<class>..."
     )
     predict.add_argument("model", help="the model's name")
-    predict.add_argument("data", type=Path, help="a CSV file with a header row")
+    predict.add_argument(
+        "data", type=Path, help="a CSV file with a header row (may be .gz or .zst)"
+    )
     predict.add_argument("-o", "--output", type=Path, help="the CSV to write (default: stdout)")
     predict.add_argument("--version", type=int, help="a model version (default: the latest)")
     predict.set_defaults(run=guarded(cmd_predict))
@@ -143,7 +145,9 @@ def _add_model_commands(sub: argparse._SubParsersAction, server: argparse.Argume
         help="a model's accuracy, log-loss, calibration and confusion matrix on a labelled CSV",
     )
     evaluate.add_argument("model", help="the model's name")
-    evaluate.add_argument("data", type=Path, help="a CSV file with a header row and the labels")
+    evaluate.add_argument(
+        "data", type=Path, help="a CSV file with a header row and the labels (may be .gz or .zst)"
+    )
     evaluate.add_argument("--version", type=int, help="a model version (default: the latest)")
     evaluate.add_argument("--target", help="the column of labels (default: the model's target)")
     evaluate.add_argument("--json", action="store_true", help="print the server's JSON answer")
@@ -286,7 +290,6 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, client: Client) -> int:
-    _refuse_compressed(args.data)
     answer = client.evaluate_csv(args.model, args.data, version=args.version, target=args.target)
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -356,30 +359,34 @@ def cmd_metrics(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-# The first bytes of a gzip and a zstd file: `upload` and `train` send them as they are
-# (the server decompresses uploads); predict and evaluate bodies are read as plain text.
+# The first bytes of a gzip and a zstd file: every command sends them as they are (the
+# server decompresses uploads, predict and evaluate bodies).
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
-def _refuse_compressed(path: Path) -> None:
-    """A compressed file given to predict or evaluate: one line saying so, not the server's
-    "not UTF-8" about its first byte (nor a traceback)."""
+def _compression(path: Path) -> str | None:
+    """``gzip`` or ``zstd`` for a compressed file (by its first bytes), else ``None``."""
     with open(path, "rb") as f:
         start = f.read(4)
-    for magic, kind in _COMPRESSED.items():
-        if start.startswith(magic):
-            raise ClientError(
-                f"{path} is {kind}-compressed: predict and evaluate take a plain CSV file "
-                "(decompress it first; upload and train take it as it is)"
-            )
+    return next((kind for magic, kind in _COMPRESSED.items() if start.startswith(magic)), None)
 
 
 def _header(path: Path) -> list[str]:
+    """The CSV file's column names; none for a zstd file (Python has no zstd reader
+    before 3.14: the server still sets the model's target aside)."""
     import csv
+    import gzip
 
-    _refuse_compressed(path)
+    kind = _compression(path)
+    if kind == "zstd":
+        return []
     try:
+        if kind == "gzip":
+            with gzip.open(path, "rt", newline="", encoding="utf-8-sig") as f:
+                return next(csv.reader(f), [])
         with open(path, newline="", encoding="utf-8-sig") as f:
             return next(csv.reader(f), [])
     except UnicodeDecodeError as exc:
         raise ClientError(f"{path} is not UTF-8 text: {exc.reason} in its header") from None
+    except (OSError, EOFError) as exc:  # gzip's: a corrupt or cut file
+        raise ClientError(f"{path} cannot be decompressed: {exc}") from None

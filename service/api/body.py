@@ -203,9 +203,15 @@ def parse_json(raw: bytes) -> Any:
 
 
 def filename_stem(filename: str | None, default: str = "dataset") -> str:
-    """``data/iris.csv`` → ``iris``: the default name of an uploaded file's dataset or model
-    (control characters removed, at most 128 characters)."""
+    """``data/iris.csv`` (or ``iris.csv.gz``, ``iris.csv.zst``) → ``iris``: the default name
+    of an uploaded file's dataset or model (control characters removed, at most 128
+    characters)."""
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    lower = base.lower()
+    for suffix in (".gz", ".gzip", ".zst", ".zstd"):
+        if lower.endswith(suffix) and len(base) > len(suffix):
+            base = base[: -len(suffix)]
+            break
     stem = base.rsplit(".", 1)[0] if "." in base else base
     stem = "".join(c for c in stem if c.isprintable())[:128]
     return stem or default

@@ -47,14 +47,19 @@ class UploadStream(io.RawIOBase):
         return len(data)
 
 
-def upload_stream(stream: IO[bytes], limit: int) -> UploadStream:
-    """The stream of an upload, under ``limit`` bytes. gzip and zstd bodies are recognised
-    by their first bytes; any other Content-Encoding is a 415."""
+def check_encoding() -> None:
+    """A table body (an upload, a CSV to predict or evaluate) may be gzip or zstd, which
+    the readers recognise by their first bytes; any other Content-Encoding is a 415."""
     encoding = (request.headers.get("Content-Encoding") or "identity").lower()
     if encoding not in ("identity", "gzip", "x-gzip", "zstd"):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not accepted; use gzip, zstd or none"
         )
+
+
+def upload_stream(stream: IO[bytes], limit: int) -> UploadStream:
+    """The stream of an upload, under ``limit`` bytes (:func:`check_encoding`)."""
+    check_encoding()
     return UploadStream(stream, limit)
 
 

@@ -132,9 +132,9 @@ def ingest(
     if fmt == "parquet":
         blocks, types = _parquet_blocks(source, limits, column_types or {})
     elif fmt == "jsonl":
-        blocks, types = _jsonl_blocks(_decompressed(source), limits, column_types or {})
+        blocks, types = _jsonl_blocks(decompressed(source), limits, column_types or {})
     else:
-        blocks, types = _csv_blocks(_decompressed(source), limits, column_types or {})
+        blocks, types = _csv_blocks(decompressed(source), limits, column_types or {})
     stats = TableAccumulator(types, count_limit=limits.count_limit, quantile_capacity=0)
     rows = _write_groups(blocks, sink, types, limits, stats)
     if rows == 0:
@@ -313,29 +313,31 @@ class _Recorded(_Readable):
         return data
 
 
-def _decompressed(source: BinaryIO):
-    """``source`` as plain bytes: gzip and zstd are recognised by their first bytes."""
+def decompressed(source: BinaryIO, field: str = "file"):
+    """``source`` as plain bytes: gzip and zstd are recognised by their first bytes. Data
+    that cannot be decompressed is a :class:`DataError` naming ``field``."""
     head = _read_exactly(source, 4)
     chained = _Recorded(source, head, remember=False)
     if head.startswith(_GZIP) or head.startswith(_ZSTD):
         codec = "gzip" if head.startswith(_GZIP) else "zstd"
-        return _Codec(pa.CompressedInputStream(pa.PythonFile(chained, mode="r"), codec), codec)
+        stream = pa.CompressedInputStream(pa.PythonFile(chained, mode="r"), codec)
+        return _Codec(stream, codec, field)
     return chained
 
 
 class _Codec(_Readable):
     """A decompressing stream whose corrupt input is a DataError, not an Arrow error."""
 
-    def __init__(self, stream, codec: str):
+    def __init__(self, stream, codec: str, field: str):
         super().__init__()
-        self.stream, self.codec = stream, codec
+        self.stream, self.codec, self.field = stream, codec, field
 
     def read(self, size: int = -1) -> bytes:
         try:
             return self.stream.read(size if size >= 0 else None)
         except (OSError, pa.ArrowException) as exc:
             raise DataError(
-                f"the {self.codec} data cannot be decompressed: {exc}", "file"
+                f"the {self.codec} data cannot be decompressed: {exc}", self.field
             ) from None
 
 

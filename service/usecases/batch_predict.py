@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from service.db.session import Database
 from service.ml.batch import CsvRows, encode, header_line, prediction_lines
+from service.ml.ingest import decompressed
 from service.usecases import models
 
 CHUNK_ROWS = 20_000
@@ -36,9 +37,11 @@ class CsvLimits:
 
     def rows(self, stream: BinaryIO, types: dict[str, str], *, field: str = "records") -> CsvRows:
         """The CSV ``stream``'s rows, ``CHUNK_ROWS`` at a time, within these limits, the
-        columns of ``types`` typed (``ml.batch.CsvRows``)."""
+        columns of ``types`` typed (``ml.batch.CsvRows``). A gzip or zstd stream is
+        decompressed as it is read (recognised by its first bytes, as uploads are); the
+        row limit bounds what it may expand to."""
         return CsvRows(
-            stream,
+            decompressed(stream, "file" if field == "file" else "body"),
             types,
             chunk_rows=CHUNK_ROWS,
             max_rows=self.max_rows,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from service.app import create_app
@@ -36,7 +38,8 @@ def feature_csv(n: int, seed: int = 1) -> bytes:
 def post_csv(client, body, path="/v1/models/iris/predict", **kwargs):
     """A CSV body with Accept: text/csv; buffered, so the answer's file is closed."""
     kwargs.setdefault("content_type", "text/csv")
-    return client.post(path, data=body, headers=CSV, buffered=True, **kwargs)
+    headers = CSV | kwargs.pop("headers", {})
+    return client.post(path, data=body, headers=headers, buffered=True, **kwargs)
 
 
 def read_answer(response) -> list[list[str]]:
@@ -298,3 +301,62 @@ def test_a_labelled_file_is_scored_as_it_is_and_the_target_is_ignored(client, tr
     records[0]["petal"] = "1"
     refused = client.post("/v1/models/iris/predict", json={"records": records})
     assert refused.status_code == 400 and "records.petal" in refused.get_json()["errors"]
+
+
+def _packed(body: bytes, codec: str) -> bytes:
+    return gzip.compress(body) if codec == "gzip" else pa.compress(body, "zstd", asbytes=True)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+@pytest.mark.parametrize("declared", [True, False], ids=["content-encoding", "by-content"])
+def test_a_compressed_body_is_predicted_as_the_plain_one(client, trained, codec, declared):
+    """gzip and zstd CSV bodies, with or without their Content-Encoding, are read as they
+    are uploaded: the same answers, in CSV (batch) and in JSON, as the plain body's."""
+    body = feature_csv(300, seed=3)
+    headers = {"Content-Encoding": codec} if declared else {}
+    want_csv = read_answer(post_csv(client, body))
+    got_csv = read_answer(post_csv(client, _packed(body, codec), headers=headers))
+    assert got_csv == want_csv
+    want_json = json_predictions(client, body)
+    response = client.post(
+        "/v1/models/iris/predict",
+        data=_packed(body, codec),
+        content_type="text/csv",
+        headers=headers,
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["predictions"] == want_json["predictions"]
+
+
+def test_a_compressed_body_that_is_not_valid_or_of_another_coding_is_a_4xx(client, trained):
+    for headers in ({"Accept": "text/csv"}, {}):
+        broken = gzip.compress(feature_csv(50))[:-40] + b"\0" * 40
+        response = client.post(
+            "/v1/models/iris/predict", data=broken, content_type="text/csv", headers=headers
+        )
+        assert response.status_code == 400, response.get_data(as_text=True)[:300]
+        assert response.content_type == "application/problem+json"
+        assert "gzip" in response.get_json()["detail"]
+        response = client.post(
+            "/v1/models/iris/predict",
+            data=feature_csv(5),
+            content_type="text/csv",
+            headers={"Content-Encoding": "br", **headers},
+        )
+        assert response.status_code == 415 and "Content-Encoding" in response.get_json()["detail"]
+
+
+def test_a_compressed_body_expands_no_further_than_the_row_limit(limited):
+    """A small gzip body of many rows (a "zip bomb") stops at the row limit, as a plain
+    body does: what it may expand to is bounded by the rows, not by its size."""
+    rows = b"1,0.5,red,true\n" * 300_000
+    bomb = gzip.compress(b"x1,x2,colour,flag\n" + rows)
+    assert len(bomb) < 40_000  # under the body limit
+    response = post_csv(limited, bomb)
+    assert response.status_code == 400 and "limit of 1000 rows" in response.get_json()["detail"]
+    one_line = gzip.compress(b"x1,x2,colour,flag\n" + b"7" * 30_000_000)
+    assert len(one_line) < 40_000
+    response = post_csv(limited, one_line)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.content_type == "application/problem+json"
+    assert "cannot be parsed" in response.get_json()["detail"]

@@ -1,8 +1,10 @@
 """/v1/datasets through the app factory."""
 
 import dataclasses
+import gzip
 import io
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import func, select
 
@@ -36,6 +38,58 @@ def test_upload_multipart_names_the_dataset_after_the_file(client):
     )
     assert response.status_code == 201
     assert response.get_json()["name"] == "flowers"
+
+
+def _packed(body: bytes, codec: str) -> bytes:
+    return gzip.compress(body) if codec == "gzip" else pa.compress(body, "zstd", asbytes=True)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_compressed_csv_is_stored_as_the_plain_one(client, codec):
+    """gzip and zstd, by Content-Encoding, by their first bytes alone, or as a form's
+    ``.csv.gz``/``.csv.zst`` file: the same dataset as the plain CSV's."""
+    plain = client.post("/v1/datasets?name=t", data=mixed_csv(), content_type="text/csv")
+    want = {k: v for k, v in plain.get_json().items() if k in ("n_rows", "columns")}
+    packed = _packed(mixed_csv(), codec)
+    suffix = ".csv.gz" if codec == "gzip" else ".csv.zst"
+    answers = [
+        client.post(
+            "/v1/datasets?name=t",
+            data=packed,
+            content_type="text/csv",
+            headers={"Content-Encoding": codec},
+        ),
+        client.post("/v1/datasets?name=t", data=packed, content_type="text/csv"),
+        client.post(
+            "/v1/datasets",
+            data={"file": (io.BytesIO(packed), "flowers" + suffix)},
+            content_type="multipart/form-data",
+        ),
+    ]
+    for response in answers:
+        assert response.status_code == 201, response.get_json()
+        body = response.get_json()
+        assert {k: v for k, v in body.items() if k in want} == want
+    assert answers[-1].get_json()["name"] == "flowers"
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_broken_compressed_upload_is_a_400_and_stores_nothing(client, app, codec):
+    packed = _packed(mixed_csv(2_000), codec)
+    broken = packed[: len(packed) // 2] + bytes(64)
+    response = client.post("/v1/datasets?name=t", data=broken, content_type="text/csv")
+    assert response.status_code == 400 and response.content_type == "application/problem+json"
+    assert codec in response.get_json()["errors"]["file"][0]
+    response = client.post(
+        "/v1/datasets?name=t",
+        data=mixed_csv(),
+        content_type="text/csv",
+        headers={"Content-Encoding": "br"},
+    )
+    assert response.status_code == 415 and "Content-Encoding" in response.get_json()["detail"]
+    assert client.get("/v1/datasets").get_json() == []
+    with app.extensions["trainserve"].database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(BlobPart)) == 0
 
 
 def test_upload_json_records(client):

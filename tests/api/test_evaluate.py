@@ -1,9 +1,11 @@
 """POST .../evaluate: metrics of a model on labelled JSON records or a streamed CSV."""
 
+import gzip
 import io
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tests.support.data import mixed_csv
@@ -182,3 +184,28 @@ def test_openapi_documents_evaluate(client):
         operation = spec["paths"][path]["post"]
         assert "text/csv" in operation["requestBody"]["content"]
         assert "400" in operation["responses"]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_compressed_csv_is_evaluated_as_the_plain_one(client, trained, codec):
+    body = _labelled().to_csv(index=False).encode()
+    plain = client.post("/v1/models/iris/evaluate", data=body, content_type="text/csv")
+    packed = gzip.compress(body) if codec == "gzip" else pa.compress(body, "zstd", asbytes=True)
+    response = client.post("/v1/models/iris/evaluate", data=packed, content_type="text/csv")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == plain.get_json()
+    response = client.post(
+        "/v1/models/iris/evaluate",
+        data=packed[:-30],
+        content_type="text/csv",
+        headers={"Content-Encoding": codec},
+    )
+    assert response.status_code == 400 and response.content_type == "application/problem+json"
+    assert codec in response.get_json()["errors"]["file"][0]
+    response = client.post(
+        "/v1/models/iris/evaluate",
+        data=body,
+        content_type="text/csv",
+        headers={"Content-Encoding": "deflate"},
+    )
+    assert response.status_code == 415

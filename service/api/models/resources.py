@@ -25,7 +25,9 @@ from service.api.models.schemas import (
 )
 from service.api.services import services, tenant
 from service.api.spec import link, links, problem_doc
+from service.api.streams import check_encoding
 from service.ml import tabular
+from service.ml.ingest import decompressed
 from service.ml.preprocessing import label_key
 from service.usecases import aliases, models
 from service.usecases.errors import InvalidRequest
@@ -171,8 +173,10 @@ def predict(body: Body, name: str, version: int | None) -> Response:
     if body.media_type == CSV:
         if wants_csv():
             return batch_predict_response(name, version, body)  # read in chunks
+        check_encoding()
         rows = tabular.read_csv(
-            body.stream,  # parsed as it is read, no further than the row limit
+            # parsed as it is read, no further than the row limit; gzip or zstd unpacked
+            decompressed(body.stream, "body"),
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,
