@@ -627,6 +627,11 @@ def cmd_up(args) -> int:
     os.environ.setdefault(f"{PREFIX}BROKER_URL", broker_url)
     os.environ.setdefault(f"{PREFIX}AUTH", "off")
     os.environ.setdefault(f"{PREFIX}PROMETHEUS_DIR", str(home / "prometheus"))
+    # The children (started with -P) import the `service` package up itself runs.
+    root = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     settings = _settings()
     _refuse_open_access(settings, args.host)
     upgrade(settings.database_url)
@@ -652,8 +657,9 @@ def cmd_up(args) -> int:
 def _up_children(args) -> dict[str, list[str]]:
     """The command lines of ``trainserve up``'s child processes, by name."""
     # -P: not the working directory first on sys.path (what -m does), so the children run
-    # the code `up` itself runs, not a `service` package that happens to be in the
-    # directory `up` was started from (another checkout: bench/README.md, 2026-12-01).
+    # the code `up` itself runs (its root first on PYTHONPATH, cmd_up), not a `service`
+    # package that happens to be in the directory `up` was started from (another
+    # checkout: bench/README.md, 2026-12-01).
     cli = [sys.executable, "-P", "-m", "service.cli"]
     api = ["api", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     return {"worker": [*cli, "worker", "--concurrency", "1"], "api": [*cli, *api]}

@@ -107,11 +107,15 @@ _HEADER_ERRORS = (http_errors.InvalidHeader, http_errors.InvalidHeaderName)
 
 def is_long(req) -> bool:
     """Whether a request is served by a pool thread: an event stream, or a body that is
-    chunked or over LONG_BODY_BYTES (decided from the headers, before the body is read)."""
+    chunked, declared gzip or zstd, or over LONG_BODY_BYTES (decided from the headers,
+    before the body is read)."""
     if req.method == "GET":
         return req.path.endswith("/events")
     for name, value in req.headers:
         if name == "TRANSFER-ENCODING":
+            return True
+        # A compressed table (a CSV to predict or evaluate) may expand a thousandfold.
+        if name == "CONTENT-ENCODING" and value.strip().lower() in ("gzip", "x-gzip", "zstd"):
             return True
         if name == "CONTENT-LENGTH" and value.isdigit() and int(value) > LONG_BODY_BYTES:
             return True

@@ -70,9 +70,9 @@ def test_other_threads_narrow_while_short_requests_arrive_and_widen_after():
         share.step()  # no upload left: nothing narrows
         assert _affinity(tids[0]) == allowed
     finally:
+        cores._set_affinity([os.getpid(), *cores._threads()], allowed)
         stop.set()
         thread.join()
-        os.sched_setaffinity(0, allowed)
 
 
 def test_the_watcher_follows_the_uploads(monkeypatch):

@@ -223,3 +223,24 @@ def test_an_event_stream_does_not_move_short_requests_away(monkeypatch):
         assert stream.recv(1 << 16).startswith(b"HTTP/1.1 200")
         kept.close()
         stream.close()
+
+
+def test_which_requests_are_long_is_read_from_the_headers():
+    """An event stream, and a body that is chunked, over 1 MiB or declared compressed (a
+    small gzip CSV may hold millions of rows to predict) go to a pool thread."""
+
+    class Req:
+        def __init__(self, method, path, headers):
+            self.method, self.path, self.headers = method, path, headers
+
+    big = str(server.LONG_BODY_BYTES + 1)
+    assert server.is_long(Req("GET", "/v1/jobs/1/events", []))
+    assert not server.is_long(Req("GET", "/v1/jobs/1", []))
+    assert server.is_long(Req("POST", "/v1/datasets", [("TRANSFER-ENCODING", "chunked")]))
+    assert server.is_long(Req("POST", "/v1/datasets", [("CONTENT-LENGTH", big)]))
+    assert not server.is_long(Req("POST", "/v1/models/m/predict", [("CONTENT-LENGTH", "900")]))
+    for coding in ("gzip", "x-gzip", "zstd", " GZIP "):
+        headers = [("CONTENT-LENGTH", "900"), ("CONTENT-ENCODING", coding)]
+        assert server.is_long(Req("POST", "/v1/models/m/predict", headers)), coding
+    headers = [("CONTENT-LENGTH", "900"), ("CONTENT-ENCODING", "identity")]
+    assert not server.is_long(Req("POST", "/v1/models/m/predict", headers))

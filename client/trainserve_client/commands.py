@@ -376,6 +376,7 @@ def _header(path: Path) -> list[str]:
     before 3.14: the server still sets the model's target aside)."""
     import csv
     import gzip
+    import zlib
 
     kind = _compression(path)
     if kind == "zstd":
@@ -388,5 +389,5 @@ def _header(path: Path) -> list[str]:
             return next(csv.reader(f), [])
     except UnicodeDecodeError as exc:
         raise ClientError(f"{path} is not UTF-8 text: {exc.reason} in its header") from None
-    except (OSError, EOFError) as exc:  # gzip's: a corrupt or cut file
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's: a corrupt or cut file
         raise ClientError(f"{path} cannot be decompressed: {exc}") from None

@@ -313,32 +313,43 @@ class _Recorded(_Readable):
         return data
 
 
-def decompressed(source: BinaryIO, field: str = "file"):
+def decompressed(source: BinaryIO, field: str = "file", max_bytes: int | None = None):
     """``source`` as plain bytes: gzip and zstd are recognised by their first bytes. Data
-    that cannot be decompressed is a :class:`DataError` naming ``field``."""
+    that cannot be decompressed is a :class:`DataError` naming ``field``; so is more than
+    ``max_bytes`` of decompressed data, where a reader's other limits (rows, a parser's
+    blocks) do not bound the memory a small body may expand to."""
     head = _read_exactly(source, 4)
     chained = _Recorded(source, head, remember=False)
     if head.startswith(_GZIP) or head.startswith(_ZSTD):
         codec = "gzip" if head.startswith(_GZIP) else "zstd"
         stream = pa.CompressedInputStream(pa.PythonFile(chained, mode="r"), codec)
-        return _Codec(stream, codec, field)
+        return _Codec(stream, codec, field, max_bytes)
     return chained
 
 
 class _Codec(_Readable):
     """A decompressing stream whose corrupt input is a DataError, not an Arrow error."""
 
-    def __init__(self, stream, codec: str, field: str):
+    def __init__(self, stream, codec: str, field: str, max_bytes: int | None = None):
         super().__init__()
         self.stream, self.codec, self.field = stream, codec, field
+        self.max_bytes, self.size = max_bytes, 0
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self.stream.read(size if size >= 0 else None)
+            data = self.stream.read(size if size >= 0 else None)
         except (OSError, pa.ArrowException) as exc:
             raise DataError(
                 f"the {self.codec} data cannot be decompressed: {exc}", self.field
             ) from None
+        self.size += len(data)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise DataError(
+                f"decompressed, the {self.codec} data is larger than the limit of "
+                f"{self.max_bytes} bytes",
+                self.field,
+            )
+        return data
 
 
 def _read_exactly(stream, size: int) -> bytes:

@@ -225,9 +225,13 @@ def test_a_compressed_file_is_predicted_and_evaluated_as_the_plain_one(
         answers.append((out.read_text(), json.loads(metrics)))
     assert answers[0] == answers[1]
     broken = tmp_path / "broken.csv.gz"
-    broken.write_bytes(gzip.compress(data)[:50])
-    code, out, err = run(capsys, "predict", "flowers", str(broken), "--url", live.url)
-    assert (code, out) == (1, "") and err.count("\n") == 1 and "decompressed" in err
+    cut = gzip.compress(data)[:50]
+    garbled = bytearray(gzip.compress(data))
+    garbled[12:20] = b"\xff" * 8  # the deflate data itself: zlib.error, not OSError
+    for content in (cut, bytes(garbled)):
+        broken.write_bytes(content)
+        code, out, err = run(capsys, "predict", "flowers", str(broken), "--url", live.url)
+        assert (code, out) == (1, "") and err.count("\n") == 1 and "decompressed" in err
 
 
 def test_a_non_utf8_file_to_predict_is_one_line(live, trained, tmp_path, capsys):

@@ -175,8 +175,9 @@ def predict(body: Body, name: str, version: int | None) -> Response:
             return batch_predict_response(name, version, body)  # read in chunks
         check_encoding()
         rows = tabular.read_csv(
-            # parsed as it is read, no further than the row limit; gzip or zstd unpacked
-            decompressed(body.stream, "body"),
+            # parsed as it is read, no further than the row limit; gzip or zstd unpacked,
+            # to no more than a plain body may hold (a row may be any length here)
+            decompressed(body.stream, "body", svc.settings.max_request_bytes),
             max_rows=limit,
             max_columns=svc.settings.max_columns,
             max_cell_chars=svc.settings.max_cell_chars,
