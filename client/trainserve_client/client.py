@@ -408,13 +408,11 @@ class Client:
         size = Path(source).stat().st_size
         with open(source, "rb") as f:
             drop = set(drop_columns)
-            start = f.read(4)
-            if drop and (start[:2] == b"\x1f\x8b" or start == b"\x28\xb5\x2f\xfd"):
+            if drop and compression(source):
                 raise ValueError(
                     "drop_columns needs a plain CSV file; a compressed one is sent as it is "
                     "(the server sets the model's target column aside by itself)"
                 )
-            f.seek(0)
             body = _Progress(f, size, progress)
             stream = _without_columns(body, drop) if drop else body
             response = self._send(
@@ -531,6 +529,18 @@ class Client:
             response.close()
             raise error
         return response
+
+
+# The first bytes of a gzip and a zstd file: every command sends them as they are (the
+# server decompresses uploads, predict and evaluate bodies).
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def compression(path: str | Path) -> str | None:
+    """``gzip`` or ``zstd`` for a compressed file (by its first bytes), else ``None``."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    return next((kind for magic, kind in _COMPRESSED.items() if start.startswith(magic)), None)
 
 
 def _predict_path(model: str, version: int | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainserve_client.client import Client, ClientError
+from trainserve_client.client import Client, ClientError, compression
 from trainserve_client.formatting import BytesBar, ProgressBar, number, table, when
 from trainserve_client.hyperparameters import HYPERPARAMETERS, Hyperparameter, Kind
 
@@ -359,18 +359,6 @@ def cmd_metrics(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-# The first bytes of a gzip and a zstd file: every command sends them as they are (the
-# server decompresses uploads, predict and evaluate bodies).
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
-
-
-def _compression(path: Path) -> str | None:
-    """``gzip`` or ``zstd`` for a compressed file (by its first bytes), else ``None``."""
-    with open(path, "rb") as f:
-        start = f.read(4)
-    return next((kind for magic, kind in _COMPRESSED.items() if start.startswith(magic)), None)
-
-
 def _header(path: Path) -> list[str]:
     """The CSV file's column names; none for a zstd file (Python has no zstd reader
     before 3.14: the server still sets the model's target aside)."""
@@ -378,7 +366,7 @@ def _header(path: Path) -> list[str]:
     import gzip
     import zlib
 
-    kind = _compression(path)
+    kind = compression(path)
     if kind == "zstd":
         return []
     try:

@@ -12,7 +12,8 @@ OpenAPI ``requestBody`` that says so, from one declaration (``Blueprint.body``).
   stream is read to its end (:meth:`Body.complete`). A form may also be turned into the
   JSON body's fields and loaded by the same schema, then.
 
-Any other Content-Type is a 415 naming the accepted ones.
+Any other Content-Type is a 415 naming the accepted ones; so is a table body or form
+whose Content-Encoding is not gzip, zstd or none (:func:`check_encoding`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class BodySpec:
             if self.load_json is not None:
                 return Body(JSON, self.load_json(raw))
             return Body(JSON, self._schema().load(parse_json(raw)))
+        check_encoding()  # a table body or a form's file, read as it is sent
         upload_limit = current_app.config.get("MAX_UPLOAD_BYTES")
         if upload_limit is not None and (self.tables or kind == MULTIPART):
             # An upload (a table body, a form's file) streams: it has its own, larger limit.
@@ -190,6 +192,17 @@ def media_type(*accepted: str, untyped_json: bool = False) -> str:
             + ", ".join(accepted)
         )
     return mimetype
+
+
+def check_encoding() -> None:
+    """A table body or form (an upload, a CSV to predict or evaluate) may be gzip or zstd,
+    which the readers recognise by their first bytes; any other Content-Encoding is a
+    415."""
+    encoding = (request.headers.get("Content-Encoding") or "identity").lower()
+    if encoding not in ("identity", "gzip", "x-gzip", "zstd"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not accepted; use gzip, zstd or none"
+        )
 
 
 def parse_json(raw: bytes) -> Any:

@@ -12,11 +12,9 @@ import io
 from collections.abc import Callable, Mapping
 from typing import IO
 
-from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.body import MULTIPART, TABLES, Body, filename_stem, form_name
-from service.errors import UnsupportedMediaType
 from service.usecases.datasets import TableUpload
 
 CHUNK = 1024 * 1024
@@ -47,19 +45,9 @@ class UploadStream(io.RawIOBase):
         return len(data)
 
 
-def check_encoding() -> None:
-    """A table body (an upload, a CSV to predict or evaluate) may be gzip or zstd, which
-    the readers recognise by their first bytes; any other Content-Encoding is a 415."""
-    encoding = (request.headers.get("Content-Encoding") or "identity").lower()
-    if encoding not in ("identity", "gzip", "x-gzip", "zstd"):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not accepted; use gzip, zstd or none"
-        )
-
-
 def upload_stream(stream: IO[bytes], limit: int) -> UploadStream:
-    """The stream of an upload, under ``limit`` bytes (:func:`check_encoding`)."""
-    check_encoding()
+    """The stream of an upload, under ``limit`` bytes (its Content-Encoding was checked
+    when the body was read: ``body.check_encoding``)."""
     return UploadStream(stream, limit)
 
 

@@ -12,7 +12,6 @@ from service.api.evaluation.schemas import (
 )
 from service.api.services import services, tenant
 from service.api.spec import problem_doc
-from service.api.streams import check_encoding
 from service.usecases import aliases, evaluation
 from service.usecases.batch_predict import CsvLimits
 
@@ -67,7 +66,6 @@ def _evaluate(body: Body, name: str, version: int | None, target: str | None) ->
     svc = services()
     settings = svc.settings
     if body.media_type == CSV:
-        check_encoding()
         # Read a chunk at a time, so batch predict's body limit applies, not JSON's.
         request.max_content_length = settings.max_batch_predict_bytes
         limits = CsvLimits(

@@ -17,7 +17,6 @@ from werkzeug.wsgi import wrap_file
 
 from service.api.body import Body
 from service.api.services import services, tenant
-from service.api.streams import check_encoding
 from service.ml.batch import predictions_csv
 from service.usecases import batch_predict, models
 
@@ -67,7 +66,6 @@ def csv_response(result: models.Prediction) -> Response:
 def batch_predict_response(name: str, version: int | None, body: Body) -> Response:
     """Batch predict of the CSV ``body`` (its stream not opened yet): read and predicted
     in chunks, answered from a file."""
-    check_encoding()
     svc = services()
     settings = svc.settings
     # This body is read a chunk at a time, so the JSON body limit does not apply.

@@ -25,7 +25,6 @@ from service.api.models.schemas import (
 )
 from service.api.services import services, tenant
 from service.api.spec import link, links, problem_doc
-from service.api.streams import check_encoding
 from service.ml import tabular
 from service.ml.ingest import decompressed
 from service.ml.preprocessing import label_key
@@ -173,7 +172,6 @@ def predict(body: Body, name: str, version: int | None) -> Response:
     if body.media_type == CSV:
         if wants_csv():
             return batch_predict_response(name, version, body)  # read in chunks
-        check_encoding()
         rows = tabular.read_csv(
             # parsed as it is read, no further than the row limit; gzip or zstd unpacked,
             # to no more than a plain body may hold (a row may be any length here)
