@@ -144,14 +144,16 @@ class _ChunkReader(threading.Thread):
         buffer, size = self._buffer(), 0
         if self.prefix:
             buffer, size = _filled(buffer, size, self.prefix), len(self.prefix)
+        fill = _filler(self.stream)
         while not self.stopped.is_set():
-            piece = self.stream.read(READ_BYTES)
-            if piece:
-                buffer = _filled(buffer, size, piece)
-                size += len(piece)
+            if len(buffer) - size < READ_BYTES:  # a line longer than the room: grow
+                buffer = _filled(buffer, size, b"", room=READ_BYTES)
+            got = fill(buffer, size, size + READ_BYTES)
+            if got:
+                size += got
                 if size < CHUNK_BYTES:
                     continue
-            if not piece:  # the end: the rest is the last chunk, whole lines or not
+            if not got:  # the end: the rest is the last chunk, whole lines or not
                 if bytes(buffer[:size]).strip():
                     self._put(memoryview(buffer)[:size])
                 self._put(_END)
@@ -175,15 +177,32 @@ class _ChunkReader(threading.Thread):
                 continue
 
 
-def _filled(buffer: bytearray, size: int, piece) -> bytearray:
-    """``buffer`` (or a larger copy of its first ``size`` bytes) with ``piece`` after them."""
+def _filled(buffer: bytearray, size: int, piece, room: int = 0) -> bytearray:
+    """``buffer`` (or a larger copy of its first ``size`` bytes) with ``piece`` after them,
+    and at least ``room`` bytes free after those."""
     end = size + len(piece)
-    if end > len(buffer):
-        larger = bytearray(max(end, 2 * len(buffer)))
+    if end + room > len(buffer):
+        larger = bytearray(max(end + room, 2 * len(buffer)))
         larger[:size] = memoryview(buffer)[:size]
         buffer = larger
     buffer[size:end] = piece
     return buffer
+
+
+def _filler(stream) -> Callable[[bytearray, int, int], int]:
+    """``fill(buffer, start, end)``: reads the stream's next bytes into ``buffer[start:end]``
+    (at most), returns how many, 0 at the end. A stream's own ``fill`` (``ingest``'s
+    guarded CSV: read into the buffer and checked there, no bytes object per read), else
+    its ``read``, copied in."""
+    if hasattr(stream, "fill"):
+        return stream.fill
+
+    def read(buffer: bytearray, start: int, end: int) -> int:
+        piece = stream.read(end - start)
+        buffer[start : start + len(piece)] = piece
+        return len(piece)
+
+    return read
 
 
 def line_cut(data: bytes | bytearray, size: int | None = None, quotes: int | None = None) -> int:
