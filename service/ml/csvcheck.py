@@ -102,9 +102,7 @@ class CsvGuard:
             what = found.group()
             if what == BOM:
                 if self._offset + at - start > 0:
-                    self._refuse(
-                        data, start, at, "has a byte-order mark (U+FEFF) after the start"
-                    )
+                    self._refuse(data, start, at, "has a byte-order mark (U+FEFF) after the start")
             elif what == b"\x00":
                 self._refuse(data, start, at, "has a NUL byte (is it a binary file?)")
             elif (self._quotes + data.count(b'"', start, at)) % 2 == 0:
