@@ -20,7 +20,11 @@ gunicorn offers, bench/README.md), with two changes:
   lower CPU priority than the main thread (Linux's ``SCHED_IDLE``, and nice +10), so
   that a multi-GB upload yields a core to each predict as it arrives; and while short
   requests are being answered, the threads of a process running uploads keep off one
-  of the allowed CPUs (``service.cores``).
+  of the allowed CPUs (``service.cores``). A long request's body of known length
+  (Content-Length) is also offered to the application as :class:`RawBody`
+  (``environ["trainserve.raw_body"]``): read with ``recv_into`` straight into the
+  application's buffer, without gunicorn's bytes objects and buffers (an upload,
+  ``service.api.body.BodyStream``).
 - **Short requests away from uploads.** A short request served beside an upload in the
   same process waits for the upload's Python parts (the byte guard, the checks, the
   summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the

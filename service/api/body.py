@@ -5,7 +5,10 @@ OpenAPI ``requestBody`` that says so, from one declaration (``Blueprint.body``).
   malformed JSON is a 400 that says where it breaks;
 - ``text/csv`` (and with ``tables``, Parquet and JSON Lines): the view gets the body as
   a binary stream, read as the view consumes it
-  (never read whole here; the upload limit applies as it is read);
+  (never read whole here; the upload limit applies as it is read). An upload's body
+  (``tables``) is read from the socket itself where the server offers it
+  (``service.server.RawBody``: a long request with a Content-Length in our worker),
+  else, and always for a CSV to predict or evaluate, through werkzeug's stream;
 - ``multipart/form-data``: read as it arrives (``service.api.multipart``, nothing
   spooled to disk): the view gets the file part as a binary stream, its file name and
   the fields before it; the fields after it (``curl -F file=@x -F name=y``) once the

@@ -3,7 +3,8 @@
 CSV parsers disagree about some bytes and fail on others (Python's ``csv`` raises on a
 carriage return inside an unquoted field; pandas takes it for a line end and shifts every
 later cell). Before a CSV body is parsed, :class:`CsvGuard` looks at its raw bytes, a
-block at a time (so it works on a stream), with C-speed searches only:
+block at a time (so it works on a stream; a block may be a range of a reader's buffer,
+searched where it lies: ``feed(buffer, start, end)``), with C-speed searches only:
 
 - invalid UTF-8 anywhere;
 - a NUL byte (a binary file sent as CSV);

@@ -376,7 +376,8 @@ def _read_exactly(stream, size: int) -> bytes:
 class _Guarded(_Readable):
     """A CSV stream whose every block passes :class:`~service.ml.csvcheck.CsvGuard`
     (invalid UTF-8, NUL, a stray byte-order mark or carriage return: refused with line
-    and column) before any parser sees it."""
+    and column) before any parser sees it: a block ``read`` returns, or one read into
+    a chunk reader's buffer by :meth:`fill` and checked there."""
 
     def __init__(self, raw):
         super().__init__()
