@@ -8,6 +8,9 @@ hold a line break), and ``parsers`` threads parse them (``parse``: Arrow, withou
 GIL), while the caller takes the results in the body's order. The threads are started
 by the caller's thread, so they share its CPU priority (an upload's request thread runs
 below the predicts', ``service.server``), which Arrow's own thread pool would not.
+The bytes read before the stream (``prefix``: an upload's first 4 MiB, read to infer
+the types) are the first chunk when there are at least ``FIRST_CHUNK_BYTES`` of them:
+the first parse starts at once, not after a whole chunk has arrived.
 
 An error comes in the body's order too: a chunk's parse error (``error(exc, chunk,
 rows_before)`` turns it into the caller's exception, ``rows_before`` the rows of the
@@ -41,6 +44,8 @@ from typing import Any
 
 CHUNK_BYTES = 16 * 1024 * 1024
 READ_BYTES = 4 * 1024 * 1024
+# A prefix of at least this many bytes is a chunk of its own (see ``_ChunkReader``).
+FIRST_CHUNK_BYTES = 1024 * 1024
 _END = object()
 _NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip() keeps
 
@@ -155,6 +160,10 @@ class _ChunkReader(threading.Thread):
         buffer, size = self._buffer(), 0
         if self.prefix:
             buffer, size = _filled(buffer, size, self.prefix), len(self.prefix)
+        # The prefix (the bytes read to infer the types) is the first chunk if it is
+        # large enough: its parse starts at once, not after a full chunk arrived.
+        if size >= FIRST_CHUNK_BYTES:
+            buffer, size = self._cut(buffer, size)
         fill = _filler(self.stream)
         while not self.stopped.is_set():
             if len(buffer) - size < READ_BYTES:  # a line longer than the room: grow
@@ -169,15 +178,20 @@ class _ChunkReader(threading.Thread):
                     self._put(memoryview(buffer)[:size])
                 self._put(_END)
                 return
-            quotes = None if self.quotes is None else self.quotes() - self.quotes_cut
-            cut = line_cut(buffer, size, quotes)
-            if cut == 0:  # no line end outside quotes yet: read on (into a larger buffer)
-                continue
-            if quotes is not None:
-                self.quotes_cut += quotes - buffer.count(b'"', cut, size)
-            rest = _filled(self._buffer(), 0, memoryview(buffer)[cut:size])
-            self._put(memoryview(buffer)[:cut])
-            buffer, size = rest, size - cut
+            buffer, size = self._cut(buffer, size)
+
+    def _cut(self, buffer: bytearray, size: int) -> tuple[bytearray, int]:
+        """Queue the whole lines of ``buffer``'s first ``size`` bytes (none if no line
+        ends outside quotes); the buffer and size that hold the rest."""
+        quotes = None if self.quotes is None else self.quotes() - self.quotes_cut
+        cut = line_cut(buffer, size, quotes)
+        if cut == 0:  # no line end outside quotes yet: read on (into a larger buffer)
+            return buffer, size
+        if quotes is not None:
+            self.quotes_cut += quotes - buffer.count(b'"', cut, size)
+        rest = _filled(self._buffer(), 0, memoryview(buffer)[cut:size])
+        self._put(memoryview(buffer)[:cut])
+        return rest, size - cut
 
     def _put(self, item) -> None:
         while not self.stopped.is_set():

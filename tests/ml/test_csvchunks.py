@@ -174,3 +174,24 @@ def test_a_bad_value_in_a_later_chunk_names_its_row(monkeypatch):
     with pytest.raises(DataError) as error:
         ingest.ingest(io.BytesIO(data), io.BytesIO(), fmt="csv", limits=ingest.Limits(1000, 10))
     assert "row 301 has 'oops'" in str(error.value) and error.value.field == "x"
+
+
+def test_a_large_prefix_is_parsed_at_once_as_the_first_chunk(monkeypatch):
+    monkeypatch.setattr(csvchunks, "FIRST_CHUNK_BYTES", 32)
+    prefix = b'1,"a\nb"\n2,c\n3,d\n4,e\n5,f\n6,g\n7,h\n8,i\n9,'  # ends inside a line
+    rest = b"j\n" + b"".join(b"%d,k\n" % i for i in range(10, 100))
+    started = threading.Event()
+
+    class Waiting(io.BytesIO):
+        def read(self, size=-1):
+            assert started.wait(5), "the prefix waited for the stream"
+            return super().read(size)
+
+    def parse(chunk):
+        started.set()
+        return [bytes(chunk)]
+
+    body = prefix + rest
+    out = list(parsed_chunks(Waiting(rest), prefix, parse, len, lambda e, c, r: e))
+    assert out[0] == [prefix[: prefix.rfind(b"\n") + 1]]
+    assert b"".join(chunk for chunks in out for chunk in chunks) == body

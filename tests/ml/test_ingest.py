@@ -19,6 +19,7 @@ LIMITS = ingest.Limits(max_rows=1_000_000, max_columns=100)
 def _small_groups(monkeypatch):
     # Many groups in flight through the stages from a small table.
     monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 700)
+    monkeypatch.setattr(ingest, "CHECK_ROWS", 300)
     monkeypatch.setattr(ingest, "BLOCK_BYTES", 16 * 1024)
     monkeypatch.setattr(ingest, "INFER_BYTES", 32 * 1024)
     # Many chunks parsed at once, too.
@@ -62,7 +63,11 @@ def test_groups_summarised_in_threads_equal_one_pass_over_the_table():
             assert column["summary"] == facts.summary()
 
 
-def test_the_first_bad_row_is_named_whichever_thread_finds_it():
+@pytest.mark.parametrize("check_rows", [300, 100_000])
+def test_the_first_bad_row_is_named_whichever_thread_finds_it(monkeypatch, check_rows):
+    # 100,000: the bad value that does not parse is met before the rows before it were
+    # handed to the checks.
+    monkeypatch.setattr(ingest, "CHECK_ROWS", check_rows)
     lines = _csv(5000).decode().splitlines()
     lines[2500] = "inf" + lines[2500][lines[2500].index(",") :]  # the checking thread's
     lines[4000] = "oops" + lines[4000][lines[4000].index(",") :]  # the parsing thread's
