@@ -29,7 +29,10 @@ is removed by :func:`remove_abandoned` (the upkeep loop). So a rolled-back trans
 never loses the bytes its rows still point to, and a committed one leaves no orphan.
 
 Every read checks each part's SHA-256 before handing out its bytes, and a whole read
-the blob's SHA-256 at its end. A part whose bytes are in ``blob_parts.data`` is read
+the blob's SHA-256 at its end: the SHA-256 of its parts' digests, in order (``sha256_of``
+``parts``: a part changed, missing, added or moved no longer matches), which costs no
+second pass over the bytes; blobs written before migration 0012 keep the SHA-256 of
+their bytes (``bytes``). A part whose bytes are in ``blob_parts.data`` is read
 from there whatever the backend (parts that migrations moved out of other columns).
 
 Exceptions::
@@ -212,17 +215,17 @@ class Storage:
         """Store ``data`` under ``key`` in this transaction."""
         now = utcnow()
         view = memoryview(data)
-        count = 0
-        for index, start in enumerate(range(0, len(view), part_size)):
-            chunk = bytes(view[start : start + part_size])
-            _add_part(self.session, self.backend, key, index, chunk)
-            count = index + 1
+        digests = [
+            _add_part(self.session, self.backend, key, index, bytes(view[at : at + part_size]))
+            for index, at in enumerate(range(0, len(view), part_size))
+        ]
         self.session.add(
             Blob(
                 key=key,
                 size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-                parts=count,
+                sha256=parts_sha256(digests),
+                sha256_of="parts",
+                parts=len(digests),
                 state="ready",
                 created_at=now,
                 updated_at=now,
@@ -235,13 +238,12 @@ class Storage:
 
     def iter_parts(self, key: str) -> Iterator[bytes]:
         """The blob's parts in order, each checked, all read in this session."""
-        blob = _ready_blob(self.session, key)
-        whole = hashlib.sha256()
+        whole = _Whole(_ready_blob(self.session, key))
         for part in _part_rows(self.session, key):
             data = _checked(_read(self.session, self.backend, key, part), part, key)
-            whole.update(data)
+            whole.add(part, data)
             yield data
-        _check_whole(blob, whole, key)
+        whole.check(key)
 
     def delete(self, key: str) -> None:
         """Remove the blob and every part (missing is fine)."""
@@ -260,17 +262,46 @@ class Storage:
         self.session.info.setdefault(DISCARDED, []).append(key)
 
 
-def _add_part(session: Session, backend: PartBackend, key: str, index: int, data: bytes) -> None:
+def _add_part(
+    session: Session,
+    backend: PartBackend,
+    key: str,
+    index: int,
+    data: bytes,
+    digest: bytes | None = None,
+) -> bytes:
+    """Store a part (``digest``: its SHA-256, if the caller has it); its SHA-256."""
+    digest = digest or hashlib.sha256(data).digest()
     stored = backend.write(session, key, index, data)
     session.add(
-        BlobPart(
-            blob_key=key,
-            index=index,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            data=stored,
-        )
+        BlobPart(blob_key=key, index=index, size=len(data), sha256=digest.hex(), data=stored)
     )
+    return digest
+
+
+def parts_sha256(digests) -> str:
+    """A blob's SHA-256 (``sha256_of`` ``parts``): of its parts' SHA-256 digests (32 bytes
+    each), in order."""
+    whole = hashlib.sha256()
+    for digest in digests:
+        whole.update(digest)
+    return whole.hexdigest()
+
+
+class _Whole:
+    """A whole read's check of the blob's SHA-256, part by part (see the module's
+    docstring): of the parts' digests, or of the bytes for blobs written before 0012."""
+
+    def __init__(self, blob: Blob):
+        self.expected, self.of_bytes = blob.sha256, blob.sha256_of == "bytes"
+        self.hash = hashlib.sha256()
+
+    def add(self, part, data: bytes) -> None:
+        self.hash.update(data if self.of_bytes else bytes.fromhex(part.sha256))
+
+    def check(self, key: str) -> None:
+        if self.expected is not None and self.hash.hexdigest() != self.expected:
+            raise BlobCorrupt(f"blob {key!r} does not match its SHA-256")
 
 
 def _ready_blob(session: Session, key: str) -> Blob:
@@ -307,23 +338,17 @@ def _checked(data: bytes, part, key: str) -> bytes:
     return data
 
 
-def _check_whole(blob: Blob, whole, key: str) -> None:
-    if blob.sha256 is not None and whole.hexdigest() != blob.sha256:
-        raise BlobCorrupt(f"blob {key!r} does not match its SHA-256")
-
-
 def read_parts(db: Database, backend: PartBackend, key: str) -> Iterator[bytes]:
     """Stream a blob's parts, each read in its own short transaction and checked."""
     with db.transaction() as session:
-        blob = _ready_blob(session, key)
+        whole = _Whole(_ready_blob(session, key))
         parts = _part_rows(session, key)
-    whole = hashlib.sha256()
     for part in parts:
         with db.transaction() as session:
             data = _checked(_read(session, backend, key, part), part, key)
-        whole.update(data)
+        whole.add(part, data)
         yield data
-    _check_whole(blob, whole, key)
+    whole.check(key)
 
 
 def blob_size(db: Database, key: str) -> int:
@@ -367,7 +392,8 @@ class BlobUpload(io.RawIOBase):
         self.pending = 0
         self.index = 0
         self.size = 0
-        self.hash = hashlib.sha256()
+        # The parts' SHA-256 digests, taken in the writing thread (the storer only stores).
+        self.digests: list[bytes] = []
         self.committed = False
         now = utcnow()
         with db.transaction() as session:
@@ -382,7 +408,6 @@ class BlobUpload(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed upload")
         view = memoryview(data).cast("B")
-        self.hash.update(view)
         self.size += len(view)
         self.pieces.append(data if type(data) is bytes else bytes(view))
         self.pending += len(view)
@@ -406,15 +431,17 @@ class BlobUpload(io.RawIOBase):
         return self.size
 
     def _store_part(self, data: bytes) -> None:
+        digest = hashlib.sha256(data).digest()
+        self.digests.append(digest)
         if self.storer is not None:
-            self.storer.put(self.index, data)
+            self.storer.put(self.index, data, digest)
         else:
-            self._store(self.index, data)
+            self._store(self.index, data, digest)
         self.index += 1
 
-    def _store(self, index: int, data: bytes) -> None:
+    def _store(self, index: int, data: bytes, digest: bytes) -> None:
         with self.db.transaction() as session:
-            _add_part(session, self.backend, self.key, index, data)
+            _add_part(session, self.backend, self.key, index, data, digest)
             session.execute(update(Blob).where(Blob.key == self.key).values(updated_at=utcnow()))
 
     def close(self) -> None:
@@ -435,7 +462,8 @@ class BlobUpload(io.RawIOBase):
             .where(Blob.key == self.key)
             .values(
                 size=self.size,
-                sha256=self.hash.hexdigest(),
+                sha256=parts_sha256(self.digests),
+                sha256_of="parts",
                 parts=self.index,
                 state="ready",
                 updated_at=utcnow(),
@@ -472,18 +500,18 @@ class _PartStorer:
     most; its first failure is raised by the next :meth:`put` or by :meth:`finish`, and
     the parts after it are dropped."""
 
-    def __init__(self, store: Callable[[int, bytes], None]):
+    def __init__(self, store: Callable[[int, bytes, bytes], None]):
         self.store = store
         self.queue: queue.Queue = queue.Queue(maxsize=BACKGROUND_PARTS)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def put(self, index: int, data: bytes) -> None:
+    def put(self, index: int, data: bytes, digest: bytes) -> None:
         self._raise()
         if self.thread is None:
             self.thread = threading.Thread(target=self._run, name="blob-parts", daemon=True)
             self.thread.start()
-        self.queue.put((index, data))
+        self.queue.put((index, data, digest))
 
     def finish(self) -> None:
         """Wait for every part handed over; raise the first failure."""

@@ -17,6 +17,7 @@ from service.storage import (
     ObjectParts,
     Storage,
     backend_for,
+    parts_sha256,
     read_parts,
     remove_abandoned,
     remove_discarded,
@@ -93,6 +94,63 @@ def test_a_part_that_changed_is_refused_on_read(blobs):
     assert next(parts) == DATA[:4096]  # the first part is intact and handed out
     with pytest.raises(BlobCorrupt, match="part 1"):
         next(parts)
+
+
+def test_a_blob_is_checked_whole_by_its_parts_digests(blobs):
+    """A part missing (each part intact), or two parts swapped with their rows, is
+    refused at the end of a whole read: the blob's SHA-256 is of its parts' digests."""
+    import hashlib
+
+    from sqlalchemy import delete
+
+    data = bytes(range(251)) * 42  # no two parts of 4096 bytes alike
+    digests = [hashlib.sha256(data[i : i + 4096]).digest() for i in range(0, len(data), 4096)]
+    with blobs.transaction() as session:
+        storage(session, blobs).put("w", data, part_size=4096)
+        blob = session.get(Blob, "w")
+        assert (blob.sha256_of, blob.sha256) == ("parts", parts_sha256(digests))
+    with BlobUpload(blobs, backend_for(blobs), "u", part_size=4096, background=True) as upload:
+        upload.write(data)
+        upload.close()
+        with blobs.transaction() as session:
+            upload.commit(session)
+            assert session.get(Blob, "u").sha256 == parts_sha256(digests)
+    with blobs.transaction() as session:
+        session.execute(delete(BlobPart).where(BlobPart.blob_key == "w", BlobPart.index == 2))
+    with blobs.transaction() as session, pytest.raises(BlobCorrupt, match="its SHA-256"):
+        storage(session, blobs).get("w")
+    with blobs.transaction() as session:  # parts 0 and 1 trade places, rows and bytes
+        for index, new in ((0, -1), (1, 0), (-1, 1)):
+            session.execute(
+                update(BlobPart)
+                .where(BlobPart.blob_key == "u", BlobPart.index == index)
+                .values(index=new)
+            )
+        if isinstance(backend_for(blobs), ObjectParts):  # the objects trade places too
+            backend = backend_for(blobs)
+            first, second = backend.read(session, "u", 0), backend.read(session, "u", 1)
+            backend.write(session, "u", 0, second)
+            backend.write(session, "u", 1, first)
+    with pytest.raises(BlobCorrupt, match="its SHA-256"):
+        list(read_parts(blobs, backend_for(blobs), "u"))
+
+
+def test_a_blob_written_before_0012_is_checked_by_the_hash_of_its_bytes(blobs):
+    import hashlib
+
+    with blobs.transaction() as session:
+        storage(session, blobs).put("old", DATA, part_size=4096)
+        session.execute(
+            update(Blob)
+            .where(Blob.key == "old")
+            .values(sha256_of="bytes", sha256=hashlib.sha256(DATA).hexdigest())
+        )
+    assert b"".join(read_parts(blobs, backend_for(blobs), "old")) == DATA
+    with blobs.transaction() as session:
+        assert storage(session, blobs).get("old") == DATA
+        session.execute(update(Blob).where(Blob.key == "old").values(sha256="0" * 64))
+    with pytest.raises(BlobCorrupt, match="its SHA-256"):
+        list(read_parts(blobs, backend_for(blobs), "old"))
 
 
 def test_an_aborted_upload_leaves_nothing(blobs):

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 
 from service.cli import _redact
 from service.db.models import Blob, BlobPart, ModelVersion
+from service.storage import parts_sha256
 from tests.support.data import mixed_csv
 from tests.support.training import train_model
 
@@ -50,7 +51,7 @@ def test_a_pickle_in_place_of_the_weights_is_refused_not_executed(
             session.execute(
                 update(Blob)
                 .where(Blob.key == key)
-                .values(sha256=digest, size=len(payload), parts=1)
+                .values(sha256=parts_sha256([bytes.fromhex(digest)]), size=len(payload), parts=1)
             )
             version.weights_sha256 = digest
     with caplog.at_level(logging.ERROR):
