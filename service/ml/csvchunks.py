@@ -26,8 +26,8 @@ The reader fills its buffer in place through the stream's ``fill(buffer, start, 
 where it has one (``ingest``'s guarded CSV stream: the bytes go from the socket into the
 buffer, ``service.server.RawBody``, and are checked there), else copies in what
 ``read`` returns. A plain upload's body is then copied once, by the kernel, between the
-socket and the parse: the reader's thread spent 0.16-0.22 CPU-s per 189 MB against
-0.31-0.45 through gunicorn's, werkzeug's and the stream's bytes objects (bench/README.md,
+socket and the parse: the reader's thread spent 0.13-0.18 CPU-s per 189 MB against
+0.30-0.40 through gunicorn's, werkzeug's and the stream's bytes objects (bench/README.md,
 "the upload's body from the socket"); most of what is left is the first touch of the
 upload's ~7 buffers (page faults), which a later upload allocates anew.
 """
