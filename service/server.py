@@ -20,7 +20,11 @@ gunicorn offers, bench/README.md), with two changes:
   lower CPU priority than the main thread (Linux's ``SCHED_IDLE``, and nice +10), so
   that a multi-GB upload yields a core to each predict as it arrives; and while short
   requests are being answered, the threads of a process running uploads keep off one
-  of the allowed CPUs (``service.cores``).
+  of the allowed CPUs (``service.cores``). A long request's body of known length
+  (Content-Length) is also offered to the application as :class:`RawBody`
+  (``environ["trainserve.raw_body"]``): read with ``recv_into`` straight into the
+  application's buffer, without gunicorn's bytes objects and buffers (an upload,
+  ``service.api.body.BodyStream``).
 - **Short requests away from uploads.** A short request served beside an upload in the
   same process waits for the upload's Python parts (the byte guard, the checks, the
   summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
@@ -61,6 +65,7 @@ from gunicorn import http, sock, util
 from gunicorn.glogging import Logger
 from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi
+from gunicorn.http.body import LengthReader
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
@@ -76,6 +81,9 @@ LONG_REQUEST_NICE = 10
 # did not read, before the connection is closed instead.
 DRAIN_SECONDS = 5.0
 PROBLEM_MIMETYPE = "application/problem+json"
+# The environ key of a long request's body read straight from its socket (RawBody); the
+# application's side is service.api.body.BodyStream.
+RAW_BODY = "trainserve.raw_body"
 
 # gunicorn's default access_log_format (Apache's combined format).
 COMBINED = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -154,6 +162,69 @@ class Connection:
         buf = self.parser.unreader.buf
         buf.seek(0, io.SEEK_END)
         return buf.tell() > 0
+
+
+class RawBody:
+    """A long request's body of known length (Content-Length), read with ``recv_into``
+    straight into the caller's buffer: what gunicorn already read ahead first (its
+    unreader's and its body's buffers), then the socket, up to the end of the body.
+
+    gunicorn's own path (``wsgi.input``) makes a new bytes object per ``recv`` and copies
+    each byte through two ``BytesIO`` more before werkzeug copies it into the
+    application's buffer; for a large upload the kernel zeroing those fresh pages cost
+    more CPU than the copies (bench/README.md, "the upload's body from the socket").
+    Each read fills the buffer (several ``recv_into`` if the bytes arrive in pieces), so
+    a 4 MiB read re-takes the GIL as few times as the socket allows. gunicorn's
+    ``LengthReader.length`` is kept in step, so ``wsgi.input`` may still read the rest.
+
+    :meth:`readinto` returns 0 at the end of the body, or when the client closed the
+    connection before it (:attr:`remaining` then says so); a socket error (a reset, the
+    worker timeout) is raised as it is."""
+
+    def __init__(self, body, client: socket.socket):
+        self.body, self.client = body, client
+        self.reader: LengthReader = body.reader
+        self.ahead: memoryview | None = None  # gunicorn's read-ahead, taken on first use
+
+    @property
+    def remaining(self) -> int:
+        """The body's bytes not handed out yet."""
+        return len(self._ahead()) + self.reader.length
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        ahead = self._ahead()
+        filled = min(len(ahead), len(view))
+        if filled:
+            view[:filled] = ahead[:filled]
+            self.ahead = ahead[filled:]
+        want = min(len(view), filled + self.reader.length)
+        while filled < want:
+            got = self.client.recv_into(view[filled:want])
+            if not got:  # the client closed the connection
+                break
+            filled += got
+            self.reader.length -= got
+        return filled
+
+    def _ahead(self) -> memoryview:
+        if self.ahead is None:
+            self.ahead = memoryview(self._take_ahead())
+        return self.ahead
+
+    def _take_ahead(self) -> bytes:
+        """The body's bytes gunicorn holds (its Body's, then its unreader's up to the
+        body's end), taken out of its buffers."""
+        body, reader = self.body, self.reader
+        held = body.buf.getvalue()
+        body.buf = io.BytesIO()
+        unreader = reader.unreader
+        ahead = unreader.buf.getvalue()
+        taken = ahead[: reader.length]
+        unreader.buf = io.BytesIO()
+        unreader.buf.write(ahead[len(taken) :])
+        reader.length -= len(taken)
+        return held + taken
 
 
 def _lower_priority() -> None:
@@ -376,6 +447,10 @@ class HybridWorker(SyncWorker):
             if self.nr >= self.max_requests:
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
+            if not keepalive and isinstance(getattr(req.body, "reader", None), LengthReader):
+                # A long request (its connection closes after it): its body may be read
+                # from the socket straight into the application's buffer.
+                environ[RAW_BODY] = RawBody(req.body, conn.client)
             room = len(self.idle) < self.cfg.worker_connections
             if not (keepalive and self.alive and self.cfg.keepalive and room) or conn.move:
                 resp.force_close()

@@ -244,3 +244,111 @@ def test_which_requests_are_long_is_read_from_the_headers():
         assert server.is_long(Req("POST", "/v1/models/m/predict", headers)), coding
     headers = [("CONTENT-LENGTH", "900"), ("CONTENT-ENCODING", "identity")]
     assert not server.is_long(Req("POST", "/v1/models/m/predict", headers))
+
+
+# --- a long request's body read from the socket (RawBody): a HybridWorker in a thread,
+# its application reading ``environ["trainserve.raw_body"]``.
+
+
+def _raw_app(seen: dict, first: int = 0, piece: int = 1 << 20):
+    """Reads ``first`` bytes through wsgi.input (gunicorn's own buffers), then the rest
+    through the raw body in ``piece``-byte reads; answers with how much it read."""
+
+    def app(environ, start_response):
+        raw = environ.get(server.RAW_BODY)
+        seen["raw"] = raw is not None
+        data = bytearray(environ["wsgi.input"].read(first) if first else b"")
+        if raw is not None:
+            buffer = bytearray(piece)
+            seen["sizes"] = []
+            while raw.remaining:
+                got = raw.readinto(buffer)
+                seen["sizes"].append(got)
+                if not got:
+                    break
+                data += buffer[:got]
+            seen["remaining"] = raw.remaining
+        else:
+            data += environ["wsgi.input"].read()
+        seen["body"] = bytes(data)
+        seen["done"].set()
+        answer = str(len(data)).encode()
+        start_response("200 OK", [("Content-Length", str(len(answer)))])
+        return [answer]
+
+    return app
+
+
+@contextlib.contextmanager
+def _serving(app):
+    listener = socket.create_server(("127.0.0.1", 0))
+    running = _Running("raw", listener, threading.Event(), workers=1)
+    running.worker.wsgi = app
+    try:
+        yield listener
+    finally:
+        running.stop()
+        listener.close()
+
+
+def _answer(conn: socket.socket) -> bytes:
+    data = b""
+    while chunk := conn.recv(1 << 16):
+        data += chunk
+    return data
+
+
+BODY = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: a long request
+
+
+@pytest.mark.parametrize("first", [0, 5, 300_000], ids=["raw-only", "after-5", "after-300k"])
+def test_a_long_body_is_read_from_the_socket_after_what_gunicorn_read_ahead(first):
+    """The head and the body's first bytes arrive together (gunicorn reads them ahead
+    with the head), the rest later: the raw body hands out gunicorn's buffered bytes
+    (its unreader's, and its Body's after a read through wsgi.input), then the socket's,
+    each in order, to the end of the Content-Length and not past it."""
+    seen = {"done": threading.Event()}
+    with _serving(_raw_app(seen, first)) as listener:
+        conn = socket.create_connection(listener.getsockname(), timeout=30)
+        head = f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        conn.sendall(head.encode() + BODY[:5000])
+        time.sleep(0.2)  # gunicorn has read the head and what came with it
+        conn.sendall(BODY[5000:])
+        answer = _answer(conn)
+        conn.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(len(BODY)).encode())
+    assert seen["raw"] and seen["remaining"] == 0
+    assert seen["body"] == BODY
+    assert all(size > 0 for size in seen["sizes"])
+
+
+def test_a_body_cut_short_by_its_client_reads_as_its_end_with_bytes_remaining():
+    seen = {"done": threading.Event()}
+    with _serving(_raw_app(seen)) as listener:
+        conn = socket.create_connection(listener.getsockname(), timeout=30)
+        head = f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        conn.sendall(head.encode() + BODY[: len(BODY) // 2])
+        conn.shutdown(socket.SHUT_WR)  # the client is done sending: half a body
+        assert seen["done"].wait(30)
+        conn.close()
+    assert seen["raw"] and seen["sizes"][-1] == 0
+    assert seen["body"] == BODY[: len(BODY) // 2]
+    assert seen["remaining"] == len(BODY) - len(BODY) // 2
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ("Content-Length: 10\r\n", b"0123456789"),  # short: served in the main thread
+        ("Transfer-Encoding: chunked\r\n", b"a\r\n0123456789\r\n0\r\n\r\n"),  # long, chunked
+    ],
+    ids=["short", "chunked"],
+)
+def test_only_a_long_body_of_known_length_is_offered_raw(headers, body):
+    seen = {"done": threading.Event()}
+    with _serving(_raw_app(seen)) as listener:
+        conn = socket.create_connection(listener.getsockname(), timeout=30)
+        conn.sendall(f"POST /upload HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body)
+        assert seen["done"].wait(30)
+        conn.close()
+    assert not seen["raw"] and seen["body"] == b"0123456789"

@@ -5,7 +5,10 @@ OpenAPI ``requestBody`` that says so, from one declaration (``Blueprint.body``).
   malformed JSON is a 400 that says where it breaks;
 - ``text/csv`` (and with ``tables``, Parquet and JSON Lines): the view gets the body as
   a binary stream, read as the view consumes it
-  (never read whole here; the upload limit applies as it is read);
+  (never read whole here; the upload limit applies as it is read). An upload's body
+  (``tables``) is read from the socket itself where the server offers it
+  (``service.server.RawBody``: a long request with a Content-Length in our worker),
+  else, and always for a CSV to predict or evaluate, through werkzeug's stream;
 - ``multipart/form-data``: read as it arrives (``service.api.multipart``, nothing
   spooled to disk): the view gets the file part as a binary stream, its file name and
   the fields before it; the fields after it (``curl -F file=@x -F name=y``) once the
@@ -26,6 +29,7 @@ from typing import IO, Any
 
 from flask import current_app, request
 from marshmallow import Schema
+from werkzeug.exceptions import ClientDisconnected
 
 from service.api.multipart import StreamingForm
 from service.errors import UnsupportedMediaType
@@ -41,6 +45,9 @@ TABLES = {
     "application/x-ndjson": "jsonl",
     "application/jsonl": "jsonl",
 }
+# The environ key of a body the server lets the application read from the socket itself
+# (service.server.RawBody: a long request with a Content-Length, in our gunicorn worker).
+RAW_BODY = "trainserve.raw_body"
 
 
 @dataclass
@@ -60,6 +67,8 @@ class Body:
     _file: IO[bytes] | None = field(default=None, repr=False)
     _load: Callable[[Body], Any] | None = field(default=None, repr=False)
     _body: IO[bytes] | None = field(default=None, repr=False)
+    # An upload: its body may be read from the socket itself (BodyStream's ``raw``).
+    _raw: bool = field(default=False, repr=False)
 
     def complete(self) -> Any:
         """A form's every field read (the file part's unread bytes skipped) and loaded
@@ -78,7 +87,11 @@ class Body:
         if self._file is not None:
             return self._file
         if self._body is None:
-            self._body = BodyStream(request.stream)
+            # request.stream first, always: werkzeug refuses a Content-Length over the
+            # limit there (413).
+            stream = request.stream
+            raw = request.environ.get(RAW_BODY) if self._raw else None
+            self._body = BodyStream(stream, raw)
         return self._body
 
 
@@ -87,11 +100,18 @@ class BodyStream(io.RawIOBase):
     and the size limit) read through ``readinto`` into one buffer kept between reads.
     werkzeug's own ``read`` makes a new zeroed buffer per call and copies it: two thirds
     of the CPU of reading a large body (0.34 against 0.12 CPU-s for 189 MB in 4 MiB
-    reads, bench/README.md)."""
+    reads, bench/README.md).
 
-    def __init__(self, stream: IO[bytes]):
+    ``raw``, if given, is the server's reader of the same body straight from the socket
+    (``service.server.RawBody``, for an upload served in a thread of our worker): then
+    ``readinto`` fills the caller's buffer from the socket, without gunicorn's and
+    werkzeug's copies in between (bench/README.md, "the upload's body from the socket"),
+    and a client that closes the connection (or a socket error, a timeout) before the
+    body's end is werkzeug's ``ClientDisconnected``, as it is on werkzeug's stream."""
+
+    def __init__(self, stream: IO[bytes], raw=None):
         super().__init__()
-        self.stream = stream
+        self.stream, self.raw = stream, raw
         self.buffer = memoryview(bytearray(0))
 
     def readable(self) -> bool:
@@ -99,14 +119,26 @@ class BodyStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            return self.stream.read()
+            if self.raw is None:
+                return self.stream.read()
+            size = self.raw.remaining
         if size > len(self.buffer):
             self.buffer = memoryview(bytearray(size))
-        got = self.stream.readinto(self.buffer[:size]) or 0
+        got = self.readinto(self.buffer[:size])
         return bytes(self.buffer[:got])
 
     def readinto(self, buffer) -> int:
-        return self.stream.readinto(buffer) or 0
+        if self.raw is None:
+            return self.stream.readinto(buffer) or 0
+        if not self.raw.remaining or not len(buffer):
+            return 0
+        try:
+            got = self.raw.readinto(buffer)
+        except (OSError, ValueError) as exc:
+            raise ClientDisconnected() from exc
+        if not got:
+            raise ClientDisconnected()
+        return got
 
 
 @dataclass(frozen=True)
@@ -145,7 +177,7 @@ class BodySpec:
             # An upload (a table body, a form's file) streams: it has its own, larger limit.
             request.max_content_length = upload_limit
         if kind in TABLES:
-            return Body(kind)
+            return Body(kind, _raw=self.tables)  # an upload's body
         return self._read_form()
 
     def _read_form(self) -> Body:

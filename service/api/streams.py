@@ -32,17 +32,20 @@ class UploadStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(CHUNK if size is None or size < 0 else size)
-        self.read_bytes += len(data)
+        self._counted(len(data))
+        return data
+
+    def readinto(self, buffer) -> int:
+        """Into the caller's buffer (the body stream's own ``readinto``: no copy)."""
+        return self._counted(self.stream.readinto(buffer) or 0)
+
+    def _counted(self, size: int) -> int:
+        self.read_bytes += size
         if self.read_bytes > self.limit:
             raise RequestEntityTooLarge(
                 f"The body is larger than the upload limit of {self.limit} bytes."
             )
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return size
 
 
 def upload_stream(stream: IO[bytes], limit: int) -> UploadStream:

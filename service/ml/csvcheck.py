@@ -3,7 +3,8 @@
 CSV parsers disagree about some bytes and fail on others (Python's ``csv`` raises on a
 carriage return inside an unquoted field; pandas takes it for a line end and shifts every
 later cell). Before a CSV body is parsed, :class:`CsvGuard` looks at its raw bytes, a
-block at a time (so it works on a stream), with C-speed searches only:
+block at a time (so it works on a stream; a block may be a range of a reader's buffer,
+searched where it lies: ``feed(buffer, start, end)``), with C-speed searches only:
 
 - invalid UTF-8 anywhere;
 - a NUL byte (a binary file sent as CSV);
@@ -27,6 +28,7 @@ from service.ml.errors import DataError
 
 BOM = b"\xef\xbb\xbf"
 _SUSPECT = re.compile(rb"\x00|\xef\xbb\xbf|\r(?!\n)")
+_LINE_START = 65536  # the bytes of the current line kept (to name a byte's column)
 
 
 class CsvGuard:
@@ -42,13 +44,26 @@ class CsvGuard:
         self._quotes = 0  # quote characters seen before the block (parity: inside a field)
         self._held = b""  # a trailing CR, kept until the next block says whether LF follows
 
-    def feed(self, block: bytes) -> None:
-        """Check the next bytes of the body."""
-        data = self._held + block
-        self._held = b""
-        if data.endswith(b"\r"):
-            data, self._held = data[:-1], b"\r"
-        self._check(data)
+    def feed(self, block, start: int = 0, end: int | None = None) -> None:
+        """Check the next bytes of the body: ``block`` (bytes or a bytearray), or only its
+        bytes from ``start`` to ``end``, checked where they lie (a reader's buffer is not
+        copied)."""
+        if isinstance(block, memoryview):
+            block = block.tobytes()  # its methods cannot search a range
+        end = len(block) if end is None else end
+        if start >= end:
+            return
+        if self._held:
+            self._held = b""
+            if block[start] != 0x0A:  # the held CR does not end a line (rare): as before
+                self.feed(b"\r" + bytes(block[start:end]))
+                return
+            self._check(b"\r\n", 0, 2)
+            start += 1
+        if block[end - 1] == 0x0D:
+            end -= 1
+            self._held = b"\r"
+        self._check(block, start, end)
 
     @property
     def quotes(self) -> int:
@@ -62,54 +77,60 @@ class CsvGuard:
 
     def close(self) -> None:
         """The body ended: check what was held back, and that no UTF-8 sequence is cut."""
-        self._check(self._held, final=True)
-        self._held = b""
+        held, self._held = self._held, b""
+        self._check(held, 0, len(held), final=True)
 
-    def _check(self, data: bytes, final: bool = False) -> None:
+    def _check(self, data, start: int, end: int, final: bool = False) -> None:
+        """Check ``data[start:end]`` (bytes or a bytearray, searched in place)."""
         if self.header is None:
-            end = data.find(b"\n")
-            if end >= 0:
-                self.header = _fields(self._line_start + data[:end])
+            newline = data.find(b"\n", start, end)
+            if newline >= 0:
+                self.header = _fields(self._line_start + bytes(data[start:newline]))
         # An ASCII block (most CSV) is valid UTF-8 and holds no byte-order mark: unless a
         # character was cut at the previous block's end, it skips the decoder.
-        ascii_only = data.isascii() and not self._decoder.getstate()[0]
+        ascii_only = _isascii(data, start, end) and not self._decoder.getstate()[0]
         if not ascii_only:
             try:
-                self._decoder.decode(data, final)
+                self._decoder.decode(memoryview(data)[start:end], final)
             except UnicodeDecodeError as exc:
-                self._refuse(data, exc.start, "is not UTF-8 text (invalid byte)")
-        start = 0 if _suspect(data, ascii_only) else len(data)
+                self._refuse(data, start, start + exc.start, "is not UTF-8 text (invalid byte)")
+        at = start if _suspect(data, start, end, ascii_only) else end
         while True:
-            found = _SUSPECT.search(data, start)
+            found = _SUSPECT.search(data, at, end)
             if found is None:
                 break
             at = found.start()
             what = found.group()
             if what == BOM:
-                if self._offset + at > 0:
-                    self._refuse(data, at, "has a byte-order mark (U+FEFF) after the start")
+                if self._offset + at - start > 0:
+                    self._refuse(data, start, at, "has a byte-order mark (U+FEFF) after the start")
             elif what == b"\x00":
-                self._refuse(data, at, "has a NUL byte (is it a binary file?)")
-            elif (self._quotes + data.count(b'"', 0, at)) % 2 == 0:
+                self._refuse(data, start, at, "has a NUL byte (is it a binary file?)")
+            elif (self._quotes + data.count(b'"', start, at)) % 2 == 0:
                 self._refuse(
                     data,
+                    start,
                     at,
                     "has a carriage return (CR) that does not end a line; quote the field, "
                     "or end lines with LF or CR LF",
                 )
-            start = at + 1
-        self._advance(data)
+            at += 1
+        self._advance(data, start, end)
 
-    def _advance(self, data: bytes) -> None:
-        last = data.rfind(b"\n")
-        self._line_start = self._line_start + data if last < 0 else data[last + 1 :]
-        self._line_start = self._line_start[-65536:]  # enough to count the fields before
-        self._line += _count(data, b"\n")
-        self._quotes += _count(data, b'"')
-        self._offset += len(data)
+    def _advance(self, data, start: int, end: int) -> None:
+        last = data.rfind(b"\n", start, end)
+        # The current line's last bytes: enough to count the fields before a byte.
+        if last < 0:
+            tail = bytes(data[max(start, end - _LINE_START) : end])
+            self._line_start = (self._line_start + tail)[-_LINE_START:]
+        else:
+            self._line_start = bytes(data[max(last + 1, end - _LINE_START) : end])
+        self._line += _count(data, b"\n", start, end)
+        self._quotes += _count(data, b'"', start, end)
+        self._offset += end - start
 
-    def _refuse(self, data: bytes, at: int, problem: str) -> None:
-        before = data[:at]
+    def _refuse(self, data, start: int, at: int, problem: str) -> None:
+        before = bytes(data[start:at])
         line = self._line + before.count(b"\n")
         last = before.rfind(b"\n")
         current = self._line_start + before if last < 0 else before[last + 1 :]
@@ -127,21 +148,37 @@ class CsvGuard:
         raise DataError(f"the CSV {problem}: {where}", field)
 
 
-def _suspect(data: bytes, ascii_only: bool = False) -> bool:
-    """Whether ``data`` may hold a byte that ``_SUSPECT`` finds: byte searches, several
-    times faster than the expression over a block of clean CSV (``ascii_only``: it holds
-    no byte-order mark)."""
-    if b"\x00" in data or (not ascii_only and BOM in data):
+def _isascii(data, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` is ASCII (a range: numpy's maximum, without a copy)."""
+    if start == 0 and end == len(data):
+        return data.isascii()
+    if end <= start:
         return True
-    return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
+    return int(np.frombuffer(data, np.uint8, end - start, start).max()) < 0x80
 
 
-def _count(data: bytes, byte: bytes) -> int:
-    """How many times ``byte`` occurs in ``data``: numpy's vectorised comparison, about
-    twice as fast as ``bytes.count`` over a large block (and without the GIL)."""
-    if len(data) < 4096 or byte not in data:
-        return data.count(byte) if len(data) < 4096 else 0
-    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == ord(byte)))
+def _suspect(data, start: int, end: int, ascii_only: bool = False) -> bool:
+    """Whether ``data[start:end]`` may hold a byte that ``_SUSPECT`` finds: byte searches,
+    several times faster than the expression over a block of clean CSV (``ascii_only``:
+    it holds no byte-order mark)."""
+    if data.find(b"\x00", start, end) >= 0:
+        return True
+    if not ascii_only and data.find(BOM, start, end) >= 0:
+        return True
+    if data.find(b"\r", start, end) < 0:
+        return False
+    return data.count(b"\r", start, end) != data.count(b"\r\n", start, end)
+
+
+def _count(data, byte: bytes, start: int, end: int) -> int:
+    """How many times ``byte`` occurs in ``data[start:end]``: numpy's vectorised comparison,
+    about twice as fast as ``bytes.count`` over a large block (and without the GIL)."""
+    if end - start < 4096:
+        return data.count(byte, start, end)
+    if data.find(byte, start, end) < 0:
+        return 0
+    block = np.frombuffer(data, np.uint8, end - start, start)
+    return int(np.count_nonzero(block == ord(byte)))
 
 
 def _fields(line: bytes) -> list[str]:

@@ -338,6 +338,13 @@ class _Recorded(_Readable):
                 self.lines_before_recent += old.count(b"\n")
         return data
 
+    def readinto(self, buffer) -> int:
+        """The raw stream's ``readinto`` passed through (into the caller's buffer, no
+        bytes object) once the prefix is out, when nothing is remembered."""
+        if self.prefix or self.remember or not hasattr(self.raw, "readinto"):
+            return super().readinto(buffer)
+        return self.raw.readinto(buffer) or 0
+
 
 def decompressed(source: BinaryIO, field: str = "file", max_bytes: int | None = None):
     """``source`` as plain bytes: gzip and zstd are recognised by their first bytes. Data
@@ -395,7 +402,8 @@ def _read_exactly(stream, size: int) -> bytes:
 class _Guarded(_Readable):
     """A CSV stream whose every block passes :class:`~service.ml.csvcheck.CsvGuard`
     (invalid UTF-8, NUL, a stray byte-order mark or carriage return: refused with line
-    and column) before any parser sees it."""
+    and column) before any parser sees it: a block ``read`` returns, or one read into
+    a chunk reader's buffer by :meth:`fill` and checked there."""
 
     def __init__(self, raw):
         super().__init__()
@@ -403,12 +411,32 @@ class _Guarded(_Readable):
 
     def read(self, size: int = -1) -> bytes:
         data = bytes(self.raw.read(size) if size >= 0 else self.raw.read())
-        if data:
-            self.guard.feed(data)
+        self._checked(data, 0, len(data))
+        return data
+
+    def fill(self, buffer: bytearray, start: int, end: int) -> int:
+        """Read the next bytes into ``buffer[start:end]`` (at most) and check them there:
+        a plain body goes from the socket to a chunk reader's buffer without a copy
+        (``csvchunks``, ``service.server.RawBody``). How many were read; 0 at the end."""
+        view = memoryview(buffer)[start:end]
+        readinto = getattr(self.raw, "readinto", None)
+        got = (readinto(view) or 0) if readinto is not None else _copied(self.raw, view)
+        del view  # the buffer may be resized by its owner
+        self._checked(buffer, start, start + got)
+        return got
+
+    def _checked(self, data, start: int, end: int) -> None:
+        if end > start:
+            self.guard.feed(data, start, end)
         elif not self.ended:
             self.ended = True
             self.guard.close()
-        return data
+
+
+def _copied(stream, view: memoryview) -> int:
+    data = stream.read(len(view))
+    view[: len(data)] = data
+    return len(data)
 
 
 def csv_head(stream, max_columns: int) -> tuple[io.RawIOBase, bytes, list[str]]:

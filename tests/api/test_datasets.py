@@ -325,3 +325,74 @@ def test_a_forms_column_types_types_its_file_as_the_query_does(client, tmp_path,
     query = "?" + _ZIP_QUERY if where == "query" else ""
     response = _post_form(client, form, "xyz", query)
     _assert_zips_typed(response)
+
+
+class _RawBody:
+    """The server's raw body (service.server.RawBody) over bytes: read in pieces of at
+    most ``piece``; ``cut`` bytes, then the client is gone (0, or ``error`` raised)."""
+
+    def __init__(self, data: bytes, piece: int = 1000, cut: int | None = None, error=None):
+        self.data, self.piece, self.error = data, piece, error
+        self.cut = len(data) if cut is None else cut
+        self.position, self.reads = 0, 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.position
+
+    def readinto(self, buffer) -> int:
+        self.reads += 1
+        if self.position >= self.cut and self.error is not None:
+            raise self.error
+        end = min(self.cut, self.position + len(buffer), self.position + self.piece)
+        got = end - self.position
+        memoryview(buffer)[:got] = self.data[self.position : end]
+        self.position = end
+        return got
+
+
+def test_an_upload_is_read_through_the_servers_raw_body_when_it_offers_one(client):
+    body = mixed_csv()
+    raw = _RawBody(body)
+    response = client.post(
+        "/v1/datasets?name=raw",
+        data=b"",  # werkzeug's stream is not read: the raw body is
+        content_type="text/csv",
+        headers={"Content-Length": str(len(body))},
+        environ_overrides={"trainserve.raw_body": raw},
+    )
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["n_rows"] == 300
+    assert raw.remaining == 0 and raw.reads >= len(body) // 1000
+
+
+@pytest.mark.parametrize("error", [None, TimeoutError("timed out"), ConnectionResetError()])
+def test_an_upload_whose_client_goes_away_is_a_400_and_stores_nothing(app, client, error):
+    """As on werkzeug's stream: the body ends before its Content-Length (or the socket
+    fails) → ClientDisconnected, and nothing is stored."""
+    body = mixed_csv(3000)
+    response = client.post(
+        "/v1/datasets?name=cut",
+        data=b"",
+        content_type="text/csv",
+        headers={"Content-Length": str(len(body))},
+        environ_overrides={"trainserve.raw_body": _RawBody(body, 4096, len(body) // 2, error)},
+    )
+    assert response.status_code == 400
+    assert client.get("/v1/datasets").get_json() == []
+    with app.extensions["trainserve"].database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(BlobPart)) == 0
+
+
+def test_a_content_length_over_the_limit_is_413_before_the_raw_body_is_read(settings):
+    app = create_app(dataclasses.replace(settings, max_upload_bytes=2000), publisher=None)
+    body = mixed_csv()
+    raw = _RawBody(body)
+    response = app.test_client().post(
+        "/v1/datasets",
+        data=body,
+        content_type="text/csv",
+        environ_overrides={"trainserve.raw_body": raw},
+    )
+    assert response.status_code == 413 and raw.reads == 0
+    app.extensions["trainserve"].close()

@@ -195,3 +195,28 @@ def test_a_long_request_on_a_kept_alive_connection_closes_it_after(live):
         head, _, rest = _read_answer(conn)
         assert head.startswith(b"HTTP/1.1 201") and b"Connection: close" in head, head
         assert rest == b"" and conn.recv(1) == b""
+
+
+def test_an_upload_whose_client_goes_away_mid_body_stores_nothing(live):
+    """The body is read from the socket itself (service.server.RawBody): a client that
+    closes its connection halfway fails the upload (400, as werkzeug's stream would),
+    and the threads serve whole uploads after it."""
+    auth = f"Authorization: Bearer {live.keys['all']}\r\n"
+    table = b"a,y\n" + b"1,p\n2,q\n" * (1 << 18)  # 4 MiB: a long request, in a thread
+    head = (
+        "POST /v1/datasets?name={} HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {len(table)}\r\n{auth}"
+    )
+    upload = _open(live, head.format("cut"), table[: len(table) // 2])
+    time.sleep(0.3)  # read up to what was sent: the thread waits on the socket
+    upload.close()
+    for name in ("whole", "whole2"):
+        with _open(live, head.format(name), table) as conn:
+            answer = _read_answer(conn)[0]
+            assert answer.startswith(b"HTTP/1.1 201"), answer
+    names = {
+        d["name"] for d in requests.get(f"{live.url}/v1/datasets", headers=live.headers()).json()
+    }
+    assert {"whole", "whole2"} <= names and "cut" not in names
+    log = live.log.read_text()
+    assert '"POST /v1/datasets?name=cut HTTP/1.1" 400' in log and "Traceback" not in log

@@ -64,6 +64,38 @@ def test_quoted_line_breaks_are_never_cut_whether_the_stream_counts_quotes_or_no
         assert len(out) > 20
 
 
+def test_a_guarded_body_read_into_the_buffers_is_cut_outside_quotes():
+    """The ingest path: the guarded stream fills the reader's buffer in place (``fill``)
+    and its guard counts the quotes; quoted line breaks cross the chunks' boundaries, and
+    a quoted value longer than a chunk makes the buffer grow."""
+    rows = [b'%d,"text %d\nover %s lines"\n' % (i, i, b"\n" * (i % 3)) for i in range(500)]
+    rows[250] = b'250,"' + b"long\n" * 40 + b'"\n'  # 200 bytes: over a 64-byte chunk
+    body = b"".join(rows)
+    stream = ingest._Guarded(ingest._Recorded(io.BytesIO(body), remember=False))
+    reads = []
+    fill = stream.fill
+
+    def counted(buffer, start, end):
+        reads.append(end - start)
+        return fill(buffer, start, end)
+
+    stream.fill = counted
+
+    def parse(chunk):
+        data = bytes(chunk)
+        assert data.count(b'"') % 2 == 0 and data.endswith(b'"\n')
+        return [data]
+
+    out = list(
+        parsed_chunks(
+            stream, b"", parse, len, lambda e, c, r: e, quotes=lambda: stream.guard.quotes
+        )
+    )
+    assert b"".join(chunk for chunks in out for chunk in chunks) == body
+    assert len(out) > 20 and set(reads) == {csvchunks.READ_BYTES}
+    assert stream.guard.quotes == body.count(b'"')
+
+
 def _lines(text: bytes) -> list[bytes]:
     return [line for line in text.split(b"\n") if line]
 

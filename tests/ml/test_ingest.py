@@ -98,6 +98,66 @@ def test_the_guard_checks_a_character_cut_between_blocks():
         guard.close()
 
 
+def _guarded(blocks: list[bytes], ranged: bool) -> str:
+    """The guard's verdict on ``blocks`` fed as bytes, or each as a range of a larger
+    buffer whose bytes around it would be refused (a NUL, a stray CR)."""
+    guard = CsvGuard()
+    try:
+        for block in blocks:
+            if ranged:
+                buffer = bytearray(b"\x00\r" + block + b"\r\x00x" * 2000)
+                guard.feed(buffer, 2, 2 + len(block))
+            else:
+                guard.feed(block)
+        guard.close()
+    except DataError as exc:
+        return f"{exc} [{exc.field}]"
+    return f"ok, {guard.quotes} quotes"
+
+
+_CR = "has a carriage return (CR) that does not end a line; quote the field, or end lines "
+
+
+@pytest.mark.parametrize(
+    "body, verdict",
+    [
+        # clean: CR LF line ends, a quoted CR LF
+        (b'a,b\n1,"x\r\ny"\r\n2,3\r\n' * 700, "ok, 1400 quotes"),
+        (
+            b"a,b\n" + b"1,2\n" * 3000 + b"3,\x00\n",
+            "the CSV has a NUL byte (is it a binary file?): line 3002, column 2 ('b') [b]",
+        ),
+        (
+            b"a,b\n" + b"1,2\n" * 3000 + b"3\r,4\n",
+            f"the CSV {_CR}with LF or CR LF: line 3002, column 1 ('a') [a]",
+        ),
+        (
+            b"a,b\n" + b"1,2\n" * 3000 + b"\xef\xbb\xbf3,4\n",
+            "the CSV has a byte-order mark (U+FEFF) after the start: line 3002, column 1 ('a') [a]",
+        ),
+        (
+            "a,b\n1,é\n".encode() * 2000 + b"2,\xff\n",
+            "the CSV is not UTF-8 text (invalid byte): line 4001, column 2 ('b') [b]",
+        ),
+        (  # a quoted CR, then a CR at the very end
+            b'a,b\n1,"x\r' + b"y" * 5000 + b'"\n2,3\r',
+            f"the CSV {_CR}with LF or CR LF: line 3, column 2 ('b') [b]",
+        ),
+    ],
+    ids=["clean", "nul", "cr", "bom", "utf8", "end-cr"],
+)
+def test_the_guard_checks_a_buffer_range_as_it_checks_bytes(body, verdict):
+    """A chunk reader's buffer is checked in place (``feed(buffer, start, end)``): the
+    same refusals, lines and columns as for bytes, whatever the blocks' boundaries (a
+    CR LF or a character cut between two), and nothing outside the range counts."""
+    assert _guarded([body], ranged=True) == _guarded([body], ranged=False) == verdict
+    for size in (1, 7, 4096, 5000):
+        blocks = [body[i : i + size] for i in range(0, len(body), size)]
+        if size == 1:  # a byte at a time around the start only
+            blocks = [bytes([b]) for b in body[:300]] + [body[300:]]
+        assert _guarded(blocks, ranged=True) == _guarded(blocks, ranged=False), size
+
+
 # Columns whose type Arrow decides, and columns it leaves to pandas (numbers Arrow's
 # parse refuses, infinities, NaN spelt otherwise than the missing markers).
 _TRICKY = {
