@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -84,6 +85,25 @@ def wait_http(url: str, timeout: float = 60, process: Process | None = None) -> 
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def wait_settled(
+    cpu: Callable[[], float], quiet: float = 0.05, window: float = 1.0, timeout: float = 30
+) -> float:
+    """Wait until a service has finished starting: ``cpu()`` (its processes' CPU seconds
+    so far) grows by less than ``quiet`` of a core over ``window`` seconds. Returns the
+    seconds waited. ``/healthz`` answers a few seconds before the start-up is over (the
+    standby worker's and the upkeep loop's imports, at low priority); an upload's threads
+    run under SCHED_IDLE and yield to them, so an upload measured then measures them."""
+    started = time.monotonic()
+    before = cpu()
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        now = cpu()
+        if now - before < quiet * window:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 def post_latencies(url: str, body: dict, seconds: float) -> list[float]:

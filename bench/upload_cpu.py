@@ -40,7 +40,15 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import BIN, REDIS_URL, Process, free_port, scratch_database, wait_http  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BIN,
+    REDIS_URL,
+    Process,
+    free_port,
+    scratch_database,
+    wait_http,
+    wait_settled,
+)
 from bench.scale import UPLOAD_BLOCK_BYTES, cpu_seconds, make_csv, upload  # noqa: E402
 
 
@@ -78,6 +86,7 @@ def service(tree: str, deployment: str, extra: dict[str, str]):
         try:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/healthz", 120, process)
+            wait_settled(lambda: cpu_seconds([process]))
             yield url, [process], database
         finally:
             process.stop()
