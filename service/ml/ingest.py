@@ -182,8 +182,8 @@ def _write_groups(
         # of the write's CPU (0.21 -> 0.14 CPU-s per 1M rows).
         write_statistics=False,
     )
-    checks = _Lane(lambda rows, before: _check_group(rows, types, limits, stats, before))
-    writes = _Lane(lambda group, before: writer.write_table(group))
+    checks = _Lane(lambda rows, before: _check_group(rows, types, limits, stats, before), "checks")
+    writes = _Lane(lambda group, before: writer.write_table(group), "writes")
     checking, written = _Gathered(schema, CHECK_ROWS), _Gathered(schema, ROW_GROUP_ROWS)
     try:
         # The checks' error first: it names a row, and comes first by row.
@@ -244,9 +244,9 @@ class _Lane:
     :meth:`submit` waits for the previous one. Leaving the block waits for the last;
     the first error (the earliest table's) is raised."""
 
-    def __init__(self, step: Callable[[pa.Table, int], None]):
+    def __init__(self, step: Callable[[pa.Table, int], None], name: str):
         self.step = step
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix=f"ingest-{name}")
         self.running: Future | None = None
 
     def submit(self, table: pa.Table, before: int) -> None:
