@@ -27,7 +27,7 @@ gunicorn offers, bench/README.md), with two changes:
   ``service.api.body.BodyStream``).
 - **Short requests away from uploads.** A short request served beside an upload in the
   same process waits for the upload's Python parts (the byte guard, the checks, the
-  summaries' bookkeeping, the part inserts, gunicorn's body reads) to hand over the
+  summaries' bookkeeping, the part inserts, gunicorn's reads of a chunked body) to hand over the
   GIL, up to CPython's switch interval each time, several times a request. So while a
   process runs a long request with a body (an upload, a batch predict; not an event
   stream, which mostly sleeps) and there are other processes (``workers`` > 1), it

@@ -29,10 +29,10 @@ is removed by :func:`remove_abandoned` (the upkeep loop). So a rolled-back trans
 never loses the bytes its rows still point to, and a committed one leaves no orphan.
 
 Every read checks each part's SHA-256 before handing out its bytes, and a whole read
-the blob's SHA-256 at its end: the SHA-256 of its parts' digests, in order (``sha256_of``
-``parts``: a part changed, missing, added or moved no longer matches), which costs no
-second pass over the bytes; blobs written before migration 0012 keep the SHA-256 of
-their bytes (``bytes``). A part whose bytes are in ``blob_parts.data`` is read
+the blob's at its end: ``parts_sha256``, the SHA-256 of its parts' digests in order (a
+part changed, missing, added or moved no longer matches), which costs no second pass
+over the bytes; blobs written before migration 0012 have the SHA-256 of their bytes
+(``sha256``) instead. A part whose bytes are in ``blob_parts.data`` is read
 from there whatever the backend (parts that migrations moved out of other columns).
 
 Exceptions::
@@ -223,8 +223,7 @@ class Storage:
             Blob(
                 key=key,
                 size=len(data),
-                sha256=parts_sha256(digests),
-                sha256_of="parts",
+                parts_sha256=parts_sha256(digests),
                 parts=len(digests),
                 state="ready",
                 created_at=now,
@@ -280,7 +279,7 @@ def _add_part(
 
 
 def parts_sha256(digests) -> str:
-    """A blob's SHA-256 (``sha256_of`` ``parts``): of its parts' SHA-256 digests (32 bytes
+    """A blob's ``parts_sha256``: the SHA-256 of its parts' SHA-256 digests (32 bytes
     each), in order."""
     whole = hashlib.sha256()
     for digest in digests:
@@ -293,7 +292,8 @@ class _Whole:
     docstring): of the parts' digests, or of the bytes for blobs written before 0012."""
 
     def __init__(self, blob: Blob):
-        self.expected, self.of_bytes = blob.sha256, blob.sha256_of == "bytes"
+        self.of_bytes = blob.parts_sha256 is None
+        self.expected = blob.sha256 if self.of_bytes else blob.parts_sha256
         self.hash = hashlib.sha256()
 
     def add(self, part, data: bytes) -> None:
@@ -462,8 +462,7 @@ class BlobUpload(io.RawIOBase):
             .where(Blob.key == self.key)
             .values(
                 size=self.size,
-                sha256=parts_sha256(self.digests),
-                sha256_of="parts",
+                parts_sha256=parts_sha256(self.digests),
                 parts=self.index,
                 state="ready",
                 updated_at=utcnow(),

@@ -108,13 +108,13 @@ def test_a_blob_is_checked_whole_by_its_parts_digests(blobs):
     with blobs.transaction() as session:
         storage(session, blobs).put("w", data, part_size=4096)
         blob = session.get(Blob, "w")
-        assert (blob.sha256_of, blob.sha256) == ("parts", parts_sha256(digests))
+        assert (blob.sha256, blob.parts_sha256) == (None, parts_sha256(digests))
     with BlobUpload(blobs, backend_for(blobs), "u", part_size=4096, background=True) as upload:
         upload.write(data)
         upload.close()
         with blobs.transaction() as session:
             upload.commit(session)
-            assert session.get(Blob, "u").sha256 == parts_sha256(digests)
+            assert session.get(Blob, "u").parts_sha256 == parts_sha256(digests)
     with blobs.transaction() as session:
         session.execute(delete(BlobPart).where(BlobPart.blob_key == "w", BlobPart.index == 2))
     with blobs.transaction() as session, pytest.raises(BlobCorrupt, match="its SHA-256"):
@@ -143,7 +143,7 @@ def test_a_blob_written_before_0012_is_checked_by_the_hash_of_its_bytes(blobs):
         session.execute(
             update(Blob)
             .where(Blob.key == "old")
-            .values(sha256_of="bytes", sha256=hashlib.sha256(DATA).hexdigest())
+            .values(parts_sha256=None, sha256=hashlib.sha256(DATA).hexdigest())
         )
     assert b"".join(read_parts(blobs, backend_for(blobs), "old")) == DATA
     with blobs.transaction() as session:

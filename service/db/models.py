@@ -96,10 +96,10 @@ class Blob(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    # The SHA-256 of the bytes: blobs written before migration 0012 (NULL since).
     sha256: Mapped[str | None] = mapped_column(String(64))
-    # What ``sha256`` is of: ``parts``, the parts' SHA-256 digests in order (every blob
-    # written since migration 0012), or ``bytes``, the blob's bytes (those before).
-    sha256_of: Mapped[str] = mapped_column(String(8), default="parts", server_default="bytes")
+    # The SHA-256 of the parts' SHA-256 digests, in order: blobs written since 0012.
+    parts_sha256: Mapped[str | None] = mapped_column(String(64))
     parts: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), default="ready")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -51,7 +51,9 @@ def test_a_pickle_in_place_of_the_weights_is_refused_not_executed(
             session.execute(
                 update(Blob)
                 .where(Blob.key == key)
-                .values(sha256=parts_sha256([bytes.fromhex(digest)]), size=len(payload), parts=1)
+                .values(
+                    parts_sha256=parts_sha256([bytes.fromhex(digest)]), size=len(payload), parts=1
+                )
             )
             version.weights_sha256 = digest
     with caplog.at_level(logging.ERROR):

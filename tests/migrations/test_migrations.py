@@ -144,3 +144,27 @@ def test_0011_stores_parts_uncompressed_on_postgresql(postgres_url):
     assert storage() == "e"  # EXTERNAL: out of line, uncompressed
     downgrade(postgres_url, "0010")
     assert storage() == "x"
+
+
+def test_0012_blobs_written_since_read_with_the_code_from_before(url, tmp_path):
+    """A blob written since 0012 keeps the hash of its parts' digests in parts_sha256 and
+    no sha256: code from before (and a downgrade) skips the whole-blob check where sha256
+    is NULL and still checks each part, so it reads the blob."""
+    from sqlalchemy import text
+
+    from service.db.session import Database
+    from service.storage import Storage
+
+    upgrade(url)
+    db = Database(url)
+    with db.transaction() as session:
+        Storage(session).put("new", b"n" * 10, part_size=4)
+    db.close()
+    downgrade(url, "0011")
+    db = Database(url)
+    with db.transaction() as session:
+        row = session.execute(text("SELECT sha256, parts FROM blobs WHERE key = 'new'")).one()
+        hashes = session.scalars(text("SELECT sha256 FROM blob_parts WHERE blob_key = 'new'")).all()
+    db.close()
+    assert row == (None, 3) and len(hashes) == 3 and all(hashes)
+    upgrade(url)
