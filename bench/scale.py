@@ -106,6 +106,15 @@ JOB_HYPERPARAMETERS = {
 }
 
 
+def table_file(data: Path, rows: int) -> Path:
+    """``data``/table-<rows>.csv, made first if it is not there."""
+    path = data / f"table-{rows}.csv"
+    if not path.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        make_csv(path, rows)
+    return path
+
+
 def make_csv(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
     """20 numeric + 2 categorical columns and a 3-class label that depends on them."""
     rng = np.random.default_rng(seed)
@@ -241,14 +250,10 @@ def upload(
     return response.json(), time.perf_counter() - started
 
 
-class _Blocks(io.RawIOBase):
-    """A file read ``block`` bytes at a time whatever the size asked: urllib3 asks a
-    file body for 16 KiB per send (11,500 sends for the 1M-row table); a user's curl,
-    and ``trainserve upload``, send far larger blocks. Its length is the Content-Length."""
+class _Sized(io.RawIOBase):
+    """A request body of ``size`` bytes, its Content-Length (requests asks ``len``)."""
 
-    def __init__(self, file, size: int, block: int):
-        super().__init__()
-        self.file, self.size, self.block = file, size, block
+    size = 0
 
     def __len__(self) -> int:
         return self.size
@@ -258,6 +263,16 @@ class _Blocks(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+
+class _Blocks(_Sized):
+    """A file read ``block`` bytes at a time whatever the size asked: urllib3 asks a
+    file body for 16 KiB per send (11,500 sends for the 1M-row table); a user's curl,
+    and ``trainserve upload``, send far larger blocks. Its length is the Content-Length."""
+
+    def __init__(self, file, size: int, block: int):
+        super().__init__()
+        self.file, self.size, self.block = file, size, block
 
     def read(self, size: int = -1) -> bytes:
         return self.file.read(self.block)
@@ -288,7 +303,7 @@ def repeated_rows(path: Path, total: int):
                 sent += len(block)
 
 
-class RepeatedFile(io.RawIOBase):
+class RepeatedFile(_Sized):
     """What :func:`repeated_rows` sends, as a body of known length (its Content-Length, as
     curl and ``trainserve upload`` send a file), read 1 MiB at a time."""
 
@@ -316,15 +331,6 @@ class RepeatedFile(io.RawIOBase):
                     continue
                 left -= len(block)
                 yield block
-
-    def __len__(self) -> int:
-        return self.size
-
-    def tell(self) -> int:
-        return 0  # requests' Content-Length is the length less this
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         return next(self.blocks, b"")
@@ -600,9 +606,7 @@ def main() -> None:
     # flattered by a slow reference.
     raw_loop_samples_per_s(200_000, 20 + 5 + 3)
     for rows in args.rows:
-        path = args.data / f"table-{rows}.csv"
-        if not path.exists():
-            make_csv(path, rows)
+        path = table_file(args.data, rows)
         size_mb = path.stat().st_size / 1e6
         read_csv_mb_s = read_csv_cold_mb_s = None
         if "upload" in phases:

@@ -49,7 +49,7 @@ from bench.harness import (  # noqa: E402
     wait_http,
     wait_settled,
 )
-from bench.scale import UPLOAD_BLOCK_BYTES, cpu_seconds, make_csv, upload  # noqa: E402
+from bench.scale import UPLOAD_BLOCK_BYTES, cpu_seconds, table_file, upload  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -133,10 +133,7 @@ def main() -> None:
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "trainserve-scale"
     )
     args = parser.parse_args()
-    path = args.data / f"table-{args.rows}.csv"
-    if not path.exists():
-        args.data.mkdir(parents=True, exist_ok=True)
-        make_csv(path, args.rows)
+    path = table_file(args.data, args.rows)
     size = path.stat().st_size / 1e6
     trees = dict(tree.split("=", 1) for tree in args.trees)
     extra: dict[str, dict[str, str]] = {name: {} for name in trees}

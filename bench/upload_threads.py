@@ -32,7 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scale import UPLOAD_BLOCK_BYTES, _Blocks, make_csv  # noqa: E402
+from bench.scale import UPLOAD_BLOCK_BYTES, _Blocks, table_file  # noqa: E402
 from bench.upload_cpu import service  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,10 +115,7 @@ def main() -> None:
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "trainserve-scale"
     )
     args = parser.parse_args()
-    path = args.data / f"table-{args.rows}.csv"
-    if not path.exists():
-        args.data.mkdir(parents=True, exist_ok=True)
-        make_csv(path, args.rows)
+    path = table_file(args.data, args.rows)
     size = path.stat().st_size
     names = {"PYTHONPATH": f"{ROOT / 'bench' / 'threadnames'}{os.pathsep}{ROOT}"}
     with service(str(ROOT), args.deployment, names) as (url, processes, _database):
