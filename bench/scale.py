@@ -287,25 +287,11 @@ def _head(f, rows: int):
         yield line
 
 
-def repeated_rows(path: Path, total: int):
-    """``path``'s header, then its rows again and again until ``total`` bytes were sent
-    (whole lines: the rows stay rows across repetitions)."""
-    with open(path, "rb") as f:
-        header = f.readline()
-    yield header
-    sent = len(header)
-    while sent < total:
-        with open(path, "rb") as f:
-            f.readline()
-            while sent < total and (block := f.read(1 << 20)):
-                block += f.readline()
-                yield block
-                sent += len(block)
-
-
 class RepeatedFile(_Sized):
-    """What :func:`repeated_rows` sends, as a body of known length (its Content-Length, as
-    curl and ``trainserve upload`` send a file), read 1 MiB at a time."""
+    """``path``'s header, then its rows again and again up to the end of the row that
+    passes ``total`` bytes (whole lines: the rows stay rows across repetitions), 1 MiB at
+    a time: a body of known length (its Content-Length, as curl and ``trainserve upload``
+    send a file), or, through :attr:`blocks`, a stream of unknown length."""
 
     def __init__(self, path: Path, total: int):
         super().__init__()
@@ -341,11 +327,11 @@ def upload_big(url: str, path: Path, chunked: bool = False) -> float:
     ``chunked`` (Transfer-Encoding: chunked, as a stream of unknown length is sent);
     its seconds."""
     started = time.perf_counter()
-    body = repeated_rows(path, CONCURRENT_UPLOAD_BYTES)
+    body = RepeatedFile(path, CONCURRENT_UPLOAD_BYTES)
     requests.post(
         f"{url}/v1/datasets",
         params={"name": "big"},
-        data=body if chunked else RepeatedFile(path, CONCURRENT_UPLOAD_BYTES),
+        data=body.blocks if chunked else body,
         headers={"Content-Type": "text/csv"},
         timeout=7200,
     ).raise_for_status()

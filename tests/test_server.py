@@ -250,6 +250,14 @@ def test_which_requests_are_long_is_read_from_the_headers():
 # its application reading ``environ["trainserve.raw_body"]``.
 
 
+def test_the_app_looks_for_the_raw_body_where_the_server_puts_it():
+    """Two modules name the environ key (the server's side does not import the app's):
+    apart, the app would quietly read every upload through gunicorn's copies again."""
+    from service.api import body
+
+    assert body.RAW_BODY == server.RAW_BODY
+
+
 def _raw_app(seen: dict, first: int = 0, piece: int = 1 << 20):
     """Reads ``first`` bytes through wsgi.input (gunicorn's own buffers), then the rest
     through the raw body in ``piece``-byte reads; answers with how much it read."""

@@ -429,8 +429,7 @@ class _Guarded(_Readable):
         a plain body goes from the socket to a chunk reader's buffer without a copy
         (``csvchunks``, ``service.server.RawBody``). How many were read; 0 at the end."""
         view = memoryview(buffer)[start:end]
-        readinto = getattr(self.raw, "readinto", None)
-        got = (readinto(view) or 0) if readinto is not None else _copied(self.raw, view)
+        got = self.raw.readinto(view) or 0  # a _Readable's: passed through, or copied in
         del view  # the buffer may be resized by its owner
         self._checked(buffer, start, start + got)
         return got
@@ -441,12 +440,6 @@ class _Guarded(_Readable):
         elif not self.ended:
             self.ended = True
             self.guard.close()
-
-
-def _copied(stream, view: memoryview) -> int:
-    data = stream.read(len(view))
-    view[: len(data)] = data
-    return len(data)
 
 
 def csv_head(stream, max_columns: int) -> tuple[io.RawIOBase, bytes, list[str]]:
